@@ -1,0 +1,1 @@
+"""The allocation service: allocates customer order lines to batches of stock."""

@@ -1,0 +1,85 @@
+"""One typed settings object, read from the environment once and passed in.
+
+Every field maps to the upper-case environment variable of the same name
+(``database_url`` <- ``DATABASE_URL``). Defaults are the ones of the design
+contract, so a developer machine with ``make stack-up`` needs no variable at all.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigurationError(Exception):
+    """A setting from the environment is missing or malformed."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    schema_registry_url: str = "http://127.0.0.1:8081/apis/ccompat/v7"
+    database_url: str = "postgresql://allocation:allocation@127.0.0.1:5432/allocation"
+
+    topic_add_batch: str = "add-batch"
+    topic_allocate: str = "allocate"
+    topic_batch_quantity: str = "batch-quantity"
+    topic_line_allocated: str = "line-allocated"
+    topic_line_deallocated: str = "line-deallocated"
+    topic_out_of_stock: str = "out-of-stock"
+    topic_dlq: str = "allocation-dlq"
+    topic_partitions: int = Field(default=6, ge=1)
+    topic_replication_factor: int = Field(default=1, ge=1)
+
+    consumer_group: str = "allocation"
+    consumer_batch_size: int = Field(default=500, ge=1, le=100_000)
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+
+    relay_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    relay_poll_interval_s: float = Field(default=1.0, gt=0)
+    relay_max_attempts: int = Field(default=10, ge=1)
+    outbox_retention_hours: float = Field(default=24.0 * 7, gt=0)
+    inbox_retention_hours: float = Field(default=24.0 * 7, gt=0)
+    dlq_retention_days: float = Field(default=30.0, gt=0)
+
+    log_level: str = "INFO"
+
+    # Optimistic-concurrency conflicts: how many times one unit of work is attempted.
+    max_attempts: int = Field(default=5, ge=1)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgresql+psycopg2://")):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """DATABASE_URL with the driver SQLAlchemy should use spelled out."""
+        return self.database_url.replace("postgresql://", "postgresql+psycopg2://", 1)
+
+    @property
+    def command_topics(self) -> tuple[str, str, str]:
+        return (self.topic_add_batch, self.topic_allocate, self.topic_batch_quantity)
+
+    @property
+    def event_topics(self) -> tuple[str, str, str]:
+        return (self.topic_line_allocated, self.topic_line_deallocated, self.topic_out_of_stock)
+
+    @property
+    def all_topics(self) -> tuple[str, ...]:
+        return (*self.command_topics, *self.event_topics, self.topic_dlq)
+
+
+def load_settings() -> Settings:
+    """Build the settings from the environment, naming the variable at fault on error."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigurationError(f"invalid configuration: {problems}") from None
