@@ -1,0 +1,147 @@
+"""The outbox in PostgreSQL: integration events stored with the change that raised them.
+
+Rows of one key must become visible in the order their ids were taken, or a
+relay publishing by id could put a key's events out of commit order. Each
+writing transaction therefore takes a transaction-scoped advisory lock per key
+(sorted, so two writers cannot deadlock) before it takes ids: a second writer of
+the same key waits until the first commits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, text, update
+from sqlalchemy.orm import Session
+
+from allocation.adapters.ports import AbstractOutbox, OutboxEntry
+from allocation.adapters.tables import outbox
+
+_LOCK_KEYS = text(
+    "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) "
+    "FROM (SELECT DISTINCT unnest(CAST(:keys AS text[])) AS k ORDER BY 1) AS keys"
+).bindparams(bindparam("keys"))
+
+
+class SqlOutbox(AbstractOutbox):
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def add(self, entries: list[OutboxEntry]) -> None:
+        if not entries:
+            return
+        self._session.execute(_LOCK_KEYS, {"keys": sorted({entry.key for entry in entries})})
+        self._session.execute(insert(outbox), [_row(entry) for entry in entries])
+
+
+def _row(entry: OutboxEntry) -> dict[str, object]:
+    return {
+        "event_id": entry.event_id,
+        "event_type": entry.event_type,
+        "topic": entry.topic,
+        "key": entry.key,
+        "payload": dataclasses.asdict(entry.event),  # type: ignore[call-overload]
+        "occurred_at": entry.occurred_at,
+        "causation_id": entry.causation_id,
+        "correlation_id": entry.correlation_id,
+    }
+
+
+@dataclass(frozen=True)
+class PendingRow:
+    id: int
+    event_id: uuid.UUID
+    event_type: str
+    topic: str
+    key: str
+    payload: dict[str, Any]
+    occurred_at: datetime
+    causation_id: str | None
+    correlation_id: str | None
+    attempts: int
+
+
+# Pending rows in commit order, except those of a key whose earlier row waits to be retried.
+_PENDING = text(
+    """
+    SELECT id, event_id, event_type, topic, key, payload, occurred_at,
+           causation_id, correlation_id, attempts
+    FROM outbox AS o
+    WHERE published_at IS NULL AND parked_at IS NULL
+      AND NOT EXISTS (
+        SELECT 1 FROM outbox AS r
+        WHERE r.key = o.key AND r.id <= o.id
+          AND r.published_at IS NULL AND r.parked_at IS NULL
+          AND r.next_attempt_at IS NOT NULL AND r.next_attempt_at > now()
+      )
+    ORDER BY id
+    LIMIT :limit
+    """
+)
+
+
+def fetch_pending(connection: Connection, limit: int) -> list[PendingRow]:
+    return [PendingRow(**row) for row in connection.execute(_PENDING, {"limit": limit}).mappings()]
+
+
+def mark_published(connection: Connection, ids: list[int]) -> None:
+    if ids:
+        connection.execute(
+            update(outbox).where(outbox.c.id.in_(ids)).values(published_at=func.now())
+        )
+
+
+def record_failure(
+    connection: Connection, row: PendingRow, error: str, retry_in: timedelta, park: bool
+) -> None:
+    """Count a failed attempt; hold the row (and its key) back, or park it for an operator."""
+    connection.execute(
+        update(outbox)
+        .where(outbox.c.id == row.id)
+        .values(
+            attempts=row.attempts + 1,
+            last_error=error[:4000],
+            next_attempt_at=func.now() + retry_in,
+            parked_at=func.now() if park else None,
+        )
+    )
+
+
+def prune_published(connection: Connection, older_than: timedelta, limit: int = 10_000) -> int:
+    doomed = (
+        select(outbox.c.id)
+        .where(outbox.c.published_at < func.now() - older_than)
+        .limit(limit)
+        .scalar_subquery()
+    )
+    return int(connection.execute(delete(outbox).where(outbox.c.id.in_(doomed))).rowcount)
+
+
+@dataclass(frozen=True)
+class Backlog:
+    pending: int
+    retrying: int
+    parked: int
+    oldest_pending_age_s: float | None
+
+
+def backlog(connection: Connection) -> Backlog:
+    row = connection.execute(
+        text(
+            """
+            SELECT count(*) FILTER (WHERE parked_at IS NULL) AS pending,
+                   count(*) FILTER (WHERE parked_at IS NULL AND next_attempt_at IS NOT NULL)
+                       AS retrying,
+                   count(*) FILTER (WHERE parked_at IS NOT NULL) AS parked,
+                   extract(epoch FROM now() - min(created_at) FILTER (WHERE parked_at IS NULL))
+                       AS oldest
+            FROM outbox WHERE published_at IS NULL
+            """
+        )
+    ).one()
+    oldest = float(row.oldest) if row.oldest is not None else None
+    return Backlog(int(row.pending), int(row.retrying), int(row.parked), oldest)

@@ -1,0 +1,120 @@
+"""Every SQL table of the service, in one place.
+
+The schema is created by the Alembic migrations in ``allocation/migrations``;
+these definitions must match them (a test compares the two).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+metadata = MetaData()
+
+products = Table(
+    "products",
+    metadata,
+    Column("sku", String(255), primary_key=True),
+    Column("version_number", Integer, nullable=False, server_default=text("0")),
+)
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("reference", String(255), nullable=False, unique=True),
+    Column("sku", ForeignKey("products.sku"), nullable=False, index=True),
+    Column("purchased_quantity", Integer, nullable=False),
+    # The sum of the batch's allocations, kept so that allocating never reads them all.
+    Column("allocated_quantity", Integer, nullable=False, server_default=text("0")),
+    Column("eta", Date, nullable=True),
+)
+
+allocations = Table(
+    "allocations",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("batch_id", ForeignKey("batches.id"), nullable=False),
+    Column("orderid", String(255), nullable=False),
+    Column("sku", String(255), nullable=False),
+    Column("qty", Integer, nullable=False),
+    UniqueConstraint("batch_id", "orderid", "sku", "qty", name="uq_allocations_line"),
+    # "Is this line held anywhere?" and "which line does this batch release first?"
+    Index("ix_allocations_sku_orderid", "sku", "orderid"),
+    Index("ix_allocations_release", "batch_id", "qty", "orderid"),
+)
+
+allocations_view = Table(
+    "allocations_view",
+    metadata,
+    Column("orderid", String(255), primary_key=True),
+    Column("sku", String(255), primary_key=True),
+    Column("batchref", String(255), primary_key=True),
+)
+
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("message_id", String(512), primary_key=True),
+    Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_inbox_processed_at", "processed_at"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("event_id", UUID(as_uuid=True), nullable=False, unique=True),
+    Column("event_type", String(100), nullable=False),
+    Column("topic", String(249), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("payload", JSONB, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("causation_id", String(512), nullable=True),
+    Column("correlation_id", String(512), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("published_at", DateTime(timezone=True), nullable=True),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("last_error", Text, nullable=True),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=True),
+    # Set when the relay gave up on a row (it could never be sent); an operator decides.
+    Column("parked_at", DateTime(timezone=True), nullable=True),
+    # The relay's only read: pending rows in commit order.
+    Index(
+        "ix_outbox_pending",
+        "id",
+        postgresql_where=text("published_at IS NULL AND parked_at IS NULL"),
+    ),
+    # Keys held back because one of their rows waits to be retried.
+    Index(
+        "ix_outbox_retrying",
+        "key",
+        postgresql_where=text(
+            "published_at IS NULL AND parked_at IS NULL AND next_attempt_at IS NOT NULL"
+        ),
+    ),
+    # Pruning by age.
+    Index(
+        "ix_outbox_published_at",
+        "published_at",
+        postgresql_where=text("published_at IS NOT NULL"),
+    ),
+)
+
+OUTBOX_CHANNEL = "allocation_outbox"
+"""LISTEN/NOTIFY channel a trigger on ``outbox`` signals after every insert."""

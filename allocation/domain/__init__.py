@@ -1,0 +1,1 @@
+"""The domain: pure Python, no imports from adapters, service layer or entrypoints."""

@@ -1,0 +1,201 @@
+"""The allocation domain: order lines, batches of stock and the Product aggregate."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date
+
+from allocation.domain import events
+from allocation.domain.errors import InvalidBatchRef, InvalidQuantity, InvalidSku, InvalidValue
+
+
+def require_text(field: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidValue(f"{field} must be a non-empty string, got {value!r}")
+    return value
+
+
+def require_quantity(field: str, value: object, *, allow_zero: bool = False) -> int:
+    # bool is an int subclass; True is not a quantity.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidQuantity(f"{field} must be an integer, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = "zero or more" if allow_zero else "positive"
+        raise InvalidQuantity(f"{field} must be {bound}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class OrderLine:
+    """A value object: a quantity of one sku on a customer order."""
+
+    orderid: str
+    sku: str
+    qty: int
+
+    def __post_init__(self) -> None:
+        require_text("orderid", self.orderid)
+        require_text("sku", self.sku)
+        require_quantity("qty", self.qty)
+
+
+class Allocations:
+    """The order lines a batch holds, and their total quantity.
+
+    This in-memory collection is the reference behaviour. A storage adapter may
+    subclass it to fetch lines on demand, so that allocating one more line never
+    needs a batch's whole history in memory; the total is kept beside the lines
+    for the same reason.
+    """
+
+    def __init__(self, lines: Iterable[OrderLine] = ()) -> None:
+        self._lines = set(lines)
+        self.quantity = sum(line.qty for line in self._lines)
+
+    def __contains__(self, line: object) -> bool:
+        return line in self._lines
+
+    def __iter__(self) -> Iterator[OrderLine]:
+        return iter(set(self._lines))
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+    def add(self, line: OrderLine) -> None:
+        if line not in self:
+            self._lines.add(line)
+            self.quantity += line.qty
+
+    def remove(self, line: OrderLine) -> None:
+        if line in self:
+            self._lines.remove(line)
+            self.quantity -= line.qty
+
+    def largest(self) -> OrderLine | None:
+        """The line to release first: the largest (ties: the greatest order id)."""
+        return max(self._lines, key=release_order, default=None)
+
+
+def release_order(line: OrderLine) -> tuple[int, str]:
+    """Sort key of the line a batch releases first when it shrinks."""
+    return (line.qty, line.orderid)
+
+
+class Batch:
+    """Stock of one sku that has arrived (eta None) or is on its way."""
+
+    def __init__(self, ref: str, sku: str, qty: int, eta: date | None) -> None:
+        self.reference = require_text("ref", ref)
+        self.sku = require_text("sku", sku)
+        self.eta = eta
+        self._purchased_quantity = require_quantity("qty", qty)
+        self._allocations = Allocations()
+
+    def __repr__(self) -> str:
+        return f"<Batch {self.reference}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Batch) and other.reference == self.reference
+
+    def __hash__(self) -> int:
+        return hash(self.reference)
+
+    @property
+    def preference(self) -> tuple[bool, date, str]:
+        """Sort key: warehouse stock first, then the earliest eta; ties by reference."""
+        return (self.eta is not None, self.eta or date.min, self.reference)
+
+    def holds(self, line: OrderLine) -> bool:
+        return line in self._allocations
+
+    def can_allocate(self, line: OrderLine) -> bool:
+        return self.sku == line.sku and self.available_quantity >= line.qty
+
+    def allocate(self, line: OrderLine) -> None:
+        if self.can_allocate(line):
+            self._allocations.add(line)
+
+    def deallocate(self, line: OrderLine) -> None:
+        self._allocations.remove(line)
+
+    def deallocate_one(self) -> OrderLine:
+        """Release the largest line, so that the fewest lines move."""
+        line = self._allocations.largest()
+        if line is None:
+            raise ValueError(f"batch {self.reference} holds no line to deallocate")
+        self._allocations.remove(line)
+        return line
+
+    def change_purchased_quantity(self, qty: int) -> None:
+        self._purchased_quantity = require_quantity("qty", qty, allow_zero=True)
+
+    @property
+    def allocated_quantity(self) -> int:
+        return self._allocations.quantity
+
+    @property
+    def available_quantity(self) -> int:
+        return self._purchased_quantity - self.allocated_quantity
+
+
+class Product:
+    """The aggregate: every batch of one sku, changed only through this object.
+
+    ``version_number`` grows with every change, so two transactions that changed
+    the same product from the same read cannot both commit.
+    """
+
+    def __init__(self, sku: str, batches: list[Batch], version_number: int = 0) -> None:
+        self.sku = require_text("sku", sku)
+        self.batches = batches
+        self.version_number = version_number
+        self.events: list[events.Event] = []
+
+    def add_batch(self, batch: Batch) -> None:
+        if batch.sku != self.sku:
+            raise InvalidSku(f"batch {batch.reference} is for sku {batch.sku}, not {self.sku}")
+        self.batches.append(batch)
+        self.version_number += 1
+
+    def allocate(self, line: OrderLine) -> str | None:
+        """Allocate the line to the preferred batch with room; None when out of stock."""
+        if line.sku != self.sku:
+            raise InvalidSku(f"order line is for sku {line.sku}, not {self.sku}")
+        holder = next((b for b in self.batches if b.holds(line)), None)
+        if holder is not None:
+            return holder.reference
+        batch = next(
+            (b for b in sorted(self.batches, key=lambda b: b.preference) if b.can_allocate(line)),
+            None,
+        )
+        if batch is None:
+            self.events.append(events.OutOfStock(sku=line.sku))
+            return None
+        batch.allocate(line)
+        self.version_number += 1
+        self.events.append(
+            events.Allocated(
+                orderid=line.orderid, sku=line.sku, qty=line.qty, batchref=batch.reference
+            )
+        )
+        return batch.reference
+
+    def change_batch_quantity(self, ref: str, qty: int) -> None:
+        """Set a batch's quantity; lines that no longer fit are deallocated (and announced)."""
+        batch = self.batch(ref)
+        batch.change_purchased_quantity(qty)
+        self.version_number += 1
+        while batch.available_quantity < 0:
+            line = batch.deallocate_one()
+            self.events.append(
+                events.Deallocated(
+                    orderid=line.orderid, sku=line.sku, qty=line.qty, batchref=batch.reference
+                )
+            )
+
+    def batch(self, ref: str) -> Batch:
+        found = next((b for b in self.batches if b.reference == ref), None)
+        if found is None:
+            raise InvalidBatchRef(f"no batch {ref!r} for sku {self.sku}")
+        return found

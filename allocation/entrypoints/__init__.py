@@ -1,0 +1,1 @@
+"""Entrypoints: every long-running process and the command line live here."""

@@ -1,0 +1,146 @@
+"""The HTTP API: a thin FastAPI layer over the same message bus the consumer uses.
+
+Requests are validated at the edge; bad input is a 4xx with a reason, the
+domain's rejections are 400 (409 for a duplicate batch), and a database that is
+down or a conflict that kept recurring is a 503 the client may retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from sqlalchemy import text
+
+from allocation.adapters.database import is_unavailable
+from allocation.bootstrap import Application
+from allocation.domain import commands
+from allocation.domain.errors import DomainError, DuplicateBatchRef
+from allocation.service_layer.unit_of_work import ConcurrencyConflict, Envelope
+
+logger = logging.getLogger(__name__)
+
+Identifier = Annotated[str, Field(min_length=1, max_length=255, pattern=r"\S")]
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ref: Identifier
+    sku: Identifier
+    qty: Annotated[StrictInt, Field(gt=0, le=2**31 - 1)]
+    eta: date | None = None
+
+
+class AllocateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    orderid: Identifier
+    sku: Identifier
+    qty: Annotated[StrictInt, Field(gt=0, le=2**31 - 1)]
+
+
+class AllocationOut(BaseModel):
+    batchref: str | None
+    detail: str | None = None
+
+
+class OrderLineAllocation(BaseModel):
+    sku: str
+    batchref: str
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+def create_app(application: Application) -> FastAPI:
+    api = FastAPI(title="allocation", version="0.1.0")
+    bus = application.bus
+
+    def envelope(request: Request) -> Envelope:
+        correlation = request.headers.get("x-correlation-id")
+        return Envelope(f"http:{uuid.uuid4()}", correlation_id=correlation, deduplicate=False)
+
+    @api.post(
+        "/batches", status_code=201, responses={400: {"model": Problem}, 409: {"model": Problem}}
+    )
+    def add_batch(batch: BatchIn, request: Request) -> dict[str, str]:
+        bus.handle(
+            commands.CreateBatch(batch.ref, batch.sku, batch.qty, batch.eta), envelope(request)
+        )
+        return {"ref": batch.ref}
+
+    @api.post(
+        "/allocate",
+        status_code=201,
+        response_model=AllocationOut,
+        responses={400: {"model": Problem}, 409: {"model": AllocationOut}},
+    )
+    def allocate(line: AllocateIn, request: Request) -> Any:
+        outcome = bus.handle(commands.Allocate(line.orderid, line.sku, line.qty), envelope(request))
+        if outcome.result is None:
+            return JSONResponse(
+                status_code=409,
+                content={"batchref": None, "detail": f"out of stock: {line.qty} x {line.sku}"},
+            )
+        return AllocationOut(batchref=outcome.result)
+
+    @api.get(
+        "/allocations/{orderid}",
+        response_model=list[OrderLineAllocation],
+        responses={404: {"model": Problem}},
+    )
+    def allocations(orderid: str) -> Any:
+        with application.uow_factory() as uow:
+            rows = uow.views.for_order(orderid)
+        if not rows:
+            return JSONResponse(
+                status_code=404, content={"detail": f"no allocations for {orderid}"}
+            )
+        return [OrderLineAllocation(sku=row.sku, batchref=row.batchref) for row in rows]
+
+    @api.get("/healthz", responses={503: {"model": Problem}})
+    def healthz() -> Any:
+        if application.engine is not None:
+            with application.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        return {"status": "ok"}
+
+    _install_error_handlers(api)
+    return api
+
+
+def _install_error_handlers(api: FastAPI) -> None:
+    @api.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        reasons = "; ".join(
+            f"{'.'.join(str(part) for part in err['loc'][1:]) or 'body'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        return JSONResponse(status_code=400, content={"detail": reasons})
+
+    @api.exception_handler(DomainError)
+    async def rejected(_: Request, exc: DomainError) -> JSONResponse:
+        code = status.HTTP_409_CONFLICT if isinstance(exc, DuplicateBatchRef) else 400
+        return JSONResponse(status_code=code, content={"detail": str(exc)})
+
+    @api.exception_handler(ConcurrencyConflict)
+    async def conflicted(_: Request, exc: ConcurrencyConflict) -> JSONResponse:
+        return _unavailable("too many concurrent changes to this product; retry")
+
+    @api.exception_handler(Exception)
+    async def failed(_: Request, exc: Exception) -> JSONResponse:
+        if is_unavailable(exc):
+            logger.warning("database unavailable: %s", exc)
+            return _unavailable("database unavailable; retry")
+        logger.exception("unhandled error")
+        return JSONResponse(status_code=500, content={"detail": "internal error"})
+
+
+def _unavailable(detail: str) -> JSONResponse:
+    return JSONResponse(status_code=503, content={"detail": detail}, headers={"Retry-After": "1"})

@@ -1,0 +1,125 @@
+"""The unit of work: one database transaction around everything one message changes.
+
+Domain rows, the inbox record, the outbox rows and the read model are all written
+in that transaction; a unit of work left without ``commit()`` rolls back.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Self
+
+from allocation.adapters.ports import (
+    AbstractAllocationsView,
+    AbstractInbox,
+    AbstractOutbox,
+    AbstractRepository,
+    OutboxEntry,
+)
+from allocation.domain import events
+
+EventRoutes = Mapping[type[events.Event], str]
+"""Destination topic of each integration event type."""
+
+
+class ConcurrencyConflict(Exception):
+    """Another transaction changed the same data first; the whole unit may be retried."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """Identity of the inbound message being handled, for the inbox and the outbox.
+
+    ``deduplicate`` is False for requests that have no stable identity to
+    recognise a redelivery by (an HTTP call): their id is only the events' cause.
+    """
+
+    message_id: str
+    correlation_id: str | None = None
+    deduplicate: bool = True
+
+
+class AbstractUnitOfWork(abc.ABC):
+    products: AbstractRepository
+    inbox: AbstractInbox
+    outbox: AbstractOutbox
+    views: AbstractAllocationsView
+
+    def __init__(self, routes: EventRoutes) -> None:
+        self._routes = routes
+        self._envelope: Envelope | None = None
+        self._pending: list[OutboxEntry] = []
+
+    def __enter__(self) -> Self:
+        self._envelope = None
+        self._pending = []
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.rollback()
+
+    def begin_message(self, envelope: Envelope | None) -> bool:
+        """Start handling one inbound message; False if the inbox has already seen it.
+
+        Events raised from here on carry this message as their cause.
+        """
+        self._envelope = envelope
+        if envelope is None or not envelope.deduplicate:
+            return True
+        return self.inbox.record(envelope.message_id)
+
+    def collect_new_events(self) -> Iterator[events.Event]:
+        """Hand over events raised since the last call; integration events also go to the outbox."""
+        for product in self.products.seen:
+            while product.events:
+                event = product.events.pop(0)
+                self._stage(event)
+                yield event
+
+    def commit(self) -> None:
+        for _ in self.collect_new_events():
+            pass
+        # Domain rows first: their version check is the conflict that matters,
+        # and the outbox's per-key locks are then the last locks taken.
+        self._flush()
+        self.outbox.add(self._pending)
+        self._pending = []
+        self._commit()
+
+    def _stage(self, event: events.Event) -> None:
+        topic = self._routes.get(type(event))
+        if topic is None:
+            return
+        key = getattr(event, "sku", None)
+        if not isinstance(key, str):
+            raise TypeError(f"{type(event).__name__} is routed to {topic} but has no sku to key by")
+        envelope = self._envelope
+        self._pending.append(
+            OutboxEntry(
+                event=event,
+                topic=topic,
+                key=key,
+                occurred_at=datetime.now(UTC),
+                causation_id=envelope.message_id if envelope else None,
+                correlation_id=envelope.correlation_id if envelope else None,
+            )
+        )
+
+    @abc.abstractmethod
+    def _flush(self) -> None:
+        """Write pending changes without committing them."""
+
+    @abc.abstractmethod
+    def _commit(self) -> None: ...
+
+    @abc.abstractmethod
+    def rollback(self) -> None: ...

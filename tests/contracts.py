@@ -1,0 +1,109 @@
+"""Contract suites: each port's behaviour, checked against its fake and its real adapter.
+
+A subclass provides the ``port`` fixture (and, for allocations, ``line``); see
+``tests/unit/test_fake_contracts.py`` and ``tests/integration/test_sql_contracts.py``.
+"""
+
+from __future__ import annotations
+
+from allocation.adapters.ports import (
+    AbstractAllocationsView,
+    AbstractInbox,
+    AbstractRepository,
+    AllocationView,
+)
+from allocation.domain.model import Allocations, Batch, OrderLine, Product
+from tests.conftest import random_batchref, random_orderid, random_sku
+
+
+class AllocationsContract:
+    sku = "CONTRACT-LAMP"
+
+    def line(self, qty: int, orderid: str = "") -> OrderLine:
+        return OrderLine(orderid or random_orderid(), self.sku, qty)
+
+    def test_an_added_line_is_held_and_counted(self, port: Allocations) -> None:
+        line = self.line(3)
+        port.add(line)
+        assert line in port
+        assert (port.quantity, len(port), set(port)) == (3, 1, {line})
+
+    def test_adding_the_same_line_twice_counts_once(self, port: Allocations) -> None:
+        line = self.line(3)
+        port.add(line)
+        port.add(line)
+        assert (port.quantity, len(port)) == (3, 1)
+
+    def test_a_line_of_another_quantity_is_another_line(self, port: Allocations) -> None:
+        line = self.line(3)
+        port.add(line)
+        assert OrderLine(line.orderid, line.sku, 4) not in port
+
+    def test_removing_releases_and_removing_again_is_harmless(self, port: Allocations) -> None:
+        kept, dropped = self.line(2), self.line(5)
+        port.add(kept)
+        port.add(dropped)
+        port.remove(dropped)
+        port.remove(dropped)
+        assert dropped not in port
+        assert (port.quantity, set(port)) == (2, {kept})
+
+    def test_a_removed_line_can_come_back(self, port: Allocations) -> None:
+        line = self.line(4)
+        port.add(line)
+        port.remove(line)
+        port.add(line)
+        assert line in port
+        assert port.quantity == 4
+
+    def test_largest_is_the_biggest_line_then_the_greatest_order_id(
+        self, port: Allocations
+    ) -> None:
+        assert port.largest() is None
+        small, big_a, big_b = self.line(1, "o-1"), self.line(9, "o-2"), self.line(9, "o-3")
+        for line in (small, big_a, big_b):
+            port.add(line)
+        assert port.largest() == big_b
+        port.remove(big_b)
+        assert port.largest() == big_a
+        port.remove(big_a)
+        assert port.largest() == small
+
+
+class RepositoryContract:
+    def test_a_product_added_can_be_got_by_sku_and_by_batch_ref(
+        self, port: AbstractRepository
+    ) -> None:
+        sku, ref = random_sku(), random_batchref()
+        product = Product(sku, [Batch(ref, sku, 10, eta=None)])
+        port.add(product)
+        assert port.get(sku) is product
+        assert port.get_by_batchref(ref) is product
+        assert product in port.seen
+
+    def test_unknown_keys_give_none(self, port: AbstractRepository) -> None:
+        assert port.get(random_sku()) is None
+        assert port.get_by_batchref(random_batchref()) is None
+
+
+class InboxContract:
+    def test_a_message_is_new_once(self, port: AbstractInbox) -> None:
+        message_id = f"msg-{random_orderid()}"
+        assert port.record(message_id) is True
+        assert port.record(message_id) is False
+
+
+class AllocationsViewContract:
+    def test_lists_an_orders_lines_by_sku_and_forgets_removed_ones(
+        self, port: AbstractAllocationsView
+    ) -> None:
+        orderid = random_orderid()
+        port.add(orderid, "B-SKU", "b1")
+        port.add(orderid, "A-SKU", "b2")
+        port.add(random_orderid(), "A-SKU", "b2")
+        assert port.for_order(orderid) == [
+            AllocationView(orderid, "A-SKU", "b2"),
+            AllocationView(orderid, "B-SKU", "b1"),
+        ]
+        port.remove(orderid, "B-SKU", "b1")
+        assert port.for_order(orderid) == [AllocationView(orderid, "A-SKU", "b2")]

@@ -1,0 +1,98 @@
+"""In-memory fakes of the ports, shared by every test that needs no server."""
+
+from __future__ import annotations
+
+from allocation.adapters.ports import (
+    AbstractAllocationsView,
+    AbstractInbox,
+    AbstractOutbox,
+    AbstractRepository,
+    AllocationView,
+    OutboxEntry,
+)
+from allocation.bootstrap import event_routes
+from allocation.config import Settings
+from allocation.domain import model
+from allocation.service_layer.unit_of_work import AbstractUnitOfWork
+
+
+class FakeRepository(AbstractRepository):
+    def __init__(self, products: list[model.Product] | None = None) -> None:
+        super().__init__()
+        self._products = set(products or [])
+
+    def _add(self, product: model.Product) -> None:
+        self._products.add(product)
+
+    def _get(self, sku: str) -> model.Product | None:
+        return next((p for p in self._products if p.sku == sku), None)
+
+    def _get_by_batchref(self, ref: str) -> model.Product | None:
+        return next(
+            (p for p in self._products for b in p.batches if b.reference == ref),
+            None,
+        )
+
+
+class FakeInbox(AbstractInbox):
+    def __init__(self) -> None:
+        self.committed: set[str] = set()
+        self.staged: set[str] = set()
+
+    def record(self, message_id: str) -> bool:
+        if message_id in self.committed or message_id in self.staged:
+            return False
+        self.staged.add(message_id)
+        return True
+
+
+class FakeOutbox(AbstractOutbox):
+    def __init__(self) -> None:
+        self.committed: list[OutboxEntry] = []
+        self.staged: list[OutboxEntry] = []
+
+    def add(self, entries: list[OutboxEntry]) -> None:
+        self.staged.extend(entries)
+
+
+class FakeAllocationsView(AbstractAllocationsView):
+    def __init__(self) -> None:
+        self.rows: set[AllocationView] = set()
+
+    def add(self, orderid: str, sku: str, batchref: str) -> None:
+        self.rows.add(AllocationView(orderid, sku, batchref))
+
+    def remove(self, orderid: str, sku: str, batchref: str) -> None:
+        self.rows.discard(AllocationView(orderid, sku, batchref))
+
+    def for_order(self, orderid: str) -> list[AllocationView]:
+        return sorted(
+            (row for row in self.rows if row.orderid == orderid),
+            key=lambda row: (row.sku, row.batchref),
+        )
+
+
+class FakeUnitOfWork(AbstractUnitOfWork):
+    """Products live across units (as the book's fake); inbox and outbox keep only commits."""
+
+    def __init__(self) -> None:
+        super().__init__(event_routes(Settings()))
+        self.products = FakeRepository()
+        self.inbox = FakeInbox()
+        self.outbox = FakeOutbox()
+        self.views = FakeAllocationsView()
+        self.commits = 0
+
+    def _flush(self) -> None:
+        pass
+
+    def _commit(self) -> None:
+        self.commits += 1
+        self.inbox.committed |= self.inbox.staged
+        self.outbox.committed.extend(self.outbox.staged)
+        self.rollback()
+
+    def rollback(self) -> None:
+        self.inbox.staged.clear()
+        self.outbox.staged.clear()
+        self.products.seen.clear()

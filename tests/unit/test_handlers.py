@@ -1,0 +1,230 @@
+from datetime import date
+
+import pytest
+
+from allocation.bootstrap import Application, bootstrap
+from allocation.config import Settings
+from allocation.domain import commands, events
+from allocation.domain.errors import (
+    DuplicateBatchRef,
+    InvalidBatchRef,
+    InvalidQuantity,
+    InvalidSku,
+)
+from allocation.service_layer.messagebus import MessageBus
+from allocation.service_layer.unit_of_work import AbstractUnitOfWork, ConcurrencyConflict, Envelope
+from tests.fakes import FakeAllocationsView, FakeUnitOfWork
+
+
+def bootstrap_test_app() -> tuple[Application, FakeUnitOfWork]:
+    uow = FakeUnitOfWork()
+    return bootstrap(Settings(), uow_factory=lambda: uow), uow
+
+
+def published(uow: FakeUnitOfWork) -> list[events.Event]:
+    return [entry.event for entry in uow.outbox.committed]
+
+
+class TestAddBatch:
+    def test_for_new_product(self) -> None:
+        app, uow = bootstrap_test_app()
+        app.bus.handle(commands.CreateBatch("b1", "CRUNCHY-ARMCHAIR", 100, None))
+        product = uow.products.get("CRUNCHY-ARMCHAIR")
+        assert product is not None
+        assert [b.reference for b in product.batches] == ["b1"]
+        assert uow.commits == 1
+
+    def test_for_existing_product(self) -> None:
+        app, uow = bootstrap_test_app()
+        app.bus.handle(commands.CreateBatch("b1", "GARISH-RUG", 100, None))
+        app.bus.handle(commands.CreateBatch("b2", "GARISH-RUG", 99, None))
+        product = uow.products.get("GARISH-RUG")
+        assert product is not None
+        assert "b2" in [b.reference for b in product.batches]
+
+    def test_a_duplicate_batch_ref_is_rejected(self) -> None:
+        app, _ = bootstrap_test_app()
+        app.bus.handle(commands.CreateBatch("b1", "RUG", 100, None))
+        with pytest.raises(DuplicateBatchRef):
+            app.bus.handle(commands.CreateBatch("b1", "OTHER-RUG", 5, None))
+
+    def test_a_non_positive_quantity_is_rejected(self) -> None:
+        app, uow = bootstrap_test_app()
+        with pytest.raises(InvalidQuantity):
+            app.bus.handle(commands.CreateBatch("b1", "RUG", 0, None))
+        assert uow.products.get("RUG") is None
+
+
+class TestAllocate:
+    def test_allocates(self) -> None:
+        app, uow = bootstrap_test_app()
+        app.bus.handle(commands.CreateBatch("batch1", "COMPLICATED-LAMP", 100, None))
+        outcome = app.bus.handle(commands.Allocate("o1", "COMPLICATED-LAMP", 10))
+        assert outcome.result == "batch1"
+        product = uow.products.get("COMPLICATED-LAMP")
+        assert product is not None
+        assert product.batches[0].available_quantity == 90
+
+    def test_errors_for_invalid_sku(self) -> None:
+        app, _ = bootstrap_test_app()
+        app.bus.handle(commands.CreateBatch("b1", "AREALSKU", 100, None))
+        with pytest.raises(InvalidSku, match="Invalid sku NONEXISTENTSKU"):
+            app.bus.handle(commands.Allocate("o1", "NONEXISTENTSKU", 10))
+
+    def test_writes_allocated_to_the_outbox_with_its_cause(self) -> None:
+        app, uow = bootstrap_test_app()
+        app.bus.handle(commands.CreateBatch("b1", "POPULAR-CURTAINS", 9, None))
+        app.bus.handle(
+            commands.Allocate("o1", "POPULAR-CURTAINS", 10), Envelope("msg-1", correlation_id="c-1")
+        )
+        app.bus.handle(commands.Allocate("o2", "POPULAR-CURTAINS", 9), Envelope("msg-2"))
+
+        out_of_stock, allocated = uow.outbox.committed
+        assert out_of_stock.event == events.OutOfStock("POPULAR-CURTAINS")
+        assert (out_of_stock.topic, out_of_stock.key) == ("out-of-stock", "POPULAR-CURTAINS")
+        assert (out_of_stock.causation_id, out_of_stock.correlation_id) == ("msg-1", "c-1")
+        assert allocated.event == events.Allocated("o2", "POPULAR-CURTAINS", 9, "b1")
+        assert allocated.topic == "line-allocated"
+        assert allocated.causation_id == "msg-2"
+        assert allocated.event_id != out_of_stock.event_id
+
+    def test_updates_the_read_model(self) -> None:
+        app, uow = bootstrap_test_app()
+        app.bus.handle(commands.CreateBatch("b1", "LAMP", 10, None))
+        app.bus.handle(commands.Allocate("o1", "LAMP", 2))
+        assert [(v.orderid, v.sku, v.batchref) for v in uow.views.for_order("o1")] == [
+            ("o1", "LAMP", "b1")
+        ]
+
+
+class TestChangeBatchQuantity:
+    def test_changes_available_quantity(self) -> None:
+        app, uow = bootstrap_test_app()
+        app.bus.handle(commands.CreateBatch("batch1", "ADORABLE-SETTEE", 100, None))
+        app.bus.handle(commands.ChangeBatchQuantity("batch1", 50))
+        product = uow.products.get("ADORABLE-SETTEE")
+        assert product is not None
+        assert product.batches[0].available_quantity == 50
+
+    def test_reallocates_if_necessary(self) -> None:
+        app, uow = bootstrap_test_app()
+        for message in [
+            commands.CreateBatch("batch1", "INDIFFERENT-TABLE", 50, None),
+            commands.CreateBatch("batch2", "INDIFFERENT-TABLE", 50, date.today()),
+            commands.Allocate("order1", "INDIFFERENT-TABLE", 20),
+            commands.Allocate("order2", "INDIFFERENT-TABLE", 20),
+        ]:
+            app.bus.handle(message)
+        product = uow.products.get("INDIFFERENT-TABLE")
+        assert product is not None
+        batch1, batch2 = product.batches
+        assert (batch1.available_quantity, batch2.available_quantity) == (10, 50)
+
+        app.bus.handle(commands.ChangeBatchQuantity("batch1", 25))
+
+        # order1 or order2 will be deallocated, so we'll have 25 - 20
+        assert batch1.available_quantity == 5
+        # and 20 will be reallocated to the next batch
+        assert batch2.available_quantity == 30
+        assert published(uow)[-2:] == [
+            events.Deallocated("order2", "INDIFFERENT-TABLE", 20, "batch1"),
+            events.Allocated("order2", "INDIFFERENT-TABLE", 20, "batch2"),
+        ]
+        assert [v.batchref for v in uow.views.for_order("order2")] == ["batch2"]
+
+    def test_unknown_batch_ref_is_rejected(self) -> None:
+        app, _ = bootstrap_test_app()
+        with pytest.raises(InvalidBatchRef):
+            app.bus.handle(commands.ChangeBatchQuantity("nope", 5))
+
+
+class TestInbox:
+    def test_a_redelivered_message_changes_nothing(self) -> None:
+        app, uow = bootstrap_test_app()
+        app.bus.handle(commands.CreateBatch("b1", "LAMP", 10, None))
+        first = app.bus.handle(commands.Allocate("o1", "LAMP", 2), Envelope("m-1"))
+        again = app.bus.handle(commands.Allocate("o1", "LAMP", 2), Envelope("m-1"))
+        assert (first.duplicate, again.duplicate) == (False, True)
+        assert len(published(uow)) == 1
+
+    def test_a_rejected_message_is_not_recorded(self) -> None:
+        app, uow = bootstrap_test_app()
+        with pytest.raises(InvalidSku):
+            app.bus.handle(commands.Allocate("o1", "NOPE", 2), Envelope("m-1"))
+        assert "m-1" not in uow.inbox.committed
+
+
+class ExplodingView(FakeAllocationsView):
+    def add(self, orderid: str, sku: str, batchref: str) -> None:
+        raise RuntimeError("read model down")
+
+
+def test_a_failing_event_handler_rolls_back_the_unit_and_reaches_the_caller() -> None:
+    app, uow = bootstrap_test_app()
+    app.bus.handle(commands.CreateBatch("b1", "LAMP", 10, None))
+    uow.views = ExplodingView()
+    with pytest.raises(RuntimeError, match="read model down"):
+        app.bus.handle(commands.Allocate("o1", "LAMP", 2), Envelope("m-1"))
+    assert published(uow) == []
+    assert "m-1" not in uow.inbox.committed
+
+
+def test_a_conflict_is_retried_a_bounded_number_of_times() -> None:
+    uow = FakeUnitOfWork()
+    calls: list[int] = []
+
+    def conflicting(cmd: commands.Allocate, uow: AbstractUnitOfWork) -> None:
+        calls.append(1)
+        raise ConcurrencyConflict("someone else won")
+
+    bus = MessageBus(lambda: uow, {commands.Allocate: conflicting}, {}, max_attempts=3)
+    with pytest.raises(ConcurrencyConflict):
+        bus.handle(commands.Allocate("o1", "LAMP", 1))
+    assert len(calls) == 3
+
+
+def test_a_conflict_that_clears_succeeds_on_retry() -> None:
+    uow = FakeUnitOfWork()
+    attempts: list[int] = []
+
+    def flaky(cmd: commands.Allocate, uow: AbstractUnitOfWork) -> str:
+        attempts.append(1)
+        if len(attempts) < 2:
+            raise ConcurrencyConflict("lost the race")
+        return "ok"
+
+    bus = MessageBus(lambda: uow, {commands.Allocate: flaky}, {}, max_attempts=3)
+    assert bus.handle(commands.Allocate("o1", "LAMP", 1)).result == "ok"
+
+
+class TestHandleBatch:
+    def test_applies_every_command_in_one_commit(self) -> None:
+        app, uow = bootstrap_test_app()
+        app.bus.handle(commands.CreateBatch("b1", "LAMP", 10, None))
+        outcomes = app.bus.handle_batch(
+            [
+                (commands.Allocate("o1", "LAMP", 2), Envelope("m-1")),
+                (commands.Allocate("o2", "LAMP", 3), Envelope("m-2")),
+                (commands.Allocate("o1", "LAMP", 2), Envelope("m-1")),
+            ]
+        )
+        assert [(o.result, o.duplicate) for o in outcomes] == [
+            ("b1", False),
+            ("b1", False),
+            (None, True),
+        ]
+        assert uow.commits == 2
+        assert [e.causation_id for e in uow.outbox.committed] == ["m-1", "m-2"]
+
+    def test_a_rejected_command_fails_the_whole_batch(self) -> None:
+        app, uow = bootstrap_test_app()
+        app.bus.handle(commands.CreateBatch("b1", "LAMP", 10, None))
+        with pytest.raises(InvalidSku):
+            app.bus.handle_batch(
+                [
+                    (commands.Allocate("o1", "LAMP", 2), Envelope("m-1")),
+                    (commands.Allocate("o2", "NOPE", 3), Envelope("m-2")),
+                ]
+            )
+        assert uow.outbox.committed == []
+        assert uow.inbox.committed == set()
