@@ -43,8 +43,8 @@ test-unit: $(STAMP)  ## unit tests only (no server needed)
 test: $(STAMP) lint typecheck stack-up  ## the README's test command: lint, types, then every test on the real stack
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-run: $(STAMP) stack-up  ## the main job: bring the stack up and run the service
-	@echo "stack is up; the service itself arrives with the next issues"
+run: $(STAMP) stack-up  ## the main job: stack up, migrate, topics, schemas, then consumer+relay+API
+	$(BIN)/allocation run
 
 clean:  ## remove caches (keeps .venv and the stack's downloads)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache

@@ -34,12 +34,18 @@ class Settings(BaseSettings):
 
     consumer_group: str = "allocation"
     consumer_batch_size: int = Field(default=500, ge=1, le=100_000)
+    # Static group membership: a consumer restarted with the same id gets its
+    # partitions back at once instead of waiting out a rebalance.
+    consumer_instance_id: str | None = None
+    consumer_session_timeout_ms: int = Field(default=10_000, ge=1_000)
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
 
     relay_batch_size: int = Field(default=1000, ge=1, le=100_000)
     relay_poll_interval_s: float = Field(default=1.0, gt=0)
     relay_max_attempts: int = Field(default=10, ge=1)
+    # First delay before a row the broker refused is tried again; doubles per attempt.
+    relay_retry_base_s: float = Field(default=2.0, gt=0)
     outbox_retention_hours: float = Field(default=24.0 * 7, gt=0)
     inbox_retention_hours: float = Field(default=24.0 * 7, gt=0)
     dlq_retention_days: float = Field(default=30.0, gt=0)

@@ -3,8 +3,27 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterator
 
 import pytest
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from allocation.adapters import orm
+from allocation.adapters.database import (
+    SqlAlchemyUnitOfWork,
+    make_engine,
+    migrate,
+    session_factory,
+)
+from allocation.bootstrap import event_routes
+from allocation.config import Settings, load_settings
+from tests.servers import server_missing
 
 
 def random_suffix() -> str:
@@ -29,3 +48,73 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for kind in ("unit", "integration", "e2e"):
             if f"/tests/{kind}/" in str(item.path):
                 item.add_marker(getattr(pytest.mark, kind))
+
+
+@pytest.fixture(scope="session")
+def settings() -> Iterator[Settings]:
+    """The environment's settings, pointed at a throwaway database of this test session.
+
+    Tests then see no row of a running service, nor of an earlier run, and the
+    relay's leader lock is theirs alone.
+    """
+    base = load_settings()
+    name = f"allocation_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(base.sqlalchemy_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as exc:
+        admin.dispose()
+        server_missing("PostgreSQL", make_url(base.database_url).render_as_string(), exc)
+    url = make_url(base.database_url).set(database=name).render_as_string(hide_password=False)
+    yield base.model_copy(update={"database_url": url})
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def engine(settings: Settings) -> Iterator[Engine]:
+    engine = make_engine(settings.sqlalchemy_url)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        server_missing("PostgreSQL", settings.database_url.rsplit("@", 1)[-1], exc)
+    migrate(engine)
+    orm.start_mappers()
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def admin(settings: Settings) -> AdminClient:
+    client = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    try:
+        client.list_topics(timeout=10)
+    except KafkaException as exc:
+        server_missing("Kafka", settings.kafka_bootstrap_servers, exc)
+    return client
+
+
+@pytest.fixture(scope="session")
+def registry(settings: Settings) -> SchemaRegistryClient:
+    client = SchemaRegistryClient({"url": settings.schema_registry_url, "timeout": 10})
+    try:
+        client.get_subjects()
+    except Exception as exc:
+        server_missing("The schema registry", settings.schema_registry_url, exc)
+    return client
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> Callable[[], Session]:
+    return session_factory(engine)
+
+
+@pytest.fixture
+def uow_factory(
+    sessions: Callable[[], Session], settings: Settings
+) -> Callable[[], SqlAlchemyUnitOfWork]:
+    routes = event_routes(settings)
+    return lambda: SqlAlchemyUnitOfWork(sessions, routes)

@@ -11,7 +11,8 @@ SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', r, r)
 \gexec
 
 -- keep the passwords known even if a role pre-existed with another one
-ALTER ROLE allocation WITH LOGIN NOSUPERUSER PASSWORD 'allocation';
+-- CREATEDB lets the test suite work in a throwaway database of its own.
+ALTER ROLE allocation WITH LOGIN NOSUPERUSER CREATEDB PASSWORD 'allocation';
 ALTER ROLE apicurio WITH LOGIN NOSUPERUSER PASSWORD 'apicurio';
 
 SELECT format('CREATE DATABASE %I OWNER %I', d, d)

@@ -1,0 +1,171 @@
+"""Avro in the Confluent wire format, with schemas from the registry.
+
+Wire format: magic byte 0, the writer schema's id (4 bytes, big endian), then
+the Avro body. Decoding reads with the writer schema the registry names and
+resolves it to the topic's own schema (``schemas/*.avsc``), so a record written
+with an older compatible schema still decodes.
+
+Errors are split by what the caller must do: a ``PoisonMessage`` can never
+decode (dead-letter it); ``RegistryUnavailable`` may clear (retry).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from collections.abc import Mapping
+from typing import Any
+
+import fastavro
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.error import SchemaRegistryError
+from fastavro.read import SchemaResolutionError
+
+from allocation.adapters.wire import Record
+
+try:  # the HTTP library the registry client itself uses (httpx2, or httpx before it)
+    from confluent_kafka.schema_registry.common._httpx_compat import httpx as _registry_http
+except ImportError:  # pragma: no cover (older confluent-kafka)
+    import httpx as _registry_http  # type: ignore[no-redef]
+
+RegistryTransportError: type[Exception] = _registry_http.HTTPError
+"""Raised by the registry client when it cannot reach the registry at all."""
+
+_HEADER = struct.Struct(">bI")
+
+
+class PoisonMessage(Exception):
+    """The bytes of a message can never become a command; ``error_type`` names why."""
+
+    error_type = "PoisonMessage"
+
+
+class UndecodableMessage(PoisonMessage):
+    error_type = "UndecodableMessage"
+
+
+class UnknownSchemaId(PoisonMessage):
+    error_type = "UnknownSchemaId"
+
+
+class WrongRecordType(PoisonMessage):
+    error_type = "WrongRecordType"
+
+
+class InvalidRecord(PoisonMessage):
+    """The record's schema cannot be read as the topic's (a field missing, a type changed)."""
+
+    error_type = "InvalidRecord"
+
+
+class RegistryUnavailable(Exception):
+    """The schema registry could not be asked; the same call may succeed later."""
+
+
+def registry_client(url: str) -> SchemaRegistryClient:
+    return SchemaRegistryClient({"url": url, "timeout": 10})
+
+
+def _unavailable(exc: Exception) -> bool:
+    if isinstance(exc, RegistryTransportError):
+        return True
+    return isinstance(exc, SchemaRegistryError) and (exc.http_status_code or 0) >= 500
+
+
+class AvroCodec:
+    """Encodes and decodes the records of the contract's topics."""
+
+    def __init__(self, registry: SchemaRegistryClient, schemas: Mapping[str, Record]) -> None:
+        """``schemas``: the reader/writer schema of each topic, as loaded from ``schemas/``."""
+        self._registry = registry
+        self._schemas = {topic: _parse(s) for topic, s in schemas.items()}
+        self._raw = dict(schemas)
+        self._writers: dict[int, Record] = {}
+        self._ids: dict[str, int] = {}
+
+    def decode(self, topic: str, data: bytes | None) -> Record:
+        reader = self._schemas.get(topic)
+        if reader is None:
+            raise WrongRecordType(f"topic {topic} carries no known record type")
+        if data is None or len(data) < _HEADER.size:
+            raise UndecodableMessage(
+                f"{len(data or b'')} bytes: too short for the Confluent wire format"
+            )
+        magic, schema_id = _HEADER.unpack_from(data)
+        if magic != 0:
+            raise UndecodableMessage(f"magic byte {magic}, expected 0 (Confluent wire format)")
+        writer = self._writer_schema(schema_id)
+        if writer["name"] != reader["name"]:
+            raise WrongRecordType(
+                f"schema id {schema_id} is {writer['name']}, topic {topic} carries {reader['name']}"
+            )
+        body = io.BytesIO(data)
+        body.seek(_HEADER.size)
+        try:
+            record = fastavro.schemaless_reader(body, writer, reader)
+        except SchemaResolutionError as exc:
+            raise InvalidRecord(f"{writer['name']} (schema id {schema_id}): {exc}") from exc
+        except Exception as exc:  # fastavro raises many types on bad bytes
+            raise UndecodableMessage(
+                f"Avro body does not decode: {type(exc).__name__}: {exc}"
+            ) from exc
+        if body.tell() != len(data):
+            raise UndecodableMessage(f"{len(data) - body.tell()} bytes after the Avro record")
+        if not isinstance(record, dict):
+            raise WrongRecordType(f"decoded a {type(record).__name__}, not a record")
+        return record
+
+    def encode(self, topic: str, record: Mapping[str, Any]) -> bytes:
+        schema = self._schemas[topic]
+        out = io.BytesIO()
+        out.write(_HEADER.pack(0, self.schema_id(topic)))
+        fastavro.schemaless_writer(out, schema, dict(record))
+        return out.getvalue()
+
+    def schema_id(self, topic: str) -> int:
+        """The registry's id of this topic's schema (under subject ``<topic>-value``)."""
+        if topic not in self._ids:
+            subject = f"{topic}-value"
+            try:
+                registered = self._registry.lookup_schema(
+                    subject, Schema(json.dumps(self._raw[topic]), "AVRO")
+                )
+            except Exception as exc:
+                if _unavailable(exc):
+                    raise RegistryUnavailable(f"schema registry: {exc}") from exc
+                raise LookupError(
+                    f"schema for {subject} is not registered (run `allocation schemas register`)"
+                ) from exc
+            if registered.schema_id is None:
+                raise LookupError(f"the registry gave no id for {subject}")
+            self._ids[topic] = registered.schema_id
+        return self._ids[topic]
+
+    def _writer_schema(self, schema_id: int) -> Record:
+        writer = self._writers.get(schema_id)
+        if writer is not None:
+            return writer
+        try:
+            found = self._registry.get_schema(schema_id)
+        except Exception as exc:
+            if _unavailable(exc):
+                raise RegistryUnavailable(f"schema registry: {exc}") from exc
+            raise UnknownSchemaId(f"schema id {schema_id} is unknown to the registry") from exc
+        if found.schema_type not in (None, "AVRO"):
+            raise WrongRecordType(f"schema id {schema_id} is {found.schema_type}, not Avro")
+        try:
+            writer = _parse(json.loads(found.schema_str or "null"))
+        except Exception as exc:
+            raise WrongRecordType(f"schema id {schema_id} is not a usable Avro record") from exc
+        if writer.get("type") != "record":
+            raise WrongRecordType(f"schema id {schema_id} is not an Avro record")
+        self._writers[schema_id] = writer
+        return writer
+
+
+def _parse(schema: Any) -> Record:
+    parsed = fastavro.parse_schema(schema)
+    if not isinstance(parsed, dict):
+        raise TypeError("an Avro record schema is a JSON object")
+    return parsed

@@ -1,0 +1,228 @@
+"""The command consumer: Kafka command topics -> message bus -> PostgreSQL, exactly once.
+
+Each poll returns a batch of messages. Messages that cannot become a command are
+set aside for the dead-letter queue; the rest are applied in ONE transaction
+that also records each message in the inbox. If that transaction fails for a
+reason other than a transient fault, the batch is applied again one message at
+a time, so a rejected message goes to the DLQ alone. Only when the transaction
+committed and the dead letters were acknowledged does the consumer commit the
+offsets. A crash anywhere re-delivers the batch, and the inbox turns the
+re-delivery into a no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from functools import partial
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from allocation.adapters.avro import AvroCodec, PoisonMessage, RegistryUnavailable
+from allocation.adapters.database import is_unavailable
+from allocation.adapters.kafka import dead_letter_headers, header, message_identity
+from allocation.adapters.wire import COMMAND_DECODERS
+from allocation.domain import commands
+from allocation.domain.errors import DomainError
+from allocation.entrypoints.retry import Backoff
+from allocation.service_layer.messagebus import MessageBus
+from allocation.service_layer.unit_of_work import ConcurrencyConflict, Envelope
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Inbound:
+    message: Message
+    command: commands.Command
+    envelope: Envelope
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    message: Message
+    error_type: str
+    error_message: str
+
+
+def is_transient(exc: Exception) -> bool:
+    """Faults that clear by themselves: retry them, never dead-letter them."""
+    if isinstance(exc, ConcurrencyConflict | RegistryUnavailable):
+        return True
+    if isinstance(exc, KafkaException):
+        return bool(exc.args and exc.args[0].retriable())
+    return is_unavailable(exc)
+
+
+class CommandConsumer:
+    def __init__(
+        self,
+        consumer: Consumer,
+        dlq: Producer,
+        dlq_topic: str,
+        codec: AvroCodec,
+        bus: MessageBus,
+        records: dict[str, str],
+        stop: threading.Event,
+        batch_size: int = 500,
+        unexpected_attempts: int = 3,
+    ) -> None:
+        self._consumer = consumer
+        self._dlq = dlq
+        self._dlq_topic = dlq_topic
+        self._codec = codec
+        self._bus = bus
+        self._decoders = {topic: COMMAND_DECODERS[name] for topic, name in records.items()}
+        self._stop = stop
+        self._batch_size = batch_size
+        self._unexpected_attempts = unexpected_attempts
+        self._backoff = Backoff(stop)
+        self.applied = 0  # includes duplicates, which are applied by doing nothing
+        self.duplicates = 0
+        self.dead_lettered = 0
+
+    def run(self, poll_timeout: float = 0.5) -> None:
+        self._consumer.subscribe(
+            list(self._decoders), on_assign=_log_assignment, on_revoke=_log_revocation
+        )
+        try:
+            while not self._stop.is_set():
+                messages = self._consumer.consume(self._batch_size, timeout=poll_timeout)
+                records = [m for m in messages if not _is_error(m)]
+                if records:
+                    self.process(records)
+        finally:
+            self._consumer.close()
+            self._dlq.flush(10)
+
+    def process(self, messages: list[Message]) -> None:
+        """Apply, dead-letter, then commit the offsets of one polled batch."""
+        inbound: list[Inbound] = []
+        dead: list[DeadLetter] = []
+        for message in messages:
+            decoded = self._backoff.call("decode", partial(self._decode, message), is_transient)
+            if isinstance(decoded, Inbound):
+                inbound.append(decoded)
+            else:
+                dead.append(decoded)
+        rejected = self._apply(inbound)
+        dead.extend(rejected)
+        self._dead_letter(dead)
+        self._commit(messages)
+        self.applied += len(inbound) - len(rejected)
+        self.dead_lettered += len(dead)
+
+    def _decode(self, message: Message) -> Inbound | DeadLetter:
+        topic = str(message.topic())
+        try:
+            record = self._codec.decode(topic, message.value())
+            command = self._decoders[topic](record)
+        except PoisonMessage as exc:
+            return DeadLetter(message, exc.error_type, str(exc))
+        except (KeyError, TypeError, ValueError) as exc:
+            return DeadLetter(message, "InvalidRecord", f"{type(exc).__name__}: {exc}")
+        envelope = Envelope(
+            message_identity(message), correlation_id=header(message, "correlation_id")
+        )
+        return Inbound(message, command, envelope)
+
+    def _apply(self, inbound: list[Inbound]) -> list[DeadLetter]:
+        if not inbound:
+            return []
+        items = [(i.command, i.envelope) for i in inbound]
+        try:
+            outcomes = self._backoff.call(
+                "apply batch", lambda: self._bus.handle_batch(items), is_transient
+            )
+            self._count_duplicates(sum(outcome.duplicate for outcome in outcomes))
+            return []
+        except Exception as exc:
+            logger.info("batch of %d failed (%s); applying one by one", len(items), exc)
+        return [dead for item in inbound if (dead := self._apply_one(item)) is not None]
+
+    def _apply_one(self, item: Inbound) -> DeadLetter | None:
+        for attempt in range(1, self._unexpected_attempts + 1):
+            try:
+                outcome = self._backoff.call(
+                    "apply", lambda: self._bus.handle(item.command, item.envelope), is_transient
+                )
+                self._count_duplicates(int(outcome.duplicate))
+                return None
+            except DomainError as exc:
+                return DeadLetter(item.message, type(exc).__name__, str(exc))
+            except Exception as exc:
+                logger.exception("unexpected error applying %s (attempt %d)", item.command, attempt)
+                last = exc
+        return DeadLetter(item.message, type(last).__name__, f"unexpected error: {last}")
+
+    def _count_duplicates(self, duplicates: int) -> None:
+        if duplicates:
+            logger.info("%d re-delivered message(s) were already applied; skipped", duplicates)
+            self.duplicates += duplicates
+
+    def _dead_letter(self, dead: list[DeadLetter]) -> None:
+        if dead:
+            self._backoff.call("dead-letter", lambda: self._produce_dead(dead), is_transient)
+
+    def _produce_dead(self, dead: list[DeadLetter]) -> None:
+        failures: list[KafkaError] = []
+
+        def delivered(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:
+                failures.append(err)
+
+        for letter in dead:
+            logger.warning(
+                "dead-lettering %s[%s]@%s: %s: %s",
+                letter.message.topic(),
+                letter.message.partition(),
+                letter.message.offset(),
+                letter.error_type,
+                letter.error_message,
+            )
+            self._dlq.produce(
+                self._dlq_topic,
+                key=letter.message.key(),
+                value=letter.message.value(),
+                headers=dead_letter_headers(
+                    letter.message, letter.error_type, letter.error_message
+                ),
+                on_delivery=delivered,
+            )
+        self._dlq.flush()
+        if failures:
+            raise KafkaException(failures[0])
+
+    def _commit(self, messages: list[Message]) -> None:
+        positions: dict[tuple[str, int], int] = {}
+        for m in messages:
+            key = (str(m.topic()), m.partition() or 0)
+            positions[key] = max(positions.get(key, -1), (m.offset() or 0) + 1)
+        offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            # Safe to move on: a re-delivery of this batch is a duplicate the inbox absorbs.
+            logger.warning("offset commit failed (%s); the batch may be re-delivered", exc)
+
+
+def _is_error(message: Message) -> bool:
+    error = message.error()
+    if error is None:
+        return False
+    if error.code() != KafkaError._PARTITION_EOF:
+        logger.warning("consumer error: %s", error)
+    return True
+
+
+def _log_assignment(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    logger.info("assigned %s", _partition_list(partitions))
+
+
+def _log_revocation(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    logger.info("revoked %s", _partition_list(partitions))
+
+
+def _partition_list(partitions: list[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing"

@@ -1,0 +1,50 @@
+"""``allocation run``: the consumer, the relay and the API as child processes, for local use.
+
+Each runs as its own ``allocation`` process, exactly as in production. SIGTERM
+or SIGINT is passed on to all of them; if one exits on its own, the others are
+stopped too and ``run`` exits with an error, so nothing runs half-wired.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import time
+from types import FrameType
+
+logger = logging.getLogger(__name__)
+
+
+def run(commands: list[list[str]], grace_s: float = 20.0) -> int:
+    children = [
+        subprocess.Popen([sys.executable, "-m", "allocation.entrypoints.cli", *command])
+        for command in commands
+    ]
+    stopping = False
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    logger.info("running %s", ", ".join(" ".join(c) for c in commands))
+    while not stopping and all(child.poll() is None for child in children):
+        time.sleep(0.2)
+    failed = [c for c in children if c.poll() not in (None, 0)]
+    if not stopping:
+        logger.error("a child process exited on its own; stopping the others")
+        forward(signal.SIGTERM, None)
+    deadline = time.monotonic() + grace_s
+    for child in children:
+        try:
+            child.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    return 1 if failed or not stopping else 0

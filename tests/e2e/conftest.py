@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from sqlalchemy import Engine
+
+from allocation.adapters.avro import AvroCodec
+from allocation.adapters.kafka import DLQ_MAX_BYTES, create_topics
+from allocation.adapters.schemas import register_all
+from allocation.adapters.wire import load_schema, topic_records
+from allocation.bootstrap import avro_codec
+from allocation.config import Settings
+from tests.harness import CommandSender, Service, TopicReader, service_env
+
+
+@pytest.fixture(scope="session")
+def e2e_settings(
+    settings: Settings, engine: Engine, admin: AdminClient, registry: SchemaRegistryClient
+) -> Iterator[Settings]:
+    """Settings with topics and a consumer group of this test session's own."""
+    prefix = f"e2e-{uuid.uuid4().hex[:6]}"
+    topics = {
+        field: f"{prefix}-{getattr(settings, field)}"
+        for field in type(settings).model_fields
+        if field.startswith("topic_") and isinstance(getattr(settings, field), str)
+    }
+    ours = settings.model_copy(
+        update={
+            **topics,
+            "consumer_group": f"{prefix}-allocation",
+            "topic_partitions": 3,
+            "relay_poll_interval_s": 0.5,
+        }
+    )
+    create_topics(
+        ours,
+        ours.all_topics,
+        3,
+        configs={ours.topic_dlq: {"max.message.bytes": str(DLQ_MAX_BYTES)}},
+    )
+    register_all(registry, {t: load_schema(r) for t, r in topic_records(ours).items()})
+    yield ours
+    admin.delete_topics(list(ours.all_topics))
+
+
+@pytest.fixture(scope="session")
+def codec(e2e_settings: Settings) -> AvroCodec:
+    return avro_codec(e2e_settings)
+
+
+@pytest.fixture
+def sender(e2e_settings: Settings, codec: AvroCodec) -> CommandSender:
+    return CommandSender(e2e_settings, codec)
+
+
+@pytest.fixture
+def log_dir(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+@pytest.fixture
+def services(e2e_settings: Settings, log_dir: Path) -> Iterator[dict[str, Service]]:
+    """The consumer and the relay, started; stopped with SIGTERM (exit 0 expected) at the end."""
+    env = service_env(e2e_settings, CONSUMER_INSTANCE_ID=f"consumer-{uuid.uuid4().hex[:6]}")
+    running = {
+        "consumer": Service(["consumer"], env, log_dir, "consumer").start(),
+        "relay": Service(["relay"], env, log_dir, "relay").start(),
+    }
+    yield running
+    codes = {name: service.terminate() for name, service in running.items() if service.running}
+    for name, service in running.items():
+        print(f"--- {name} log ---\n{service.log()[-4000:]}")
+    assert all(code == 0 for code in codes.values()), codes
+
+
+@pytest.fixture
+def events(e2e_settings: Settings, codec: AvroCodec) -> Iterator[TopicReader]:
+    reader = TopicReader(e2e_settings, codec, list(e2e_settings.event_topics))
+    yield reader
+    reader.close()
+
+
+@pytest.fixture
+def dead_letters(e2e_settings: Settings, codec: AvroCodec) -> Iterator[TopicReader]:
+    reader = TopicReader(e2e_settings, codec, [e2e_settings.topic_dlq])
+    yield reader
+    reader.close()

@@ -1,0 +1,146 @@
+"""The ``allocation`` command as a user runs it: produce, consume, dead letters, status, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from allocation.config import Settings
+from tests.conftest import random_batchref, random_orderid, random_sku
+from tests.harness import Service, service_env, wait_for_batches
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def allocation(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "allocation.entrypoints.cli", *args],
+        env=service_env(settings, **env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def json_lines(text: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_produce_then_watch_the_event_with_both_consumers(
+    e2e_settings: Settings, engine: Engine, services: dict[str, Service]
+) -> None:
+    s = e2e_settings
+    sku, ref, orderid = random_sku(), random_batchref(), random_orderid()
+    made = allocation(s, "produce", s.topic_add_batch, "--ref", ref, "--sku", sku, "--qty", "9")
+    assert made.returncode == 0, made.stderr
+    assert json_lines(made.stdout)[0]["key"] == sku
+    wait_for_batches(engine, [ref])
+
+    body = json.dumps({"orderid": orderid, "sku": sku, "qty": 4})
+    sent = allocation(s, "produce", s.topic_allocate, "--json", body, "--correlation-id", "c-9")
+    assert sent.returncode == 0, sent.stderr
+
+    watched = allocation(
+        s, "consume", s.topic_line_allocated, "--from-beginning", "--timeout", "5", "--max", "500"
+    )
+    mine = [r for r in json_lines(watched.stdout) if r["key"] == sku]
+    assert len(mine) == 1
+    assert mine[0]["value"] == {"orderid": orderid, "sku": sku, "qty": 4, "batchref": ref}
+    headers = mine[0]["headers"]
+    assert isinstance(headers, dict)
+    assert headers["correlation_id"] == "c-9"
+    assert {"topic", "partition", "offset", "key", "headers"} <= set(mine[0])
+
+    console = subprocess.run(
+        [
+            str(REPO / "stack/bin/kafka-console-consumer"),
+            "--bootstrap-server",
+            s.kafka_bootstrap_servers,
+            "--topic",
+            s.topic_line_allocated,
+            "--from-beginning",
+            "--property",
+            "print.key=true",
+            "--timeout-ms",
+            "10000",
+        ],
+        capture_output=True,
+        timeout=60,
+    )
+    assert sku.encode() in console.stdout
+
+
+def test_a_dead_letter_is_listed_and_can_be_replayed(
+    e2e_settings: Settings, engine: Engine, services: dict[str, Service]
+) -> None:
+    s = e2e_settings
+    sku, ref, orderid = random_sku(), random_batchref(), random_orderid()
+    early = allocation(
+        s, "produce", s.topic_allocate, "--orderid", orderid, "--sku", sku, "--qty", "2"
+    )
+    assert early.returncode == 0, early.stderr
+
+    def listed() -> list[dict[str, object]]:
+        out = allocation(s, "dlq", "list", "--timeout", "3").stdout
+        return [r for r in json_lines(out) if r["key"] == sku]
+
+    letters: list[dict[str, object]] = []
+    for _ in range(20):
+        letters = listed()
+        if letters:
+            break
+    assert len(letters) == 1
+    letter = letters[0]
+    headers = letter["headers"]
+    assert isinstance(headers, dict)
+    assert headers["error_type"] == "InvalidSku"
+    assert letter["value"] == {"orderid": orderid, "sku": sku, "qty": 2}
+
+    allocation(s, "produce", s.topic_add_batch, "--ref", ref, "--sku", sku, "--qty", "5")
+    wait_for_batches(engine, [ref])
+    replayed = allocation(s, "dlq", "replay", "--at", f"{letter['partition']}:{letter['offset']}")
+    assert replayed.returncode == 0, replayed.stderr
+    assert "replayed 1 dead letter" in replayed.stderr
+
+    watched = allocation(
+        s, "consume", s.topic_line_allocated, "--from-beginning", "--timeout", "5", "--max", "1000"
+    )
+    assert [r["value"] for r in json_lines(watched.stdout) if r["key"] == sku] == [
+        {"orderid": orderid, "sku": sku, "qty": 2, "batchref": ref}
+    ]
+
+
+def test_status_shows_lag_backlog_and_dead_letters(
+    e2e_settings: Settings, services: dict[str, Service]
+) -> None:
+    shown = allocation(e2e_settings, "status")
+    assert shown.returncode == 0, shown.stderr
+    assert f"consumer group {e2e_settings.consumer_group}" in shown.stdout
+    assert e2e_settings.topic_allocate in shown.stdout
+    assert "total lag" in shown.stdout
+    assert "outbox:" in shown.stdout
+    assert "relay leader:" in shown.stdout
+
+
+def test_user_errors_are_one_line_without_a_traceback(e2e_settings: Settings) -> None:
+    s = e2e_settings
+    cases = [
+        allocation(s, "produce", "no-such-topic", "--sku", "x"),
+        allocation(s, "produce", s.topic_allocate, "--sku", "x", "--qty", "1"),
+        allocation(s, "produce", s.topic_allocate, "--orderid", "o", "--sku", "x", "--qty", "0"),
+        allocation(s, "produce", s.topic_allocate, "--json", "{not json"),
+        allocation(s, "db", "upgrade", DATABASE_URL="postgresql://allocation:x@127.0.0.1:1/nope"),
+        allocation(
+            s, "schemas", "register", SCHEMA_REGISTRY_URL="http://127.0.0.1:1/apis/ccompat/v7"
+        ),
+        allocation(s, "status", TOPIC_PARTITIONS="zero"),
+    ]
+    for result in cases:
+        assert result.returncode == 1, result.stderr
+        assert "Traceback" not in result.stderr
+        errors = [line for line in result.stderr.splitlines() if "error:" in line]
+        assert len(errors) == 1, result.stderr

@@ -1,0 +1,129 @@
+"""Poison input goes to the dead-letter queue with its reason; the loop goes on."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from sqlalchemy import Engine
+
+from allocation.adapters.avro import AvroCodec
+from allocation.config import Settings
+from tests.conftest import random_batchref, random_orderid, random_sku
+from tests.harness import CommandSender, Received, Service, TopicReader, wait_for_batches
+
+DLQ_HEADERS = {
+    "error_type",
+    "error_message",
+    "source_topic",
+    "source_partition",
+    "source_offset",
+    "failed_at",
+}
+
+
+def wire(schema_id: int, body: bytes) -> bytes:
+    return struct.pack(">bI", 0, schema_id) + body
+
+
+@pytest.fixture
+def allocate_without_qty(registry: SchemaRegistryClient, e2e_settings: Settings) -> int:
+    """The id of an Allocate schema lacking ``qty``, registered under a scratch subject."""
+    schema = {
+        "type": "record",
+        "name": "Allocate",
+        "namespace": "io.allocation.commands",
+        "fields": [{"name": "orderid", "type": "string"}, {"name": "sku", "type": "string"}],
+    }
+    subject = f"{e2e_settings.consumer_group}-scratch-value"
+    return registry.register_schema(subject, Schema(json.dumps(schema), "AVRO"))
+
+
+def test_every_kind_of_poison_is_dead_lettered_and_a_valid_command_behind_it_applied(
+    e2e_settings: Settings,
+    engine: Engine,
+    codec: AvroCodec,
+    allocate_without_qty: int,
+    services: dict[str, Service],
+    sender: CommandSender,
+    events: TopicReader,
+    dead_letters: TopicReader,
+) -> None:
+    s = e2e_settings
+    sku, ref = random_sku(), random_batchref()
+    sender.send(s.topic_add_batch, {"ref": ref, "sku": sku, "qty": 100, "eta": None}, sku)
+    sender.flush()
+    wait_for_batches(engine, [ref])
+
+    allocate_id = codec.schema_id(s.topic_allocate)
+    valid_body = codec.encode(s.topic_allocate, {"orderid": "o", "sku": sku, "qty": 1})[5:]
+    allocated_bytes = codec.encode(
+        s.topic_line_allocated, {"orderid": "o", "sku": sku, "qty": 1, "batchref": ref}
+    )
+    without_qty = wire(allocate_without_qty, b"\x02o" + bytes([len(sku) * 2]) + sku.encode())
+    raw_cases: dict[str, tuple[bytes | None, str]] = {
+        "garbage": (b"this is not avro", "UndecodableMessage"),
+        "too-short": (b"\x00\x00", "UndecodableMessage"),
+        "no-value": (None, "UndecodableMessage"),
+        "bad-magic": (b"\x01" + wire(allocate_id, valid_body)[1:], "UndecodableMessage"),
+        "unknown-schema-id": (wire(987_654_321, valid_body), "UnknownSchemaId"),
+        "wrong-record": (allocated_bytes, "WrongRecordType"),
+        "missing-field": (without_qty, "InvalidRecord"),
+        "truncated": (wire(allocate_id, valid_body[:-3]), "UndecodableMessage"),
+        "trailing-bytes": (wire(allocate_id, valid_body + b"\x00\x00"), "UndecodableMessage"),
+    }
+    for case, (value, _) in raw_cases.items():
+        sender.send_raw(s.topic_allocate, value, sku, headers=[("case", case.encode())])
+    topics = {case: s.topic_allocate for case in raw_cases}
+    expected = {case: kind for case, (_, kind) in raw_cases.items()}
+    o, bad = {"orderid": "o", "sku": sku}, "nope-"
+    record_cases: list[tuple[str, str, dict[str, object], str]] = [
+        ("negative-qty", s.topic_allocate, {**o, "qty": -1}, "InvalidQuantity"),
+        ("zero-qty", s.topic_allocate, {**o, "qty": 0}, "InvalidQuantity"),
+        ("empty-orderid", s.topic_allocate, {**o, "orderid": "", "qty": 1}, "InvalidValue"),
+        ("unknown-sku", s.topic_allocate, {**o, "sku": bad + sku, "qty": 1}, "InvalidSku"),
+        (
+            "unknown-batchref",
+            s.topic_batch_quantity,
+            {"batchref": bad + ref, "qty": 1},
+            "InvalidBatchRef",
+        ),
+        (
+            "duplicate-batch",
+            s.topic_add_batch,
+            {"ref": ref, "sku": sku, "qty": 5},
+            "DuplicateBatchRef",
+        ),
+        ("empty-sku", s.topic_add_batch, {"ref": ref + "x", "sku": "", "qty": 5}, "InvalidValue"),
+    ]
+    for case, topic, record, kind in record_cases:
+        sender.send(topic, record, sku, headers=[("case", case.encode())])
+        topics[case], expected[case] = topic, kind
+    orderid = random_orderid()
+    sender.send(s.topic_allocate, {"orderid": orderid, "sku": sku, "qty": 7}, sku)
+    sender.flush()
+
+    def ours(got: list[Received]) -> dict[str, Received]:
+        return {r.headers["case"]: r for r in got if r.key == sku and "case" in r.headers}
+
+    by_case = ours(dead_letters.read_until(lambda got: len(ours(got)) >= len(expected), 60))
+    assert {case: letter.headers["error_type"] for case, letter in by_case.items()} == expected
+    for case, letter in by_case.items():
+        assert set(letter.headers) >= DLQ_HEADERS, case
+        assert letter.headers["error_message"], case
+        assert letter.headers["source_topic"] == topics[case]
+        assert int(letter.headers["source_offset"]) >= 0
+        assert letter.key == sku
+    for case, (value, _) in raw_cases.items():
+        assert by_case[case].raw == value, f"{case}: the original bytes must be kept"
+
+    def allocated(got: list[Received]) -> bool:
+        return any(r.value and r.value.get("orderid") == orderid for r in got)
+
+    received = events.read_until(allocated, timeout=60)
+    assert [r.value for r in received if r.value and r.value.get("orderid") == orderid] == [
+        {"orderid": orderid, "sku": sku, "qty": 7, "batchref": ref}
+    ]
+    assert services["consumer"].running

@@ -1,0 +1,116 @@
+"""The outbox relay on the real servers: failover, and rows that can never be sent."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, insert, select
+
+from allocation.adapters.tables import outbox
+from allocation.bootstrap import bootstrap, outbox_relay
+from allocation.config import Settings
+from allocation.domain import commands
+from allocation.entrypoints.relay import OutboxRelay
+from tests.conftest import random_batchref, random_orderid, random_sku
+from tests.harness import Received, Service, TopicReader, service_env, wait_until
+
+
+def allocated_for(received: list[Received], sku: str) -> dict[str, object]:
+    return {r.headers["event_id"]: r.value for r in received if r.key == sku}
+
+
+def test_a_standby_relay_takes_over_when_the_leader_dies(
+    e2e_settings: Settings, engine: Engine, log_dir: Path, events: TopicReader
+) -> None:
+    env = service_env(e2e_settings)
+    leader = Service(["relay"], env, log_dir, "relay-a").start()
+    leader.wait_for_log("relay is the leader", timeout=30)
+    standby = Service(["relay"], env, log_dir, "relay-b").start()
+    app = bootstrap(e2e_settings)
+    sku = random_sku()
+    try:
+        app.bus.handle(commands.CreateBatch(random_batchref(), sku, 1000, None))
+        for _ in range(20):
+            app.bus.handle(commands.Allocate(random_orderid(), sku, 1))
+        events.read_until(lambda got: len(allocated_for(got, sku)) == 20, timeout=30)
+        assert "relay is the leader" not in standby.log()
+
+        leader.kill()
+        for _ in range(20):
+            app.bus.handle(commands.Allocate(random_orderid(), sku, 1))
+        standby.wait_for_log("relay is the leader", timeout=30)
+        received = events.read_until(lambda got: len(allocated_for(got, sku)) == 40, timeout=30)
+    finally:
+        app.close()
+        assert standby.terminate() == 0
+    assert len(allocated_for(received, sku)) == 40
+    with engine.connect() as connection:
+        pending = connection.execute(
+            select(outbox.c.id).where(outbox.c.key == sku, outbox.c.published_at.is_(None))
+        ).all()
+    assert pending == []
+
+
+@pytest.fixture
+def relay(e2e_settings: Settings, engine: Engine) -> Iterator[OutboxRelay]:
+    stop = threading.Event()
+    impatient = e2e_settings.model_copy(update={"relay_max_attempts": 2, "relay_retry_base_s": 0.3})
+    relay = outbox_relay(impatient, engine, stop)
+    thread = threading.Thread(target=relay.run)
+    thread.start()
+    yield relay
+    stop.set()
+    thread.join(30)
+
+
+def insert_row(engine: Engine, settings: Settings, key: str, payload: dict[str, object]) -> int:
+    with engine.begin() as connection:
+        return int(
+            connection.execute(
+                insert(outbox)
+                .values(
+                    event_id=uuid.uuid4(),
+                    event_type="Allocated",
+                    topic=settings.topic_line_allocated,
+                    key=key,
+                    payload=payload,
+                    occurred_at=datetime.now(UTC),
+                )
+                .returning(outbox.c.id)
+            ).scalar_one()
+        )
+
+
+def test_an_unsendable_row_holds_back_only_its_key_and_is_parked(
+    e2e_settings: Settings, engine: Engine, relay: OutboxRelay, events: TopicReader
+) -> None:
+    stuck, free = random_sku("stuck"), random_sku("free")
+
+    def line(sku: str, qty: object) -> dict[str, object]:
+        return {"orderid": random_orderid(), "sku": sku, "qty": qty, "batchref": "b"}
+
+    bad = insert_row(engine, e2e_settings, stuck, line(stuck, "not a number"))
+    insert_row(engine, e2e_settings, stuck, line(stuck, 1))
+    insert_row(engine, e2e_settings, free, line(free, 2))
+
+    received = events.read_until(lambda got: any(r.key == free for r in got), timeout=30)
+    assert not any(r.key == stuck for r in received), "a key's later row waits for its earlier one"
+
+    def parked() -> bool:
+        with engine.connect() as connection:
+            row = connection.execute(select(outbox).where(outbox.c.id == bad)).one()
+        return row.parked_at is not None
+
+    wait_until(parked, timeout=30, what="the unsendable row to be parked")
+    received = events.read_until(lambda got: any(r.key == stuck for r in got), timeout=30)
+    assert [r.value["qty"] for r in received if r.key == stuck and r.value] == [1]
+    with engine.connect() as connection:
+        row = connection.execute(select(outbox).where(outbox.c.id == bad)).one()
+    assert row.attempts == 2
+    assert "qty" in (row.last_error or "")
+    assert row.published_at is None

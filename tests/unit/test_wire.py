@@ -1,0 +1,65 @@
+from datetime import date
+
+import pytest
+
+from allocation.adapters import wire
+from allocation.config import Settings
+from allocation.domain import commands, events
+from allocation.domain.errors import InvalidQuantity, InvalidValue
+
+
+def test_change_batch_quantity_uses_the_books_wire_name_batchref() -> None:
+    command = wire.change_batch_quantity_from_record({"batchref": "b1", "qty": 5})
+    assert command == commands.ChangeBatchQuantity(ref="b1", qty=5)
+    assert wire.command_to_record(command) == {"batchref": "b1", "qty": 5}
+
+
+@pytest.mark.parametrize(
+    ("record", "command"),
+    [
+        (
+            {"ref": "b1", "sku": "LAMP", "qty": 3, "eta": date(2026, 1, 2)},
+            commands.CreateBatch("b1", "LAMP", 3, date(2026, 1, 2)),
+        ),
+        (
+            {"ref": "b1", "sku": "LAMP", "qty": 3, "eta": None},
+            commands.CreateBatch("b1", "LAMP", 3),
+        ),
+        ({"orderid": "o1", "sku": "LAMP", "qty": 3}, commands.Allocate("o1", "LAMP", 3)),
+    ],
+)
+def test_records_and_commands_convert_both_ways(
+    record: dict[str, object], command: commands.Command
+) -> None:
+    name = type(command).__name__
+    assert wire.COMMAND_DECODERS[name](record) == command
+    assert wire.command_to_record(command) == record
+
+
+def test_a_missing_field_is_a_key_error() -> None:
+    with pytest.raises(KeyError):
+        wire.allocate_from_record({"orderid": "o1", "sku": "LAMP"})
+
+
+def test_events_round_trip_through_the_outbox_payload() -> None:
+    event = events.Allocated("o1", "LAMP", 3, "b1")
+    payload = wire.event_to_record(event)
+    assert payload == {"orderid": "o1", "sku": "LAMP", "qty": 3, "batchref": "b1"}
+    assert wire.event_from_payload("Allocated", payload) == event
+    with pytest.raises(ValueError, match="unknown event type"):
+        wire.event_from_payload("Exploded", payload)
+
+
+def test_every_topic_has_a_schema_file_whose_record_is_named_as_the_contract() -> None:
+    for topic, record in wire.topic_records(Settings()).items():
+        schema = wire.load_schema(record)
+        assert schema["name"] == record, topic
+        assert schema["namespace"].startswith("io.allocation.")
+
+
+def test_check_command_applies_the_domains_field_rules() -> None:
+    wire.check_command(commands.ChangeBatchQuantity("b1", 0))
+    with pytest.raises(InvalidQuantity):
+        wire.check_command(commands.Allocate("o1", "LAMP", -1))
+    with pytest.raises(InvalidValue):
+        wire.check_command(commands.CreateBatch("b1", "", 5))
