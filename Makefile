@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv stack-up stack-down stack-status lint typecheck test test-unit run bench chaos clean
+.PHONY: help venv stack-up stack-down stack-status lint typecheck test test-unit run bench bench-quick clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -31,8 +31,8 @@ stack-status:  ## show what the native stack is running
 	@bash stack/stack.sh status
 
 lint: $(STAMP)  ## ruff lint and format check
-	$(BIN)/ruff check allocation tests
-	$(BIN)/ruff format --check allocation tests
+	$(BIN)/ruff check allocation tests bench
+	$(BIN)/ruff format --check allocation tests bench
 
 typecheck: $(STAMP)  ## mypy --strict on allocation/
 	$(BIN)/mypy
@@ -45,6 +45,12 @@ test: $(STAMP) lint typecheck stack-up  ## the README's test command: lint, type
 
 run: $(STAMP) stack-up  ## the main job: stack up, migrate, topics, schemas, then consumer+relay+API
 	$(BIN)/allocation run
+
+bench: $(STAMP) stack-up  ## every benchmark figure (median of 3 runs) -> bench/results/ (~12 min)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-quick: $(STAMP) stack-up  ## the same figures at small sizes (under 2 minutes)
+	$(BIN)/python -m bench --quick --out bench/results/tmp/quick.json
 
 clean:  ## remove caches (keeps .venv and the stack's downloads)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache

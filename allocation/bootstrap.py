@@ -100,8 +100,12 @@ def command_consumer(
 def outbox_relay(settings: Settings, engine: Engine, stop: threading.Event) -> OutboxRelay:
     """The relay publishing the outbox; ``engine`` is the pool it reads and marks rows with."""
     client_id = f"allocation-relay-{os.getpid()}"
-    # No message timeout: a broker outage is waited out instead of failing the rows.
-    producer = Producer(producer_config(settings, client_id, **{"message.timeout.ms": 0}))
+    # A broker outage shorter than this is waited out inside one delivery; past it
+    # the rows go back to pending and the relay retries after a pause.
+    # The relay hands over whole batches and then flushes, so lingering only adds latency.
+    producer = Producer(
+        producer_config(settings, client_id, **{"message.timeout.ms": 120_000, "linger.ms": 1})
+    )
     return OutboxRelay(
         dsn=settings.database_url,
         engine=engine,
@@ -114,4 +118,5 @@ def outbox_relay(settings: Settings, engine: Engine, stop: threading.Event) -> O
         hold_back_base_s=settings.relay_retry_base_s,
         retention=timedelta(hours=settings.outbox_retention_hours),
         inbox_retention=timedelta(hours=settings.inbox_retention_hours),
+        prune_every_s=settings.relay_prune_interval_s,
     )

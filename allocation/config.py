@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     relay_max_attempts: int = Field(default=10, ge=1)
     # First delay before a row the broker refused is tried again; doubles per attempt.
     relay_retry_base_s: float = Field(default=2.0, gt=0)
+    relay_prune_interval_s: float = Field(default=60.0, gt=0)
     outbox_retention_hours: float = Field(default=24.0 * 7, gt=0)
     inbox_retention_hours: float = Field(default=24.0 * 7, gt=0)
     dlq_retention_days: float = Field(default=30.0, gt=0)

@@ -38,8 +38,16 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
 class Service:
     """One ``allocation <command>`` process; its output goes to a log file."""
 
-    def __init__(self, command: list[str], env: Mapping[str, str], log_dir: Path, name: str):
+    def __init__(
+        self,
+        command: list[str],
+        env: Mapping[str, str],
+        log_dir: Path,
+        name: str,
+        module: str = "allocation.entrypoints.cli",
+    ) -> None:
         self.command = command
+        self.module = module
         self.env = dict(env)
         self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -50,12 +58,17 @@ class Service:
         with self.log_path.open("ab") as log:
             log.write(f"\n=== start {self.starts} ===\n".encode())
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "allocation.entrypoints.cli", *self.command],
+                [sys.executable, "-m", self.module, *self.command],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
         return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
 
     @property
     def running(self) -> bool:
@@ -107,10 +120,14 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
 class CommandSender:
     """Produces commands as Avro in the Confluent wire format, keyed as the contract says."""
 
-    def __init__(self, settings: Settings, codec: AvroCodec) -> None:
+    def __init__(self, settings: Settings, codec: AvroCodec, max_bytes: int = 1_000_000) -> None:
         self._codec = codec
         self._producer = Producer(
-            {"bootstrap.servers": settings.kafka_bootstrap_servers, "enable.idempotence": True}
+            {
+                "bootstrap.servers": settings.kafka_bootstrap_servers,
+                "enable.idempotence": True,
+                "message.max.bytes": max_bytes,
+            }
         )
 
     def send(

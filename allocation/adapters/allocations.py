@@ -1,4 +1,4 @@
-"""A batch's allocations in PostgreSQL, read one line at a time and written at flush.
+"""A batch's allocations in PostgreSQL, read one line at a time and written in bulk at flush.
 
 ``SqlAllocations`` behaves like the domain's in-memory ``Allocations``; the
 contract tests run the same checks against both.
@@ -7,21 +7,32 @@ contract tests run the same checks against both.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import Any
 
-from sqlalchemy import and_, delete, insert, select, tuple_, update
+from sqlalchemy import Executable, delete, select, text, tuple_
 from sqlalchemy.orm import Session
 
-from allocation.adapters.tables import allocations, batches
+from allocation.adapters.tables import allocations
 from allocation.domain.model import Allocations, OrderLine, release_order
 
 
 class AllocationsStore:
-    """The allocations table for one session, with lookups cached by (sku, order id)."""
+    """The allocations table for one session: lookups cached by (sku, order id), writes batched.
+
+    Statements go straight to the session's connection: these rows are never
+    ORM objects, so no ORM autoflush is owed before reading or writing them.
+    """
 
     def __init__(self, session: Session) -> None:
         self._session = session
-        # (sku, orderid) -> {(batch id, qty)} as stored in the database.
+        # (sku, orderid) -> {(batch id, qty)} as stored, or as staged to be stored.
         self._held: dict[tuple[str, str], set[tuple[int, int]]] = {}
+        # (batch id, orderid, sku, qty) -> True to insert, False to delete, at the next flush
+        self._staged: dict[tuple[int, str, str, int], bool] = {}
+        self._totals: dict[int, int] = {}
+
+    def _execute(self, statement: Executable, params: Any = None) -> Any:
+        return self._session.connection().execute(statement, params)
 
     def holds(self, batch_id: int, line: OrderLine) -> bool:
         key = (line.sku, line.orderid)
@@ -36,16 +47,14 @@ class AllocationsStore:
             return
         for key in wanted:
             self._held[key] = set()
-        rows = self._session.execute(
-            select(
-                allocations.c.sku, allocations.c.orderid, allocations.c.batch_id, allocations.c.qty
-            ).where(tuple_(allocations.c.sku, allocations.c.orderid).in_(wanted))
-        )
+        skus, orderids = (list(column) for column in zip(*wanted, strict=True))
+        rows = self._execute(_HELD, {"skus": skus, "orderids": orderids})
         for sku, orderid, held_by, qty in rows:
             self._held[(sku, orderid)].add((held_by, qty))
 
     def largest(self, batch_id: int, limit: int) -> list[OrderLine]:
-        rows = self._session.execute(
+        self.flush()
+        rows = self._execute(
             select(allocations.c.orderid, allocations.c.sku, allocations.c.qty)
             .where(allocations.c.batch_id == batch_id)
             .order_by(allocations.c.qty.desc(), allocations.c.orderid.desc())
@@ -54,42 +63,70 @@ class AllocationsStore:
         return [OrderLine(orderid, sku, qty) for orderid, sku, qty in rows]
 
     def lines(self, batch_id: int) -> set[OrderLine]:
-        rows = self._session.execute(
+        self.flush()
+        rows = self._execute(
             select(allocations.c.orderid, allocations.c.sku, allocations.c.qty).where(
                 allocations.c.batch_id == batch_id
             )
         )
         return {OrderLine(orderid, sku, qty) for orderid, sku, qty in rows}
 
-    def write(
+    def stage(
         self, batch_id: int, added: set[OrderLine], removed: set[OrderLine], quantity: int
     ) -> None:
-        if removed:
-            self._session.execute(
-                delete(allocations).where(
-                    and_(
-                        allocations.c.batch_id == batch_id,
-                        tuple_(allocations.c.orderid, allocations.c.sku, allocations.c.qty).in_(
-                            [(line.orderid, line.sku, line.qty) for line in removed]
-                        ),
-                    )
-                )
+        """Note one batch's changes; ``flush`` writes every staged change at once."""
+        for line, insert_it in [(ln, False) for ln in removed] + [(ln, True) for ln in added]:
+            row = (batch_id, line.orderid, line.sku, line.qty)
+            if self._staged.get(row) is (not insert_it):
+                del self._staged[row]  # undoes a change not yet written
+            else:
+                self._staged[row] = insert_it
+            held = self._held.setdefault((line.sku, line.orderid), set())
+            if insert_it:
+                held.add((batch_id, line.qty))
+            else:
+                held.discard((batch_id, line.qty))
+        self._totals[batch_id] = quantity
+
+    def flush(self) -> None:
+        """Three statements whatever the number of batches and lines: delete, insert, totals."""
+        deletes = [row for row, insert_it in self._staged.items() if not insert_it]
+        inserts = [row for row, insert_it in self._staged.items() if insert_it]
+        if deletes:
+            key = tuple_(
+                allocations.c.batch_id, allocations.c.orderid, allocations.c.sku, allocations.c.qty
             )
-        if added:
-            self._session.execute(
-                insert(allocations),
-                [
-                    {"batch_id": batch_id, "orderid": ln.orderid, "sku": ln.sku, "qty": ln.qty}
-                    for ln in added
-                ],
+            self._execute(delete(allocations).where(key.in_(deletes)))
+        if inserts:
+            ids, orderids, skus, quantities = (
+                list(column) for column in zip(*inserts, strict=True)
             )
-        self._session.execute(
-            update(batches).where(batches.c.id == batch_id).values(allocated_quantity=quantity)
-        )
-        for line in removed:
-            self._held.get((line.sku, line.orderid), set()).discard((batch_id, line.qty))
-        for line in added:
-            self._held.setdefault((line.sku, line.orderid), set()).add((batch_id, line.qty))
+            self._execute(
+                _INSERT, {"ids": ids, "orderids": orderids, "skus": skus, "qtys": quantities}
+            )
+        if self._totals:
+            self._execute(
+                _SET_TOTALS, {"ids": list(self._totals), "totals": list(self._totals.values())}
+            )
+        self._staged, self._totals = {}, {}
+
+
+# Arrays in, one statement out: the SQL is the same whatever the number of rows.
+_HELD = text(
+    "SELECT a.sku, a.orderid, a.batch_id, a.qty FROM allocations AS a "
+    "JOIN unnest(CAST(:skus AS text[]), CAST(:orderids AS text[])) AS k(sku, orderid) "
+    "ON a.sku = k.sku AND a.orderid = k.orderid"
+)
+_INSERT = text(
+    "INSERT INTO allocations (batch_id, orderid, sku, qty) "
+    "SELECT * FROM unnest(CAST(:ids AS integer[]), CAST(:orderids AS text[]), "
+    "CAST(:skus AS text[]), CAST(:qtys AS integer[]))"
+)
+_SET_TOTALS = text(
+    "UPDATE batches SET allocated_quantity = t.total "
+    "FROM unnest(CAST(:ids AS integer[]), CAST(:totals AS integer[])) AS t(id, total) "
+    "WHERE batches.id = t.id"
+)
 
 
 class SqlAllocations(Allocations):
@@ -150,8 +187,8 @@ class SqlAllocations(Allocations):
         return bool(self._added or self._removed)
 
     def write(self) -> None:
-        """Write pending changes with the batch's new total; a no-op when nothing changed."""
+        """Hand pending changes and the new total to the store; a no-op when nothing changed."""
         if not self.dirty:
             return
-        self._store.write(self._batch_id, self._added, self._removed, self.quantity)
+        self._store.stage(self._batch_id, self._added, self._removed, self.quantity)
         self._added, self._removed = set(), set()

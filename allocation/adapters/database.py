@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -14,13 +14,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from allocation import migrations
+from allocation.adapters import orm
 from allocation.adapters.inbox import SqlInbox
 from allocation.adapters.outbox import SqlOutbox
 from allocation.adapters.repository import SqlAlchemyRepository
 from allocation.adapters.views import SqlAllocationsView
+from allocation.domain.commands import Allocate, Command, CreateBatch
 from allocation.service_layer.unit_of_work import (
     AbstractUnitOfWork,
     ConcurrencyConflict,
+    Envelope,
     EventRoutes,
 )
 
@@ -59,6 +62,8 @@ def is_unavailable(exc: BaseException) -> bool:
 
 class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
     products: SqlAlchemyRepository
+    inbox: SqlInbox
+    views: SqlAllocationsView
 
     def __init__(self, session_factory: Callable[[], Session], routes: EventRoutes) -> None:
         super().__init__(routes)
@@ -86,8 +91,17 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
         if exc is not None and is_conflict(exc):
             raise ConcurrencyConflict(str(exc).splitlines()[0]) from exc
 
+    def prefetch(self, commands: Sequence[Command], envelopes: Sequence[Envelope | None]) -> None:
+        skus = [c.sku for c in commands if isinstance(c, Allocate | CreateBatch)]
+        self.products.prefetch(skus)
+        lines = [(c.sku, c.orderid) for c in commands if isinstance(c, Allocate)]
+        orm.store_for(self.session).prefetch(lines)
+        self.inbox.prefetch(e.message_id for e in envelopes if e is not None and e.deduplicate)
+
     def _flush(self) -> None:
         self.products.flush()
+        self.inbox.flush()
+        self.views.flush()
 
     def _commit(self) -> None:
         self.session.commit()

@@ -2,29 +2,54 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
 
-from sqlalchemy import Connection, delete, func, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Connection, delete, func, select, text
 from sqlalchemy.orm import Session
 
 from allocation.adapters.ports import AbstractInbox
 from allocation.adapters.tables import inbox
 
+_INSERT = text("INSERT INTO inbox (message_id) SELECT unnest(CAST(:ids AS text[]))")
+
 
 class SqlInbox(AbstractInbox):
+    """Ids are checked (in bulk with ``prefetch``) and written together at ``flush``.
+
+    The write is a plain INSERT: if a concurrent transaction recorded the same id
+    first, the unique key fails this transaction, which is retried and then finds
+    the id. Never ON CONFLICT DO NOTHING here: that would apply a message twice.
+    """
+
     def __init__(self, session: Session) -> None:
         self._session = session
+        self._checked: set[str] = set()
+        self._recorded: set[str] = set()
+        self._staged: list[str] = []
+
+    def prefetch(self, message_ids: Iterable[str]) -> None:
+        wanted = list(set(message_ids) - self._recorded)
+        if wanted:
+            found = self._session.connection().execute(
+                select(inbox.c.message_id).where(inbox.c.message_id.in_(wanted))
+            )
+            self._recorded.update(found.scalars())
+            self._checked.update(wanted)
 
     def record(self, message_id: str) -> bool:
-        # A concurrent transaction holding the same id makes this wait, then find it.
-        inserted = self._session.execute(
-            insert(inbox)
-            .values(message_id=message_id)
-            .on_conflict_do_nothing(index_elements=[inbox.c.message_id])
-            .returning(inbox.c.message_id)
-        ).first()
-        return inserted is not None
+        if message_id not in self._checked:
+            self.prefetch([message_id])
+        if message_id in self._recorded:
+            return False
+        self._recorded.add(message_id)
+        self._staged.append(message_id)
+        return True
+
+    def flush(self) -> None:
+        if self._staged:
+            self._session.connection().execute(_INSERT, {"ids": self._staged})
+            self._staged = []
 
 
 def prune_inbox(connection: Connection, older_than: timedelta, limit: int = 10_000) -> int:

@@ -10,12 +10,13 @@ the same key waits until the first commits.
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import Connection, bindparam, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from allocation.adapters.ports import AbstractOutbox, OutboxEntry
@@ -27,6 +28,23 @@ _LOCK_KEYS = text(
 ).bindparams(bindparam("keys"))
 
 
+# One statement for any number of rows; WITH ORDINALITY keeps ids in the order raised.
+_INSERT = text(
+    """
+    INSERT INTO outbox (event_id, event_type, topic, key, payload, occurred_at,
+                        causation_id, correlation_id)
+    SELECT event_id, event_type, topic, key, payload, occurred_at, causation_id, correlation_id
+    FROM unnest(CAST(:event_ids AS uuid[]), CAST(:types AS text[]), CAST(:topics AS text[]),
+                CAST(:keys AS text[]), CAST(:payloads AS jsonb[]),
+                CAST(:occurred AS timestamptz[]), CAST(:causes AS text[]),
+                CAST(:correlations AS text[]))
+         WITH ORDINALITY AS rows (event_id, event_type, topic, key, payload, occurred_at,
+                                  causation_id, correlation_id, position)
+    ORDER BY position
+    """
+)
+
+
 class SqlOutbox(AbstractOutbox):
     def __init__(self, session: Session) -> None:
         self._session = session
@@ -34,21 +52,21 @@ class SqlOutbox(AbstractOutbox):
     def add(self, entries: list[OutboxEntry]) -> None:
         if not entries:
             return
-        self._session.execute(_LOCK_KEYS, {"keys": sorted({entry.key for entry in entries})})
-        self._session.execute(insert(outbox), [_row(entry) for entry in entries])
-
-
-def _row(entry: OutboxEntry) -> dict[str, object]:
-    return {
-        "event_id": entry.event_id,
-        "event_type": entry.event_type,
-        "topic": entry.topic,
-        "key": entry.key,
-        "payload": dataclasses.asdict(entry.event),  # type: ignore[call-overload]
-        "occurred_at": entry.occurred_at,
-        "causation_id": entry.causation_id,
-        "correlation_id": entry.correlation_id,
-    }
+        keys = sorted({entry.key for entry in entries})
+        self._session.connection().execute(_LOCK_KEYS, {"keys": keys})
+        self._session.connection().execute(
+            _INSERT,
+            {
+                "event_ids": [str(e.event_id) for e in entries],
+                "types": [e.event_type for e in entries],
+                "topics": [e.topic for e in entries],
+                "keys": [e.key for e in entries],
+                "payloads": [json.dumps(dataclasses.asdict(e.event)) for e in entries],  # type: ignore[call-overload]
+                "occurred": [e.occurred_at for e in entries],
+                "causes": [e.causation_id for e in entries],
+                "correlations": [e.correlation_id for e in entries],
+            },
+        )
 
 
 @dataclass(frozen=True)
@@ -145,3 +163,34 @@ def backlog(connection: Connection) -> Backlog:
     ).one()
     oldest = float(row.oldest) if row.oldest is not None else None
     return Backlog(int(row.pending), int(row.retrying), int(row.parked), oldest)
+
+
+def parked(connection: Connection, limit: int = 100) -> list[dict[str, Any]]:
+    """Rows the relay gave up on, oldest first, with the last error."""
+    rows = connection.execute(
+        select(
+            outbox.c.id,
+            outbox.c.event_id,
+            outbox.c.event_type,
+            outbox.c.topic,
+            outbox.c.key,
+            outbox.c.attempts,
+            outbox.c.last_error,
+            outbox.c.parked_at,
+        )
+        .where(outbox.c.parked_at.is_not(None), outbox.c.published_at.is_(None))
+        .order_by(outbox.c.id)
+        .limit(limit)
+    ).mappings()
+    return [dict(row) for row in rows]
+
+
+def unpark(connection: Connection, ids: list[int] | None) -> int:
+    """Give parked rows (all, or these ids) back to the relay with a fresh count of attempts."""
+    query = update(outbox).where(outbox.c.parked_at.is_not(None), outbox.c.published_at.is_(None))
+    if ids is not None:
+        query = query.where(outbox.c.id.in_(ids))
+    result = connection.execute(
+        query.values(parked_at=None, next_attempt_at=None, attempts=0, last_error=None)
+    )
+    return int(result.rowcount)

@@ -53,10 +53,11 @@ allocations = Table(
     Column("orderid", String(255), nullable=False),
     Column("sku", String(255), nullable=False),
     Column("qty", Integer, nullable=False),
-    UniqueConstraint("batch_id", "orderid", "sku", "qty", name="uq_allocations_line"),
-    # "Is this line held anywhere?" and "which line does this batch release first?"
+    # A line is held once per batch; the same index, in this column order, answers
+    # "which line does this batch release first?" (largest qty, then order id).
+    UniqueConstraint("batch_id", "qty", "orderid", "sku", name="uq_allocations_line"),
+    # "Is this line held anywhere?"
     Index("ix_allocations_sku_orderid", "sku", "orderid"),
-    Index("ix_allocations_release", "batch_id", "qty", "orderid"),
 )
 
 allocations_view = Table(

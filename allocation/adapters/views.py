@@ -1,37 +1,54 @@
-"""The read model in PostgreSQL: which batch holds each line of an order."""
+"""The read model in PostgreSQL: which batch holds each line of an order.
+
+Changes are kept in memory and written at flush, two statements at most
+whatever the number of lines; a read flushes first, so it sees its own writes.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import delete, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from allocation.adapters.ports import AbstractAllocationsView, AllocationView
 from allocation.adapters.tables import allocations_view as view
 
+_INSERT = text(
+    "INSERT INTO allocations_view (orderid, sku, batchref) "
+    "SELECT * FROM unnest(CAST(:orderids AS text[]), CAST(:skus AS text[]), CAST(:refs AS text[])) "
+    "ON CONFLICT DO NOTHING"
+)
+
 
 class SqlAllocationsView(AbstractAllocationsView):
     def __init__(self, session: Session) -> None:
         self._session = session
+        # (orderid, sku, batchref) -> whether the row should exist after the flush
+        self._pending: dict[tuple[str, str, str], bool] = {}
 
     def add(self, orderid: str, sku: str, batchref: str) -> None:
-        self._session.execute(
-            insert(view)
-            .values(orderid=orderid, sku=sku, batchref=batchref)
-            .on_conflict_do_nothing()
-        )
+        self._pending[(orderid, sku, batchref)] = True
 
     def remove(self, orderid: str, sku: str, batchref: str) -> None:
-        self._session.execute(
-            delete(view).where(
-                view.c.orderid == orderid, view.c.sku == sku, view.c.batchref == batchref
-            )
-        )
+        self._pending[(orderid, sku, batchref)] = False
 
     def for_order(self, orderid: str) -> list[AllocationView]:
-        rows = self._session.execute(
+        self.flush()
+        rows = self._session.connection().execute(
             select(view.c.orderid, view.c.sku, view.c.batchref)
             .where(view.c.orderid == orderid)
             .order_by(view.c.sku, view.c.batchref)
         )
         return [AllocationView(*row) for row in rows]
+
+    def flush(self) -> None:
+        present = [key for key, exists in self._pending.items() if exists]
+        absent = [key for key, exists in self._pending.items() if not exists]
+        connection = self._session.connection()
+        if absent:
+            connection.execute(
+                delete(view).where(tuple_(view.c.orderid, view.c.sku, view.c.batchref).in_(absent))
+            )
+        if present:
+            orderids, skus, batchrefs = (list(column) for column in zip(*present, strict=True))
+            connection.execute(_INSERT, {"orderids": orderids, "skus": skus, "refs": batchrefs})
+        self._pending = {}

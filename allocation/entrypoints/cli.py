@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from allocation import bootstrap as wiring
+from allocation.adapters import outbox
 from allocation.adapters import schemas as registry_schemas
 from allocation.adapters.avro import RegistryTransportError, RegistryUnavailable, registry_client
 from allocation.adapters.database import make_engine, migrate
@@ -243,6 +244,30 @@ def dlq_replay(settings: Settings, args: argparse.Namespace, _: list[str]) -> in
     return 0
 
 
+def outbox_parked(settings: Settings, args: argparse.Namespace, _: list[str]) -> int:
+    engine = make_engine(settings.sqlalchemy_url, pool_size=1)
+    try:
+        with engine.connect() as connection:
+            rows = outbox.parked(connection, args.max)
+    finally:
+        engine.dispose()
+    for row in rows:
+        tools.print_json(row)
+    print(f"{len(rows)} parked outbox row(s) shown", file=sys.stderr)
+    return 0
+
+
+def outbox_retry(settings: Settings, args: argparse.Namespace, _: list[str]) -> int:
+    engine = make_engine(settings.sqlalchemy_url, pool_size=1)
+    try:
+        with engine.begin() as connection:
+            count = outbox.unpark(connection, None if args.all else args.id)
+    finally:
+        engine.dispose()
+    print(f"{count} parked outbox row(s) handed back to the relay")
+    return 0
+
+
 def show_status(settings: Settings, _args: argparse.Namespace, _: list[str]) -> int:
     engine = make_engine(settings.sqlalchemy_url, pool_size=1)
     try:
@@ -362,6 +387,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--max", type=int, help="stop after N records")
     c.add_argument("--timeout", type=float, help="stop after N seconds without a record")
     c.add_argument("--group", help="consumer group (default: a throwaway one)")
+
+    box = sub.add_parser("outbox", help="outbox rows the relay gave up on")
+    box_actions = box.add_subparsers(dest="action", required=True)
+    listed = box_actions.add_parser("parked", help="print parked rows with their last error")
+    listed.add_argument("--max", type=int, default=100)
+    listed.set_defaults(handler=outbox_parked)
+    again = box_actions.add_parser("retry", help="hand parked rows back to the relay")
+    rows = again.add_mutually_exclusive_group(required=True)
+    rows.add_argument("--all", action="store_true")
+    rows.add_argument("--id", type=int, nargs="+")
+    again.set_defaults(handler=outbox_retry)
 
     dlq = sub.add_parser("dlq", help="the dead-letter queue")
     dlq_actions = dlq.add_subparsers(dest="action", required=True)

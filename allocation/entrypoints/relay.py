@@ -20,6 +20,7 @@ import select
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import psycopg2
@@ -44,7 +45,24 @@ LEADER_LOCK = (0x616C6C6F, 0x72656C61)  # two-int advisory lock key: "allo", "re
 
 
 class NotDelivered(Exception):
-    """The broker did not acknowledge some rows this time; the batch is retried as a whole."""
+    """The broker could not be reached or did not acknowledge some rows; retry after a pause."""
+
+
+@dataclass
+class Delivery:
+    """What became of one batch of rows handed to the producer."""
+
+    acked: list[int] = field(default_factory=list)
+    refused: list[tuple[outbox.PendingRow, str]] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)
+
+    def record(self, row: outbox.PendingRow, err: KafkaError | None) -> None:
+        if err is None:
+            self.acked.append(row.id)
+        elif err.retriable() or err.code() == KafkaError._MSG_TIMED_OUT:
+            self.lost.append(err.str())  # the broker may take it next time
+        else:
+            self.refused.append((row, f"broker refused: {err.str()}"))
 
 
 class OutboxRelay:
@@ -78,6 +96,7 @@ class OutboxRelay:
         self._inbox_retention = inbox_retention
         self._prune_every_s = prune_every_s
         self._next_prune = 0.0
+        self._known_topics: set[str] = set()
         self._backoff = Backoff(stop)
         self.is_leader = threading.Event()
         self.published = 0
@@ -134,47 +153,48 @@ class OutboxRelay:
             rows = outbox.fetch_pending(connection, self._batch_size)
         if not rows:
             return 0
-        acked, refused = self._produce(rows)
+        delivery = self._produce(rows)
         with self._engine.begin() as connection:
-            outbox.mark_published(connection, acked)
-            for row, error in refused:
+            outbox.mark_published(connection, delivery.acked)
+            for row, error in delivery.refused:
                 self._hold_back(connection, row, error)
-        self.published += len(acked)
+        self.published += len(delivery.acked)
+        if delivery.lost:
+            raise NotDelivered(f"{len(delivery.lost)} rows not acknowledged: {delivery.lost[0]}")
         return len(rows)
 
-    def _produce(
-        self, rows: list[outbox.PendingRow]
-    ) -> tuple[list[int], list[tuple[outbox.PendingRow, str]]]:
-        acked: list[int] = []
-        refused: list[tuple[outbox.PendingRow, str]] = []
-        lost: list[KafkaError] = []
+    def _produce(self, rows: list[outbox.PendingRow]) -> Delivery:
+        delivery = Delivery()
         blocked: set[str] = set()
-
-        def delivered(row: outbox.PendingRow, err: KafkaError | None) -> None:
-            if err is None:
-                acked.append(row.id)
-            elif err.retriable():
-                lost.append(err)
-            else:
-                refused.append((row, f"broker refused: {err.str()}"))
-
+        topics = self._topics({row.topic for row in rows})
         for row in rows:
             if row.key in blocked:
                 continue
             try:
+                if row.topic not in topics:
+                    raise LookupError(f"topic {row.topic} does not exist")
                 value = self._codec.encode(
                     row.topic, event_to_record(event_from_payload(row.event_type, row.payload))
                 )
-                self._produce_one(row, value, delivered)
-            except (RegistryUnavailable, LookupError, BufferError):
+                self._produce_one(row, value, delivery.record)
+            except RegistryUnavailable:
                 raise
             except Exception as exc:  # this row cannot be sent; later rows of its key wait
-                refused.append((row, f"{type(exc).__name__}: {exc}"))
+                delivery.refused.append((row, f"{type(exc).__name__}: {exc}"))
                 blocked.add(row.key)
         self._await_acks()
-        if lost:
-            raise NotDelivered(f"{len(lost)} rows not acknowledged: {lost[0].str()}")
-        return acked, refused
+        return delivery
+
+    def _topics(self, wanted: set[str]) -> set[str]:
+        """Which of the topics exist; asking the broker is also how an outage shows up early."""
+        if wanted <= self._known_topics:
+            return self._known_topics
+        try:
+            metadata = self._producer.list_topics(timeout=10)
+        except KafkaException as exc:
+            raise NotDelivered(f"broker metadata unavailable: {exc}") from exc
+        self._known_topics = {name for name, t in metadata.topics.items() if t.error is None}
+        return self._known_topics
 
     def _produce_one(self, row: outbox.PendingRow, value: bytes, delivered: Delivered) -> None:
         headers: Headers = [
@@ -186,16 +206,21 @@ class OutboxRelay:
             headers.append(("causation_id", row.causation_id.encode()))
         if row.correlation_id:
             headers.append(("correlation_id", row.correlation_id.encode()))
-        self._producer.produce(
-            row.topic,
-            key=row.key.encode(),
-            value=value,
-            headers=headers,
-            on_delivery=lambda err, _msg: delivered(row, err),
-        )
+        while True:
+            try:
+                self._producer.produce(
+                    row.topic,
+                    key=row.key.encode(),
+                    value=value,
+                    headers=headers,
+                    on_delivery=lambda err, _msg: delivered(row, err),
+                )
+                return
+            except BufferError:  # the local queue is full: let deliveries drain it
+                self._producer.poll(0.1)
 
     def _await_acks(self) -> None:
-        # Messages never time out (message.timeout.ms=0): a broker outage is waited out here.
+        # A broker outage is waited out here, up to the producer's message timeout.
         while self._producer.flush(1.0) > 0:
             if self._stop.is_set():
                 raise NotDelivered("stopping with unacknowledged rows; they will be re-published")
@@ -227,7 +252,7 @@ class OutboxRelay:
 
 
 def _transient(exc: Exception) -> bool:
-    if isinstance(exc, NotDelivered | RegistryUnavailable | LookupError):
+    if isinstance(exc, NotDelivered | RegistryUnavailable):
         return True
     if isinstance(exc, KafkaException):
         return bool(exc.args and exc.args[0].retriable())

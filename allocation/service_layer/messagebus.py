@@ -66,6 +66,7 @@ class MessageBus:
         for attempt in range(1, self._max_attempts + 1):
             try:
                 with self._uow_factory() as uow:
+                    uow.prefetch([c for c, _ in items], [e for _, e in items])
                     outcomes = [self._apply(command, envelope, uow) for command, envelope in items]
                     uow.commit()
                     return outcomes

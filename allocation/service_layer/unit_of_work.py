@@ -7,7 +7,7 @@ in that transaction; a unit of work left without ``commit()`` rolls back.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -21,6 +21,7 @@ from allocation.adapters.ports import (
     OutboxEntry,
 )
 from allocation.domain import events
+from allocation.domain.commands import Command
 
 EventRoutes = Mapping[type[events.Event], str]
 """Destination topic of each integration event type."""
@@ -66,6 +67,11 @@ class AbstractUnitOfWork(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         self.rollback()
+
+    def prefetch(  # noqa: B027 (a hint: adapters that gain from it override it)
+        self, commands: Sequence[Command], envelopes: Sequence[Envelope | None]
+    ) -> None:
+        """These commands are about to be handled here: load what they need in bulk, if useful."""
 
     def begin_message(self, envelope: Envelope | None) -> bool:
         """Start handling one inbound message; False if the inbox has already seen it.

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, insert, select
 
+from allocation.adapters.outbox import parked as parked_rows
+from allocation.adapters.outbox import unpark
 from allocation.adapters.tables import outbox
 from allocation.bootstrap import bootstrap, outbox_relay
 from allocation.config import Settings
@@ -114,3 +116,8 @@ def test_an_unsendable_row_holds_back_only_its_key_and_is_parked(
     assert row.attempts == 2
     assert "qty" in (row.last_error or "")
     assert row.published_at is None
+
+    with engine.begin() as connection:
+        assert [r["id"] for r in parked_rows(connection) if r["key"] == stuck] == [bad]
+        assert unpark(connection, [bad]) == 1
+        assert [r["id"] for r in parked_rows(connection) if r["key"] == stuck] == []

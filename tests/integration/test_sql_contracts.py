@@ -44,13 +44,19 @@ class TestSqlAllocations(contracts.AllocationsContract):
     def test_written_lines_are_found_by_a_fresh_store(self, session: Session) -> None:
         self.sku = f"CONTRACT-{random_batchref()}"
         batch_id = insert_batch(session, self.sku)
-        written = SqlAllocations(AllocationsStore(session), batch_id, 0)
-        kept, dropped = self.line(2), self.line(7)
-        written.add(kept)
-        written.add(dropped)
+        store = AllocationsStore(session)
+        written = SqlAllocations(store, batch_id, 0)
+        kept, dropped, flushed_then_dropped = self.line(2), self.line(7), self.line(5)
+        written.add(flushed_then_dropped)
         written.write()
-        written.remove(dropped)
+        store.flush()
+        for line in (kept, dropped):
+            written.add(line)
         written.write()
+        for line in (dropped, flushed_then_dropped):
+            written.remove(line)
+        written.write()
+        store.flush()
 
         reread = SqlAllocations(AllocationsStore(session), batch_id, written.quantity)
 

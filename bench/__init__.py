@@ -1,0 +1,1 @@
+"""The benchmark harness: ``python -m bench`` (``make bench``) against the local stack."""

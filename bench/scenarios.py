@@ -1,0 +1,314 @@
+"""Each figure of ``make bench``: one function per measurement, one run per call."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from confluent_kafka import Producer
+from sqlalchemy import delete, func, insert, select, text
+
+from allocation.adapters.tables import allocations, batches, outbox, products
+from allocation.bootstrap import avro_codec, bootstrap
+from allocation.config import Settings
+from allocation.domain import commands
+from bench.environment import BenchDatabase, run_topics
+from bench.watch import EventWatcher, cpu_seconds, peak_rss_mib
+from tests.harness import Service, service_env, wait_until
+
+LOGS = Path(__file__).parent / "results" / "tmp"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    commands: int = 20_000
+    skus: int = 200
+    latency_rate: int = 500
+    latency_seconds: float = 30.0
+    relay_rows: int = 50_000
+    growth_history: int = 100_000
+    growth_samples: int = 300
+    ceiling_seconds: float = 10.0
+    runs: int = 3
+
+
+QUICK = Sizes(
+    commands=3_000,
+    skus=50,
+    latency_seconds=5.0,
+    relay_rows=5_000,
+    growth_history=10_000,
+    growth_samples=60,
+)
+
+
+def seed_skus(db: BenchDatabase, count: int, stock: int = 10_000_000) -> list[str]:
+    """Skus with one warehouse batch each, stock to spare."""
+    tag = uuid.uuid4().hex[:6]
+    skus = [f"bench-{tag}-{n}" for n in range(count)]
+    with db.engine.begin() as connection:
+        connection.execute(insert(products), [{"sku": s, "version_number": 1} for s in skus])
+        connection.execute(
+            insert(batches),
+            [{"reference": f"{s}-b", "sku": s, "purchased_quantity": stock} for s in skus],
+        )
+    return skus
+
+
+def allocate_values(
+    settings: Settings, skus: list[str], count: int
+) -> list[tuple[str, str, bytes]]:
+    """(orderid, sku, encoded Allocate) for ``count`` orders spread over the skus."""
+    codec = avro_codec(settings)
+    tag = uuid.uuid4().hex[:6]
+    out = []
+    for n in range(count):
+        sku, orderid = skus[n % len(skus)], f"o-{tag}-{n}"
+        record = {"orderid": orderid, "sku": sku, "qty": 1}
+        out.append((orderid, sku, codec.encode(settings.topic_allocate, record)))
+    return out
+
+
+def fast_producer(settings: Settings) -> Producer:
+    return Producer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "batch.num.messages": 10_000,
+            "queue.buffering.max.messages": 1_000_000,
+        }
+    )
+
+
+@contextmanager
+def processes(settings: Settings, names: list[str]) -> Iterator[dict[str, Service]]:
+    """Start the named processes ("consumer", "relay" or "baseline") and wait until ready."""
+    LOGS.mkdir(parents=True, exist_ok=True)
+    env = service_env(settings, LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "WARNING"))
+    started: dict[str, Service] = {}
+    ready = {"consumer": None, "relay": None, "baseline": "baseline consuming"}
+    for name in names:
+        log_name = f"{settings.consumer_group}-{name}"
+        if name == "baseline":
+            service = Service([], env, LOGS, log_name, module="bench.baseline")
+        else:
+            service = Service([name], env, LOGS, log_name)
+        started[name] = service.start()
+    try:
+        for name, pattern in ready.items():
+            if name in started and pattern:
+                started[name].wait_for_log(pattern, timeout=60)
+        yield started
+    finally:
+        for service in started.values():
+            if service.running:
+                service.terminate()
+
+
+def e2e(db: BenchDatabase, sizes: Sizes, pipeline: list[str]) -> dict[str, float]:
+    """Commands produced as fast as possible until every Allocated was read back."""
+    with run_topics(db.settings) as settings:
+        skus = seed_skus(db, sizes.skus)
+        values = allocate_values(settings, skus, sizes.commands)
+        watcher = EventWatcher(settings, avro_codec(settings))
+        watcher.start()
+        watcher.wait_assigned()
+        with processes(settings, pipeline) as running:
+            time.sleep(2.0)  # group joined, relay leading: let them settle
+            producer = fast_producer(settings)
+            cpu_before = {n: cpu_seconds(s.pid) for n, s in running.items()}
+            started = time.monotonic()
+            for _orderid, sku, value in values:
+                produce(producer, settings.topic_allocate, sku, value)
+            producer.flush(120)
+            watcher.wait_for(sizes.commands, timeout=600)
+            elapsed = watcher.last_at - started
+            rss = {f"{n}_peak_rss_mib": peak_rss_mib(s.pid) for n, s in running.items()}
+            cpu = {f"{n}_cpu_s": cpu_seconds(s.pid) - cpu_before[n] for n, s in running.items()}
+        watcher.stop()
+    return {"cmds_per_s": sizes.commands / elapsed, "seconds": elapsed, **rss, **cpu}
+
+
+def produce(producer: Producer, topic: str, key: str, value: bytes) -> None:
+    while True:
+        try:
+            producer.produce(topic, key=key.encode(), value=value)
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
+def latency(db: BenchDatabase, sizes: Sizes) -> list[float]:
+    """Milliseconds from produce to the Allocated event read back, at a steady offered load."""
+    with run_topics(db.settings) as settings:
+        skus = seed_skus(db, sizes.skus)
+        total = int(sizes.latency_rate * sizes.latency_seconds)
+        values = allocate_values(settings, skus, total)
+        watcher = EventWatcher(settings, avro_codec(settings), track_orders=True)
+        watcher.start()
+        watcher.wait_assigned()
+        sent: dict[str, float] = {}
+        with processes(settings, ["consumer", "relay"]):
+            time.sleep(2.0)
+            producer = Producer(
+                {"bootstrap.servers": settings.kafka_bootstrap_servers, "linger.ms": 0}
+            )
+            started = time.monotonic()
+            for n, (orderid, sku, value) in enumerate(values):
+                pause = started + n / sizes.latency_rate - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)  # sleep, not spin: the service shares these two cores
+                sent[orderid] = time.monotonic()
+                produce(producer, settings.topic_allocate, sku, value)
+                producer.poll(0)
+            producer.flush(30)
+            watcher.wait_for(total, timeout=120)
+        watcher.stop()
+    return [(watcher.arrived[o] - at) * 1000 for o, at in sent.items()]
+
+
+def consumer_only(db: BenchDatabase, sizes: Sizes) -> float:
+    """Commands applied and committed per second, from a topic filled beforehand."""
+    with run_topics(db.settings) as settings:
+        skus = seed_skus(db, sizes.skus)
+        producer = fast_producer(settings)
+        for _orderid, sku, value in allocate_values(settings, skus, sizes.commands):
+            produce(producer, settings.topic_allocate, sku, value)
+        producer.flush(120)
+        query = select(func.count()).select_from(allocations).where(allocations.c.sku.in_(skus))
+
+        def applied() -> int:
+            with db.engine.connect() as connection:
+                return int(connection.execute(query).scalar_one())
+
+        with processes(settings, ["consumer"]):
+            wait_until(lambda: applied() > 0, 120, "the consumer to start applying")
+            first = time.monotonic()
+            wait_until(lambda: applied() >= sizes.commands, 600, "every command to be applied")
+            rate = sizes.commands / (time.monotonic() - first)
+        with db.engine.begin() as connection:  # no relay ran: its events go with its topics
+            connection.execute(delete(outbox).where(outbox.c.topic.in_(settings.event_topics)))
+        return rate
+
+
+def relay_only(db: BenchDatabase, sizes: Sizes) -> float:
+    """Outbox rows published per second, from an outbox filled beforehand."""
+    with run_topics(db.settings) as settings:
+        tag = uuid.uuid4().hex[:6]
+        with db.engine.begin() as connection:
+            connection.execute(
+                text(
+                    """
+                    INSERT INTO outbox (event_id, event_type, topic, key, payload, occurred_at)
+                    SELECT gen_random_uuid(), 'Allocated', :topic, 'sku-' || (g % 200),
+                           jsonb_build_object('orderid', :tag || g, 'sku', 'sku-' || (g % 200),
+                                              'qty', 1, 'batchref', 'b-' || (g % 200)),
+                           now()
+                    FROM generate_series(1, :rows) AS g
+                    """
+                ),
+                {"topic": settings.topic_line_allocated, "rows": sizes.relay_rows, "tag": tag},
+            )
+        pending = select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
+
+        def left() -> int:
+            with db.engine.connect() as connection:
+                return int(connection.execute(pending).scalar_one())
+
+        with processes(settings, ["relay"]):
+            wait_until(lambda: left() < sizes.relay_rows, 120, "the relay to start publishing")
+            first = time.monotonic()
+            wait_until(lambda: left() == 0, 600, "the outbox to drain")
+            return sizes.relay_rows / (time.monotonic() - first)
+
+
+def commit_ceiling(db: BenchDatabase, seconds: float = 10.0, clients: int = 4) -> float:
+    """Single-row update-and-commit transactions per second with pgbench, 4 connections."""
+    with db.engine.begin() as connection:
+        connection.execute(
+            text("CREATE TABLE IF NOT EXISTS bench_ceiling (id int primary key, n bigint)")
+        )
+        connection.execute(text("TRUNCATE bench_ceiling"))
+        connection.execute(
+            text("INSERT INTO bench_ceiling SELECT g, 0 FROM generate_series(1, 1000) g")
+        )
+    script = LOGS / "ceiling.sql"
+    LOGS.mkdir(parents=True, exist_ok=True)
+    script.write_text(
+        "\\set id random(1, 1000)\nUPDATE bench_ceiling SET n = n + 1 WHERE id = :id;\n"
+    )
+    url = db.settings.database_url
+    result = subprocess.run(
+        [
+            _pgbench(),
+            "-n",
+            "-c",
+            str(clients),
+            "-j",
+            "2",
+            "-T",
+            str(int(seconds)),
+            "-f",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for line in result.stdout.splitlines():
+        if line.startswith("tps ="):
+            return float(line.split()[2])
+    raise RuntimeError(f"pgbench printed no tps:\n{result.stdout}\n{result.stderr}")
+
+
+def _pgbench() -> str:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pgbench"))
+    return str(found[-1]) if found else "pgbench"
+
+
+def growth(db: BenchDatabase, sizes: Sizes) -> dict[str, float]:
+    """Allocation latency on a sku with a long history over that on a sku with ten allocations."""
+    long_sku, short_sku = seed_skus(db, 2)
+    for sku, history in ((long_sku, sizes.growth_history), (short_sku, 10)):
+        with db.engine.begin() as connection:
+            connection.execute(
+                text(
+                    """
+                    WITH b AS (SELECT id FROM batches WHERE sku = :sku)
+                    INSERT INTO allocations (batch_id, orderid, sku, qty)
+                    SELECT b.id, 'history-' || g, :sku, 1 FROM b, generate_series(1, :n) AS g
+                    """
+                ),
+                {"sku": sku, "n": history},
+            )
+            connection.execute(
+                text("UPDATE batches SET allocated_quantity = :n WHERE sku = :sku"),
+                {"sku": sku, "n": history},
+            )
+            connection.execute(text("ANALYZE allocations"))
+    application = bootstrap(db.settings)
+    timings: dict[str, list[float]] = {long_sku: [], short_sku: []}
+    try:
+        for n in range(sizes.growth_samples):
+            for sku in (long_sku, short_sku):
+                started = time.perf_counter()
+                application.bus.handle(commands.Allocate(f"g-{n}", sku, 1))
+                timings[sku].append(time.perf_counter() - started)
+    finally:
+        application.close()
+    long_ms = statistics.median(timings[long_sku]) * 1000
+    short_ms = statistics.median(timings[short_sku]) * 1000
+    return {
+        "growth_ratio": long_ms / short_ms,
+        "long_history_ms": long_ms,
+        "short_history_ms": short_ms,
+    }
