@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv stack-up stack-down stack-status lint typecheck test test-unit run bench bench-quick clean
+.PHONY: help venv stack-up stack-down stack-status lint typecheck test test-unit run bench bench-quick chaos clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ bench: $(STAMP) stack-up  ## every benchmark figure (median of 3 runs) -> bench/
 
 bench-quick: $(STAMP) stack-up  ## the same figures at small sizes (under 2 minutes)
 	$(BIN)/python -m bench --quick --out bench/results/tmp/quick.json
+
+chaos: $(STAMP) stack-up  ## fault-injection scenarios at full scale (20 s outages, 10-min soak), table at the end
+	CHAOS_SIZE=full $(BIN)/pytest tests/e2e/test_chaos.py tests/integration/test_api_fuzz.py $(PYTEST_ARGS)
 
 clean:  ## remove caches (keeps .venv and the stack's downloads)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache

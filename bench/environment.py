@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from allocation.adapters import orm
 from allocation.adapters.avro import registry_client
@@ -40,7 +41,8 @@ def bench_database() -> Iterator[BenchDatabase]:
     """A migrated database of its own, dropped afterwards."""
     base = load_settings()
     name = f"allocation_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(base.sqlalchemy_url, isolation_level="AUTOCOMMIT")
+    # No pool: a connection kept from before a database restart would be dead at teardown.
+    admin = create_engine(base.sqlalchemy_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     url = make_url(base.database_url).set(database=name).render_as_string(hide_password=False)

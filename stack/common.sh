@@ -12,11 +12,18 @@ STACK_PG_PORT=${STACK_PG_PORT:-5432}
 STACK_KAFKA_PORT=${STACK_KAFKA_PORT:-9092}
 STACK_KAFKA_CONTROLLER_PORT=${STACK_KAFKA_CONTROLLER_PORT:-9093}
 STACK_REGISTRY_PORT=${STACK_REGISTRY_PORT:-8081}
+# Kafka's second listener PROXIED for network-fault tests: bound on the BIND port, advertised on
+# the other one, where nothing listens unless a test runs a TCP proxy forwarding to the BIND port.
+STACK_KAFKA_PROXIED_PORT=${STACK_KAFKA_PROXIED_PORT:-9094}
+STACK_KAFKA_PROXIED_BIND_PORT=${STACK_KAFKA_PROXIED_BIND_PORT:-9095}
 
 # --- paths: all state lives in the git-ignored .stack/ at the repo root ---
 STACK_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)   # stack/
 REPO_ROOT=$(dirname "$STACK_SRC")
 STACK_HOME=${STACK_HOME:-$REPO_ROOT/.stack}
+# Absolute and normalized (no symlinks resolved): server processes are recognized by paths under
+# it in their command lines, so two stacks with different STACK_HOMEs never mistake each other.
+STACK_HOME=$(realpath -ms -- "$STACK_HOME")
 CACHE_DIR=$STACK_HOME/cache
 DATA_DIR=$STACK_HOME/data
 LOG_DIR=$STACK_HOME/log

@@ -11,17 +11,34 @@
 #   status            one line per server: running or not, pid, port, answering or not
 #   psql [ARGS]       psql as the superuser over the stack's own unix socket
 #   install-postgres  apt-get install Debian's PostgreSQL if its server binaries are missing
+# One server at a time (SERVER: postgres, kafka or registry), for fault-injection tests:
+#   start SERVER      start it unless it runs; return once it answers. The registry needs PostgreSQL.
+#   stop SERVER [--signal TERM|KILL] [--mode smart|fast|immediate]
+#                     stop it; return once its process is gone (a quiet no-op if it is not running).
+#                     TERM (default): graceful, SIGKILL after STACK_STOP_TIMEOUT s; KILL: SIGKILL now.
+#                     postgres: TERM = pg_ctl stop -m fast; KILL = SIGKILL to the postmaster and all
+#                     its children (a crash: recovery on the next start); --mode = pg_ctl stop -m MODE.
+#   restart SERVER [--signal TERM|KILL] [--mode smart|fast|immediate]
+#                     stop as above, start, return once it answers again. postgres without
+#                     --signal KILL: pg_ctl restart -m MODE (default fast; immediate = crash-like).
+#
+# Kafka has a second listener, PROXIED, for network-fault tests: bound on 127.0.0.1:9095
+# (STACK_KAFKA_PROXIED_BIND_PORT), advertised as 127.0.0.1:9094 (STACK_KAFKA_PROXIED_PORT), where
+# nothing listens unless a test runs a TCP proxy there forwarding to 9095. Clients bootstrapping at
+# 127.0.0.1:9094 then send all their traffic through that proxy, which the test can cut.
 #
 # Versions, ports (STACK_PG_PORT, STACK_KAFKA_PORT, STACK_KAFKA_CONTROLLER_PORT,
-# STACK_REGISTRY_PORT) and paths: stack/common.sh. State lives in .stack/ (git-ignored):
-# cache/ downloads, data/ server data, log/ server logs, run/ pid files and generated config.
+# STACK_KAFKA_PROXIED_PORT, STACK_KAFKA_PROXIED_BIND_PORT, STACK_REGISTRY_PORT) and paths:
+# stack/common.sh. State lives in $STACK_HOME, default .stack/ (git-ignored): cache/ downloads,
+# data/ server data, log/ server logs, run/ pid files and generated config. Stacks with different
+# STACK_HOMEs (and ports) run side by side and never touch each other's processes.
 set -euo pipefail
 umask 022
 
 # shellcheck source=common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-T0=$SECONDS
+T0=$EPOCHREALTIME
 PG_TIMEOUT=${STACK_PG_TIMEOUT:-60}
 KAFKA_TIMEOUT=${STACK_KAFKA_TIMEOUT:-120}
 REGISTRY_TIMEOUT=${STACK_REGISTRY_TIMEOUT:-180}
@@ -59,25 +76,36 @@ cmdline() {
     printf '%s' "${args[*]}"
 }
 
-# What identifies each server's process in /proc/<pid>/cmdline (guards against reused pids).
+# What identifies each server's process in /proc/<pid>/cmdline (guards against reused pids): a
+# fixed token, then a path under this STACK_HOME as a whole argument. So another stack (another
+# STACK_HOME, even one whose path starts or ends like this one's) never matches.
 signature() {
     case $1 in
         postgres) printf '%s' "postgres -D $PG_DATA" ;;
         kafka) printf '%s' "kafka.Kafka $KAFKA_PROPS" ;;
-        registry) printf '%s' "$APICURIO_JAR" ;;
+        registry) printf '%s' "-jar $APICURIO_JAR" ;;
     esac
+}
+
+# Is process $1 server $2 of this stack? (The path must end an argument; the token before it
+# anchors its start.)
+has_signature() { # PID NAME
+    local sig
+    sig=$(signature "$2")
+    [[ "$(cmdline "$1") " == *"$sig "* ]]
 }
 
 # Every server process of this stack, found in /proc: the Kafka broker and the registry by
 # their command lines, PostgreSQL's postmaster and children by their working directory.
 our_pids() {
-    local dir kafka registry
+    local dir kafka registry line
     local -a args
-    kafka=$(signature kafka) registry=$(signature registry)
+    kafka="$(signature kafka) " registry="$(signature registry) "
     for dir in /proc/[0-9]*; do
         args=()
         { mapfile -d '' args <"$dir/cmdline"; } 2>/dev/null || continue
-        case "${args[*]}" in
+        line="${args[*]} "
+        case $line in
             *"$kafka"* | *"$registry"*) echo "${dir#/proc/}" ;;
             *postgres*) if [[ $dir/cwd -ef $PG_DATA ]]; then echo "${dir#/proc/}"; fi ;;
         esac
@@ -85,14 +113,25 @@ our_pids() {
     return 0
 }
 
+# The processes of this stack's PostgreSQL cluster (postmaster and children): by working directory.
+pg_pids() {
+    local dir
+    local -a args
+    for dir in /proc/[0-9]*; do
+        args=()
+        { mapfile -d '' args <"$dir/cmdline"; } 2>/dev/null || continue
+        [[ ${args[*]} == *postgres* && $dir/cwd -ef $PG_DATA ]] && echo "${dir#/proc/}"
+    done
+    return 0
+}
+
 # Print the pid of server $1 if it runs. A stale pid file (process gone, or the pid now
 # belongs to another program) is removed; a lost one is recovered from /proc.
 running_pid() {
-    local name=$1 file=$RUN_DIR/$1.pid pid sig
-    sig=$(signature "$name")
+    local name=$1 file=$RUN_DIR/$1.pid pid
     if [[ -f $file ]]; then
         pid=$(<"$file")
-        if [[ $pid =~ ^[0-9]+$ && $(cmdline "$pid") == *"$sig"* ]]; then
+        if [[ $pid =~ ^[0-9]+$ ]] && has_signature "$pid" "$name"; then
             echo "$pid"
             return 0
         fi
@@ -100,7 +139,7 @@ running_pid() {
     fi
     for pid in $(our_pids); do
         # postgres children share the data dir in their cwd but not the -D flag
-        if [[ $(cmdline "$pid") == *"$sig"* ]]; then
+        if has_signature "$pid" "$name"; then
             mkdir -p "$RUN_DIR" && echo "$pid" >"$file"
             echo "$pid"
             return 0
@@ -127,9 +166,24 @@ stop_pid() { # PID TIMEOUT NAME
         sleep 0.1
     done
     say "$name (pid $pid) did not stop within ${timeout}s: SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do alive "$pid" || return 0; sleep 0.1; done
+    kill_pids "$name" "$pid"
 }
+
+# SIGKILL, then wait until every one of the processes is gone.
+kill_pids() { # NAME PID...
+    local name=$1 pid i
+    shift
+    kill -KILL "$@" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+        for pid in "$@"; do alive "$pid" && break; done
+        alive "$pid" || return 0
+        sleep 0.1
+    done
+    die "$name: process $* still there 10 s after SIGKILL"
+}
+
+# Seconds since the command started, to a tenth.
+elapsed() { awk -v a="$T0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
 
 log_tail() { # FILE...
     local f
@@ -243,7 +297,7 @@ EOF
     local lock old_pid
     for lock in "$PG_DATA/postmaster.pid" "$PG_SOCK/.s.PGSQL.$STACK_PG_PORT.lock"; do
         if old_pid=$(head -n 1 "$lock" 2>/dev/null) \
-            && ! { alive "$old_pid" && [[ $(cmdline "$old_pid") == *postgres* ]]; }; then
+            && ! { alive "$old_pid" && has_signature "$old_pid" postgres; }; then
             rm -f "$lock"
         fi
     done
@@ -264,16 +318,43 @@ EOF
     head -n 1 "$PG_DATA/postmaster.pid" >"$RUN_DIR/postgres.pid"
 }
 
-pg_wait_and_setup() {
+pg_wait() {
     local i
     for ((i = 0; i < PG_TIMEOUT * 5; i++)); do
         pg_ready && break
         sleep 0.2
     done
     pg_ready || { log_tail "$PG_LOG"; die "PostgreSQL does not accept connections on 127.0.0.1:$STACK_PG_PORT; read $PG_LOG"; }
+}
+
+pg_wait_and_setup() {
+    pg_wait
     pg_superuser_psql -q -d postgres -f "$STACK_SRC/postgres/init.sql" >/dev/null \
         || die "creating the roles and databases failed (stack/postgres/init.sql)"
     pg_select1 || die "PostgreSQL is up but 'select 1' as allocation@127.0.0.1:$STACK_PG_PORT/allocation fails; read $PG_LOG"
+}
+
+# Stop the cluster whose postmaster is $1. KILL: SIGKILL to the postmaster, then to whatever of its
+# children is left (a crash; the next start recovers). Otherwise pg_ctl stop -m MODE (default fast:
+# clients are disconnected; plain SIGTERM would be 'smart' and wait for every client to leave),
+# escalating to SIGKILL if it does not finish in STOP_TIMEOUT seconds.
+pg_stop() { # PID SIGNAL MODE
+    local pid=$1 signal=$2 mode=${3:-fast}
+    local -a left
+    if [[ $signal == KILL ]]; then
+        say "killing PostgreSQL (postmaster pid $pid and its children: SIGKILL)"
+        kill -KILL "$pid" 2>/dev/null || true
+    else
+        say "stopping PostgreSQL (pid $pid, pg_ctl stop -m $mode)"
+        if [[ -n ${PG_BIN:-} ]]; then
+            as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m "$mode" -w -t "$STOP_TIMEOUT" stop >/dev/null 2>&1 9>&- || true
+        fi
+        stop_pid "$pid" 5 PostgreSQL
+    fi
+    # children of a killed postmaster (or of one that ignored pg_ctl) would block the next start
+    mapfile -t left < <(pg_pids)
+    ((${#left[@]} == 0)) || kill_pids "PostgreSQL" "${left[@]}"
+    rm -f "$RUN_DIR/postgres.pid"
 }
 
 # ------------------------------------------------------------------- Kafka ---
@@ -289,6 +370,7 @@ kafka_start() {
     local data=$DATA_DIR/kafka
     mkdir -p "$data" "$LOG_DIR/kafka"
     sed -e "s|@PORT@|$STACK_KAFKA_PORT|g" -e "s|@CONTROLLER_PORT@|$STACK_KAFKA_CONTROLLER_PORT|g" \
+        -e "s|@PROXIED_PORT@|$STACK_KAFKA_PROXIED_PORT|g" -e "s|@PROXIED_BIND_PORT@|$STACK_KAFKA_PROXIED_BIND_PORT|g" \
         -e "s|@DATA_DIR@|$data|g" "$STACK_SRC/kafka/server.properties.in" >"$KAFKA_PROPS"
     if [[ ! -f $data/meta.properties ]]; then
         local cluster_id
@@ -297,7 +379,7 @@ kafka_start() {
         kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_PROPS" >"$LOG_DIR/kafka-format.log" 2>&1 \
             || { log_tail "$LOG_DIR/kafka-format.log"; die "formatting Kafka storage failed; read $LOG_DIR/kafka-format.log"; }
     fi
-    say "starting Kafka $KAFKA_VERSION on 127.0.0.1:$STACK_KAFKA_PORT ..."
+    say "starting Kafka $KAFKA_VERSION on 127.0.0.1:$STACK_KAFKA_PORT (PROXIED: bound $STACK_KAFKA_PROXIED_BIND_PORT, advertised $STACK_KAFKA_PROXIED_PORT) ..."
     setsid nohup java -Xms256m -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
         -Dlog4j2.configurationFile="$STACK_SRC/kafka/log4j2-broker.xml" -Dkafka.logs.dir="$LOG_DIR/kafka" \
         -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_PROPS" >"$KAFKA_OUT" 2>&1 </dev/null 9>&- &
@@ -341,7 +423,7 @@ wait_for() { # NAME PID TIMEOUT CHECK LOGS...
         fi
         sleep 0.3
     done
-    say "$name answers ($((SECONDS - T0)) s)"
+    say "$name answers ($(elapsed) s)"
 }
 
 # ---------------------------------------------------------------- commands ---
@@ -359,69 +441,121 @@ EOF
     printf '%s\n' "$env"
 }
 
-cmd_up() {
-    local pg_pid kafka_pid reg_pid
-    mkdir -p "$CACHE_DIR" "$DATA_DIR" "$LOG_DIR" "$RUN_DIR"
+# Take the stack's lock (fd 9): one up/down/start/stop/restart at a time. Servers never inherit it.
+take_lock() {
+    mkdir -p "$RUN_DIR"
     exec 9>"$RUN_DIR/lock"
-    flock -w 600 9 || die "another 'stack.sh up/down' holds $RUN_DIR/lock"
+    flock -w 600 9 || die "another stack.sh command (up/down/start/stop/restart) holds $RUN_DIR/lock"
+}
+
+# What starting servers needs: directories, the lock, java, curl, PostgreSQL's binaries and paths.
+prepare_start() {
+    mkdir -p "$CACHE_DIR" "$DATA_DIR" "$LOG_DIR" "$RUN_DIR"
+    take_lock
     command -v java >/dev/null || die "java not found: the stack needs a Java 17+ runtime (apt-get install openjdk-17-jre-headless)"
     command -v curl >/dev/null || die "curl not found (apt-get install curl)"
     install_postgres
     PG_BIN=$(pg_bin_dir)
     pg_paths
+}
 
-    # 1. PostgreSQL
-    if ! pg_pid=$(running_pid postgres); then
-        port_free_or_die "$STACK_PG_PORT" STACK_PG_PORT
-        pg_start
-        pg_pid=$(<"$RUN_DIR/postgres.pid")
-    fi
-    pg_wait_and_setup
+# Start server $1 unless it runs, without waiting for Kafka or the registry to answer
+# (PostgreSQL is waited for: the others need it). Sets PID to its pid.
+launch() { # NAME
+    case $1 in
+        postgres)
+            if ! PID=$(running_pid postgres); then
+                port_free_or_die "$STACK_PG_PORT" STACK_PG_PORT
+                pg_start
+                PID=$(<"$RUN_DIR/postgres.pid")
+            fi
+            pg_wait_and_setup
+            ;;
+        kafka)
+            if ! PID=$(running_pid kafka); then
+                port_free_or_die "$STACK_KAFKA_PORT" STACK_KAFKA_PORT
+                port_free_or_die "$STACK_KAFKA_CONTROLLER_PORT" STACK_KAFKA_CONTROLLER_PORT
+                port_free_or_die "$STACK_KAFKA_PROXIED_BIND_PORT" STACK_KAFKA_PROXIED_BIND_PORT
+                kafka_start
+                PID=$(<"$RUN_DIR/kafka.pid")
+            fi
+            ;;
+        registry)
+            # checked even if the registry runs: without its database it would never answer
+            if ! { running_pid postgres >/dev/null && pg_ready; }; then
+                die "the registry keeps its data in PostgreSQL, which is not running on 127.0.0.1:$STACK_PG_PORT: start it first (stack/stack.sh start postgres)"
+            fi
+            if ! PID=$(running_pid registry); then
+                port_free_or_die "$STACK_REGISTRY_PORT" STACK_REGISTRY_PORT
+                registry_start
+                PID=$(<"$RUN_DIR/registry.pid")
+            fi
+            ;;
+    esac
+}
 
-    # 2. Kafka and 3. Apicurio start side by side; the registry needs only PostgreSQL.
-    if ! kafka_pid=$(running_pid kafka); then
-        port_free_or_die "$STACK_KAFKA_PORT" STACK_KAFKA_PORT
-        port_free_or_die "$STACK_KAFKA_CONTROLLER_PORT" STACK_KAFKA_CONTROLLER_PORT
-        kafka_start
-        kafka_pid=$(<"$RUN_DIR/kafka.pid")
-    fi
-    if ! reg_pid=$(running_pid registry); then
-        port_free_or_die "$STACK_REGISTRY_PORT" STACK_REGISTRY_PORT
-        registry_start
-        reg_pid=$(<"$RUN_DIR/registry.pid")
-    fi
-    wait_for Kafka "$kafka_pid" "$KAFKA_TIMEOUT" kafka_answers "$KAFKA_LOG" "$KAFKA_OUT"
-    wait_for "Apicurio Registry" "$reg_pid" "$REGISTRY_TIMEOUT" registry_answers "$REGISTRY_LOG"
+wait_answers() { # NAME PID
+    case $1 in
+        postgres) say "PostgreSQL accepts connections ($(elapsed) s)" ;;
+        kafka) wait_for Kafka "$2" "$KAFKA_TIMEOUT" kafka_answers "$KAFKA_LOG" "$KAFKA_OUT" ;;
+        registry) wait_for "Apicurio Registry" "$2" "$REGISTRY_TIMEOUT" registry_answers "$REGISTRY_LOG" ;;
+    esac
+}
 
-    say "stack up in $((SECONDS - T0)) s: postgres pid $pg_pid, kafka pid $kafka_pid, registry pid $reg_pid"
+cmd_up() {
+    local PID pg_pid kafka_pid reg_pid
+    prepare_start
+    # 1. PostgreSQL; 2. Kafka and 3. Apicurio start side by side: the registry needs only PostgreSQL.
+    launch postgres && pg_pid=$PID
+    launch kafka && kafka_pid=$PID
+    launch registry && reg_pid=$PID
+    wait_answers kafka "$kafka_pid"
+    wait_answers registry "$reg_pid"
+    say "stack up in $(elapsed) s: postgres pid $pg_pid, kafka pid $kafka_pid, registry pid $reg_pid"
     print_env
+}
+
+# Stop server $1 of this stack, if it runs; return once its process is gone.
+stop_server() { # NAME SIGNAL MODE
+    local name=$1 signal=$2 mode=$3 pid label
+    case $name in
+        postgres) label=PostgreSQL ;;
+        kafka) label=Kafka ;;
+        registry) label="Apicurio Registry" ;;
+    esac
+    if ! pid=$(running_pid "$name"); then
+        # a killed postmaster may have left children behind
+        if [[ $name == postgres ]]; then
+            local -a left
+            mapfile -t left < <(pg_pids)
+            ((${#left[@]} == 0)) || kill_pids PostgreSQL "${left[@]}"
+        fi
+        rm -f "$RUN_DIR/$name.pid"
+        return 0
+    fi
+    if [[ $name == postgres ]]; then
+        pg_stop "$pid" "$signal" "$mode"
+    elif [[ $signal == KILL ]]; then
+        say "killing $label (pid $pid: SIGKILL)"
+        kill_pids "$label" "$pid"
+    else
+        say "stopping $label (pid $pid)"
+        stop_pid "$pid" "$STOP_TIMEOUT" "$label"
+    fi
+    rm -f "$RUN_DIR/$name.pid"
+    say "$label stopped ($(elapsed) s)"
 }
 
 cmd_down() {
     local purge=false pid
     [[ ${1:-} == --purge ]] && purge=true
     [[ -d $STACK_HOME ]] || return 0
-    mkdir -p "$RUN_DIR"
-    exec 9>"$RUN_DIR/lock"
-    flock -w 600 9 || die "another 'stack.sh up/down' holds $RUN_DIR/lock"
+    take_lock
     pg_paths
-    if pid=$(running_pid registry); then
-        say "stopping Apicurio Registry (pid $pid)"
-        stop_pid "$pid" "$STOP_TIMEOUT" "Apicurio Registry"
-    fi
-    if pid=$(running_pid kafka); then
-        say "stopping Kafka (pid $pid)"
-        stop_pid "$pid" "$STOP_TIMEOUT" Kafka
-    fi
-    if pid=$(running_pid postgres); then
-        say "stopping PostgreSQL (pid $pid)"
-        PG_BIN=$(pg_bin_dir) || true
-        # fast shutdown; stop_pid escalates to SIGKILL if it hangs
-        if [[ -n ${PG_BIN:-} ]]; then
-            as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t "$STOP_TIMEOUT" stop >/dev/null 2>&1 || true
-        fi
-        stop_pid "$pid" 5 PostgreSQL
-    fi
+    PG_BIN=$(pg_bin_dir) || true
+    stop_server registry TERM ""
+    stop_server kafka TERM ""
+    stop_server postgres TERM fast
     # Leftovers (a lost pid file, postgres children of a killed postmaster): stop them by pid.
     local left
     for pid in $(our_pids); do
@@ -435,6 +569,78 @@ cmd_down() {
         say "deleting $DATA_DIR"
         rm -rf "$DATA_DIR" "$PG_ALT"
     fi
+}
+
+# Parse SERVER [--signal TERM|KILL] [--mode smart|fast|immediate] into NAME, SIGNAL, MODE.
+parse_server_args() { # COMMAND ARGS...
+    local cmd=$1 usage
+    shift
+    usage="usage: stack/stack.sh $cmd postgres|kafka|registry"
+    [[ $cmd == start ]] || usage+=" [--signal TERM|KILL] [--mode smart|fast|immediate]"
+    NAME=${1:-} SIGNAL=TERM MODE=""
+    case $NAME in
+        postgres | kafka | registry) shift ;;
+        *) die "$usage" ;;
+    esac
+    if [[ $cmd == start && $# -gt 0 ]]; then die "$usage"; fi
+    while (($#)); do
+        case $1 in
+            --signal | --mode)
+                (($# >= 2)) || die "$cmd: $1 needs a value"
+                if [[ $1 == --signal ]]; then SIGNAL=$2; else MODE=$2; fi
+                shift 2
+                ;;
+            --signal=*) SIGNAL=${1#*=} && shift ;;
+            --mode=*) MODE=${1#*=} && shift ;;
+            *) die "$cmd: unknown argument '$1' (expected --signal TERM|KILL or, for postgres, --mode smart|fast|immediate)" ;;
+        esac
+    done
+    SIGNAL=${SIGNAL#SIG}
+    case $SIGNAL in TERM | KILL) ;; *) die "$cmd: --signal takes TERM or KILL, not '$SIGNAL'" ;; esac
+    case $MODE in "" | smart | fast | immediate) ;; *) die "$cmd: --mode takes smart, fast or immediate, not '$MODE'" ;; esac
+    if [[ -n $MODE ]]; then
+        [[ $NAME == postgres ]] || die "$cmd: --mode applies to postgres only"
+        [[ $SIGNAL == TERM ]] || die "$cmd: use either --signal KILL or --mode, not both"
+    fi
+}
+
+cmd_start() {
+    local NAME SIGNAL MODE PID
+    parse_server_args start "$@"
+    prepare_start
+    launch "$NAME"
+    wait_answers "$NAME" "$PID"
+}
+
+cmd_stop() {
+    local NAME SIGNAL MODE
+    parse_server_args stop "$@"
+    [[ -d $STACK_HOME ]] || return 0
+    take_lock
+    pg_paths
+    PG_BIN=$(pg_bin_dir) || true
+    stop_server "$NAME" "$SIGNAL" "$MODE"
+}
+
+cmd_restart() {
+    local NAME SIGNAL MODE PID pid
+    parse_server_args restart "$@"
+    prepare_start
+    if [[ $NAME == postgres && $SIGNAL == TERM ]] && pid=$(running_pid postgres); then
+        MODE=${MODE:-fast}
+        say "restarting PostgreSQL (pid $pid, pg_ctl restart -m $MODE) ..."
+        local out
+        out=$(as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -m "$MODE" -w -t "$PG_TIMEOUT" restart 2>&1 9>&-) \
+            || { say "$out"; log_tail "$PG_LOG"; die "pg_ctl restart failed; read $PG_LOG"; }
+        head -n 1 "$PG_DATA/postmaster.pid" >"$RUN_DIR/postgres.pid"
+        pg_wait
+        pg_select1 || die "PostgreSQL restarted but 'select 1' as allocation@127.0.0.1:$STACK_PG_PORT/allocation fails; read $PG_LOG"
+        say "PostgreSQL accepts connections again, pid $(<"$RUN_DIR/postgres.pid") ($(elapsed) s)"
+        return 0
+    fi
+    stop_server "$NAME" "$SIGNAL" "$MODE"
+    launch "$NAME"
+    wait_answers "$NAME" "$PID"
 }
 
 cmd_status() {
@@ -472,6 +678,9 @@ case ${1:-} in
     status) cmd_status ;;
     psql) shift; cmd_psql "$@" ;;
     install-postgres) install_postgres ;;
+    start) shift; cmd_start "$@" ;;
+    stop) shift; cmd_stop "$@" ;;
+    restart) shift; cmd_restart "$@" ;;
     *)
         awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}" >&2
         exit 2

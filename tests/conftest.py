@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from confluent_kafka import KafkaException
@@ -13,6 +15,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 from allocation.adapters import orm
 from allocation.adapters.database import (
@@ -59,7 +62,8 @@ def settings() -> Iterator[Settings]:
     """
     base = load_settings()
     name = f"allocation_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base.sqlalchemy_url, isolation_level="AUTOCOMMIT")
+    # No pool: a connection kept from before a database restart would be dead at teardown.
+    admin = create_engine(base.sqlalchemy_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     try:
         with admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
@@ -118,3 +122,18 @@ def uow_factory(
 ) -> Callable[[], SqlAlchemyUnitOfWork]:
     routes = event_routes(settings)
     return lambda: SqlAlchemyUnitOfWork(sessions, routes)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The chaos table, when fault-injection scenarios ran (and its file under `make chaos`)."""
+    from tests.chaos import RESULTS, SCALE, render
+
+    if not RESULTS:
+        return
+    table = render(RESULTS)
+    terminalreporter.write_sep("=", f"chaos scenarios ({SCALE.orders} orders each, scale {SCALE})")
+    terminalreporter.write_line(table)
+    if os.environ.get("CHAOS_SIZE") == "full":
+        out = Path(__file__).resolve().parents[1] / "bench" / "results" / "chaos.txt"
+        out.write_text(table + "\n")
+        terminalreporter.write_line(f"written: {out}")

@@ -19,7 +19,9 @@ from allocation.adapters.inbox import SqlInbox
 from allocation.adapters.outbox import SqlOutbox
 from allocation.adapters.repository import SqlAlchemyRepository
 from allocation.adapters.views import SqlAllocationsView
+from allocation.domain import model
 from allocation.domain.commands import Allocate, Command, CreateBatch
+from allocation.domain.errors import DomainError
 from allocation.service_layer.unit_of_work import (
     AbstractUnitOfWork,
     ConcurrencyConflict,
@@ -92,9 +94,14 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
             raise ConcurrencyConflict(str(exc).splitlines()[0]) from exc
 
     def prefetch(self, commands: Sequence[Command], envelopes: Sequence[Envelope | None]) -> None:
-        skus = [c.sku for c in commands if isinstance(c, Allocate | CreateBatch)]
+        # Commands are not validated yet: values the domain will reject are not looked up.
+        skus = [c.sku for c in commands if isinstance(c, Allocate | CreateBatch) and _valid(c.sku)]
         self.products.prefetch(skus)
-        lines = [(c.sku, c.orderid) for c in commands if isinstance(c, Allocate)]
+        lines = [
+            (c.sku, c.orderid)
+            for c in commands
+            if isinstance(c, Allocate) and _valid(c.sku) and _valid(c.orderid)
+        ]
         orm.store_for(self.session).prefetch(lines)
         self.inbox.prefetch(e.message_id for e in envelopes if e is not None and e.deduplicate)
 
@@ -108,6 +115,14 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
 
     def rollback(self) -> None:
         self.session.rollback()
+
+
+def _valid(identifier: object) -> bool:
+    try:
+        model.require_text("identifier", identifier)
+    except DomainError:
+        return False
+    return True
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

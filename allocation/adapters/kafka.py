@@ -112,7 +112,8 @@ def header(message: Message, name: str) -> str | None:
 def message_identity(message: Message) -> str:
     """The inbox key of an inbound message: its ``message_id`` header, else its coordinates."""
     message_id = header(message, "message_id")
-    if message_id:
+    # An id the inbox cannot store (unprintable, or longer than its key) is ignored.
+    if message_id and len(message_id) <= 200 and message_id.isprintable():
         return "id:" + message_id
     return f"{message.topic()}:{message.partition()}:{message.offset()}"
 

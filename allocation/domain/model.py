@@ -9,10 +9,17 @@ from datetime import date
 from allocation.domain import events
 from allocation.domain.errors import InvalidBatchRef, InvalidQuantity, InvalidSku, InvalidValue
 
+MAX_IDENTIFIER_LENGTH = 255
+
 
 def require_text(field: str, value: object) -> str:
+    """An identifier: a non-blank string of printable characters, at most 255 of them."""
     if not isinstance(value, str) or not value.strip():
-        raise InvalidValue(f"{field} must be a non-empty string, got {value!r}")
+        raise InvalidValue(f"{field} must be a non-empty string, got {value!r:.80}")
+    if len(value) > MAX_IDENTIFIER_LENGTH:
+        raise InvalidValue(f"{field} is {len(value)} characters long; at most 255 are allowed")
+    if not value.isprintable():
+        raise InvalidValue(f"{field} must not contain control or unprintable characters")
     return value
 
 

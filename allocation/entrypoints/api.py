@@ -20,7 +20,7 @@ from sqlalchemy import text
 
 from allocation.adapters.database import is_unavailable
 from allocation.bootstrap import Application
-from allocation.domain import commands
+from allocation.domain import commands, model
 from allocation.domain.errors import DomainError, DuplicateBatchRef
 from allocation.service_layer.unit_of_work import ConcurrencyConflict, Envelope
 
@@ -93,9 +93,10 @@ def create_app(application: Application) -> FastAPI:
     @api.get(
         "/allocations/{orderid}",
         response_model=list[OrderLineAllocation],
-        responses={404: {"model": Problem}},
+        responses={400: {"model": Problem}, 404: {"model": Problem}},
     )
     def allocations(orderid: str) -> Any:
+        model.require_text("orderid", orderid)
         with application.uow_factory() as uow:
             rows = uow.views.for_order(orderid)
         if not rows:

@@ -77,7 +77,18 @@ def test_batch_quantity_must_be_positive(qty: int) -> None:
         Batch("b1", "LAMP", qty, eta=None)
 
 
-@pytest.mark.parametrize(("orderid", "sku"), [("", "LAMP"), ("o1", ""), ("o1", "   ")])
+@pytest.mark.parametrize(
+    ("orderid", "sku"),
+    [
+        ("", "LAMP"),
+        ("o1", ""),
+        ("o1", "   "),
+        ("o" * 256, "LAMP"),
+        ("o\x001", "LAMP"),
+        ("o1", "LA\nMP"),
+        ("o\ud8001", "LAMP"),
+    ],
+)
 def test_identifiers_must_not_be_empty(orderid: str, sku: str) -> None:
     with pytest.raises(InvalidValue):
         OrderLine(orderid, sku, 1)

@@ -1,0 +1,443 @@
+"""The fault-injection harness: load through the real service while a server or process fails.
+
+Each scenario gets its own topics and consumer group, skus with limited stock
+(so that applying a command twice, or not at all, changes the result), the
+consumer and relay as real processes, and a steady stream of Allocate commands.
+After the fault it checks the invariants and records a row of the chaos table.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import struct
+import subprocess
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import fastavro
+from confluent_kafka import Consumer
+from sqlalchemy import Engine, func, select
+
+from allocation.adapters.avro import AvroCodec, registry_client
+from allocation.adapters.kafka import DLQ_MAX_BYTES, admin_client, create_topics, message_headers
+from allocation.adapters.schemas import register_all
+from allocation.adapters.tables import allocations, batches, inbox, outbox
+from allocation.adapters.wire import load_schema, topic_records
+from allocation.bootstrap import avro_codec, bootstrap
+from allocation.config import Settings
+from allocation.domain import commands
+from tests.fakes import FakeUnitOfWork
+from tests.harness import CommandSender, Service, service_env, wait_until
+
+REPO = Path(__file__).resolve().parents[1]
+Allocation = tuple[str, str, int, str]  # orderid, sku, qty, batchref
+
+
+@dataclass(frozen=True)
+class Scale:
+    orders: int
+    skus: int
+    rate: float  # orders per second
+    outage_s: float
+    hostile_random: int
+    soak_s: float
+    soak_rate: float
+
+
+SMALL = Scale(
+    orders=600, skus=30, rate=100, outage_s=6, hostile_random=1000, soak_s=60, soak_rate=100
+)
+FULL = Scale(
+    orders=2400, skus=120, rate=100, outage_s=20, hostile_random=10_000, soak_s=600, soak_rate=200
+)
+SCALE = FULL if os.environ.get("CHAOS_SIZE") == "full" else SMALL
+
+
+@dataclass
+class Outcome:
+    scenario: str
+    sent: int
+    applied: int
+    dead_lettered: int
+    lost: int
+    doubled: int
+    recovery_s: float | None
+    note: str = ""
+
+
+RESULTS: list[Outcome] = []
+
+
+def stack(*args: str) -> None:
+    """Drive the native stack, e.g. ``stack("stop", "kafka", "--signal", "KILL")``."""
+    done = subprocess.run(
+        ["bash", str(REPO / "stack/stack.sh"), *args], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, f"stack {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+
+
+@dataclass
+class Seen:
+    at: float
+    topic: str
+    key: str
+    partition: int
+    offset: int
+    headers: dict[str, str]
+    value: bytes | None
+
+
+class Recorder(threading.Thread):
+    """Reads the scenario's event topics and DLQ for its whole life, noting arrival times."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(daemon=True)
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": settings.kafka_bootstrap_servers,
+                "group.id": f"chaos-recorder-{uuid.uuid4().hex[:8]}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
+        self._topics = [*settings.event_topics, settings.topic_dlq]
+        self.seen: list[Seen] = []
+        self._lock = threading.Lock()
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        self._consumer.subscribe(self._topics)
+        while not self._halt.is_set():
+            batch = self._consumer.consume(1000, timeout=0) or self._consumer.consume(1, 0.1)
+            now = time.monotonic()
+            for m in batch:
+                if m.error() is not None:
+                    continue
+                key = m.key()
+                headers = {k: v.decode("utf-8", "replace") for k, v in message_headers(m)}
+                item = Seen(
+                    now,
+                    str(m.topic()),
+                    key.decode() if isinstance(key, bytes) else "",
+                    m.partition() or 0,
+                    m.offset() or 0,
+                    headers,
+                    m.value(),
+                )
+                with self._lock:
+                    self.seen.append(item)
+        self._consumer.close()
+
+    def on(self, topic: str) -> list[Seen]:
+        with self._lock:
+            return [s for s in self.seen if s.topic == topic]
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(10)
+
+
+@dataclass
+class Run:
+    """One scenario: its topics, processes, load and verdict."""
+
+    name: str
+    base: Settings
+    engine: Engine
+    log_dir: Path
+    scale: Scale = SCALE
+    topic_config: dict[str, dict[str, str]] = field(default_factory=dict)
+    settings: Settings = field(init=False)
+    codec: AvroCodec = field(init=False)
+    services: dict[str, Service] = field(default_factory=dict)
+    creates: list[commands.CreateBatch] = field(default_factory=list)
+    orders: list[commands.Allocate] = field(default_factory=list)
+    sent_at: list[float] = field(default_factory=list)
+    encode: Callable[[dict[str, Any]], bytes] | None = None
+
+    def prepare(self, stock: int = 40, extra: dict[str, object] | None = None) -> None:
+        prefix = f"chaos-{self.name}-{uuid.uuid4().hex[:6]}"
+        topics = {f: f"{prefix}-{getattr(self.base, f)}" for f in _TOPIC_FIELDS}
+        self.settings = self.base.model_copy(
+            update={
+                **topics,
+                "consumer_group": f"{prefix}-allocation",
+                "topic_partitions": 4,
+                **(extra or {}),
+            }
+        )
+        configs = {self.settings.topic_dlq: {"max.message.bytes": str(DLQ_MAX_BYTES)}}
+        configs |= {getattr(self.settings, f): c for f, c in self.topic_config.items()}
+        create_topics(self.settings, self.settings.all_topics, 4, configs=configs)
+        schemas = {t: load_schema(r) for t, r in topic_records(self.settings).items()}
+        register_all(registry_client(self.settings.schema_registry_url), schemas)
+        self.codec = avro_codec(self.settings)
+        rng = random.Random(self.name)
+        skus = [f"{prefix}-sku-{n}" for n in range(self.scale.skus)]
+        self.creates = [
+            commands.CreateBatch(f"{sku}-{kind}", sku, stock, eta)
+            for sku in skus
+            for kind, eta in (("now", None), ("later", date.today() + timedelta(days=3)))
+        ]
+        self.orders = [
+            commands.Allocate(f"{prefix}-o{n}", rng.choice(skus), rng.randint(1, 5))
+            for n in range(self.scale.orders)
+        ]
+        application = bootstrap(self.settings)
+        application.bus.handle_batch([(c, None) for c in self.creates])
+        application.close()
+        self.recorder = Recorder(self.settings)
+        self.recorder.start()
+
+    def start(self, name: str, command: str, **env: str) -> Service:
+        service = Service([command], service_env(self.settings, **env), self.log_dir, name)
+        self.services[name] = service.start()
+        return service
+
+    def start_pipeline(self, consumers: int = 1, relays: int = 1, **env: str) -> None:
+        for n in range(consumers):
+            self.start(
+                f"consumer-{n + 1}", "consumer", CONSUMER_INSTANCE_ID=f"{self.name}-{n + 1}", **env
+            )
+        for n in range(relays):
+            self.start(f"relay-{n + 1}", "relay", **env)
+        self.services["consumer-1"].wait_for_log(r"assigned .*\[", timeout=60)
+        if relays:
+            wait_until(lambda: self.leader() is not None, 60, "a relay to lead")
+
+    def leader(self) -> str | None:
+        """The relay process that holds the leader lock (the last one to have announced it)."""
+        leading = [
+            name
+            for name, s in self.services.items()
+            if name.startswith("relay") and s.running and "relay is the leader" in s.log()
+        ]
+        return leading[-1] if leading else None
+
+    @contextmanager
+    def fault(self) -> Iterator[None]:
+        """Marks the fault's window, for the recovery time."""
+        self._fault = (time.monotonic(), time.monotonic())
+        try:
+            yield
+        finally:
+            self._fault = (self._fault[0], time.monotonic())
+
+    def recovery(self, grace: float = 5.0) -> float | None:
+        """How long after the fault ended the worst-hit command still waited for its event.
+
+        Commands sent from the fault's start until ``grace`` seconds after its end
+        are considered; each waits at least until the fault ends.
+        """
+        if not hasattr(self, "_fault"):
+            return None
+        began, ended = self._fault
+        arrived: dict[str, float] = {}
+        for seen in self.recorder.on(self.settings.topic_line_allocated):
+            v = self.codec.decode(self.settings.topic_line_allocated, seen.value)
+            arrived.setdefault(v["orderid"], seen.at)
+        waits = [
+            arrived[order.orderid] - max(sent, ended)
+            for order, sent in zip(self.orders, self.sent_at, strict=False)
+            if began <= sent <= ended + grace and order.orderid in arrived
+        ]
+        return max(0.0, *waits) if waits else None
+
+    @contextmanager
+    def load(self) -> Iterator[None]:
+        """Send the orders at the scale's rate in the background; joined on exit."""
+        sender = CommandSender(self.settings, self.codec)
+        done = threading.Event()
+
+        def send() -> None:
+            started = time.monotonic()
+            for n, order in enumerate(self.orders):
+                pause = started + n / self.scale.rate - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+                record = {"orderid": order.orderid, "sku": order.sku, "qty": order.qty}
+                value = (
+                    self.encode(record)
+                    if self.encode
+                    else self.codec.encode(self.settings.topic_allocate, record)
+                )
+                self.sent_at.append(time.monotonic())
+                sender.send_raw(self.settings.topic_allocate, value, order.sku)
+            sender.flush()
+            done.set()
+
+        thread = threading.Thread(target=send, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            thread.join(timeout=600)
+            assert done.is_set(), "the load did not finish sending"
+
+    def settle(self, timeout: float = 180) -> None:
+        expected = len(expected_allocations(self.creates, self.orders))
+
+        def published() -> bool:
+            ids = {
+                s.headers.get("event_id")
+                for s in self.recorder.on(self.settings.topic_line_allocated)
+            }
+            return len(ids) >= expected
+
+        wait_until(published, timeout, f"{expected} Allocated events of {self.name}")
+
+    def verdict(
+        self,
+        expected_dead: int = 0,
+        note: str = "",
+        pruned: bool = False,
+    ) -> Outcome:
+        """Check every invariant; record and return the scenario's row of the table.
+
+        ``pruned``: the inbox and outbox were pruned during the run (the soak), so
+        the orders applied are counted from the allocations they made, and commit
+        order can no longer be read back from the outbox.
+        """
+        skus = {c.sku for c in self.creates}
+        expected = Counter(expected_allocations(self.creates, self.orders))
+        stored = Counter(stored_allocations(self.engine, skus))
+        published = self._published_allocations()
+        applied = sum(stored.values()) if pruned else self._orders_in_inbox()
+        dead = len(self.recorder.on(self.settings.topic_dlq))
+        lost = sum((expected - stored).values()) + max(0, len(self.orders) - applied)
+        doubled = sum((stored - expected).values())
+        recovery = self.recovery()
+        sent = len(self.orders) + expected_dead
+        outcome = Outcome(self.name, sent, applied, dead, lost, doubled, recovery, note)
+        RESULTS.append(outcome)
+        assert lost == 0, f"{lost} commands lost"
+        assert doubled == 0, f"{doubled} allocations doubled"
+        assert Counter(published.values()) == expected, "every allocation published, one event_id"
+        if not pruned:
+            self._assert_commit_order(skus)
+        assert dead == expected_dead, f"{dead} dead letters, expected {expected_dead}"
+        stopped = [name for name, s in self.services.items() if not s.running]
+        assert not stopped, f"processes that did not survive: {stopped}"
+        return outcome
+
+    def _orders_in_inbox(self) -> int:
+        with self.engine.connect() as connection:
+            return int(
+                connection.execute(
+                    select(func.count())
+                    .select_from(inbox)
+                    .where(inbox.c.message_id.like(f"{self.settings.topic_allocate}:%"))
+                ).scalar_one()
+            )
+
+    def _published_allocations(self) -> dict[str, Allocation]:
+        """event_id -> allocation, from line-allocated (a re-publication shares its event_id)."""
+        out: dict[str, Allocation] = {}
+        for s in self.recorder.on(self.settings.topic_line_allocated):
+            v = self.codec.decode(self.settings.topic_line_allocated, s.value)
+            allocation = (v["orderid"], v["sku"], v["qty"], v["batchref"])
+            assert out.setdefault(s.headers["event_id"], allocation) == allocation
+        return out
+
+    def _assert_commit_order(self, skus: set[str]) -> None:
+        """Per sku, line-allocated carries the events in the order their transactions committed."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(outbox.c.key, outbox.c.event_id)
+                .where(outbox.c.key.in_(skus), outbox.c.event_type == "Allocated")
+                .order_by(outbox.c.id)
+            ).all()
+        committed: dict[str, list[str]] = {}
+        for key, event_id in rows:
+            committed.setdefault(key, []).append(str(event_id))
+        on_topic: dict[str, list[str]] = {}
+        for s in sorted(
+            self.recorder.on(self.settings.topic_line_allocated),
+            key=lambda s: (s.partition, s.offset),
+        ):
+            ids = on_topic.setdefault(s.key, [])
+            if s.headers["event_id"] not in ids:
+                ids.append(s.headers["event_id"])
+        assert on_topic == committed, "per-sku order on line-allocated differs from commit order"
+
+    def close(self) -> None:
+        for service in self.services.values():
+            if service.running:
+                assert service.terminate() == 0, f"{service.log_path.name} did not stop cleanly"
+        self.recorder.stop()
+        admin_client(self.settings).delete_topics(list(self.settings.all_topics))
+
+
+_TOPIC_FIELDS = (
+    "topic_add_batch",
+    "topic_allocate",
+    "topic_batch_quantity",
+    "topic_line_allocated",
+    "topic_line_deallocated",
+    "topic_out_of_stock",
+    "topic_dlq",
+)
+
+
+def expected_allocations(
+    creates: list[commands.CreateBatch], orders: list[commands.Allocate]
+) -> list[Allocation]:
+    """The fault-free result: the same commands, in the same per-sku order, applied once."""
+    uow = FakeUnitOfWork()
+    bus = bootstrap(Settings(), uow_factory=lambda: uow).bus
+    for command in [*creates, *orders]:
+        bus.handle(command)
+    return [
+        (line.orderid, line.sku, line.qty, batch.reference)
+        for product in uow.products._products
+        for batch in product.batches
+        for line in batch._allocations
+    ]
+
+
+def stored_allocations(engine: Engine, skus: set[str]) -> list[Allocation]:
+    query = (
+        select(allocations.c.orderid, allocations.c.sku, allocations.c.qty, batches.c.reference)
+        .join(batches, batches.c.id == allocations.c.batch_id)
+        .where(allocations.c.sku.in_(skus))
+    )
+    with engine.connect() as connection:
+        return [(r[0], r[1], r[2], r[3]) for r in connection.execute(query)]
+
+
+def wire(schema_id: int, schema: Any, record: dict[str, Any]) -> bytes:
+    """A record in the Confluent wire format with any schema, registered or not."""
+    out = io.BytesIO()
+    out.write(struct.pack(">bI", 0, schema_id))
+    fastavro.schemaless_writer(out, fastavro.parse_schema(schema), record)
+    return out.getvalue()
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise LookupError(pid)
+
+
+def render(results: list[Outcome]) -> str:
+    columns = ("sent", 6), ("applied", 8), ("DLQ", 6), ("lost", 5), ("doubled", 8), ("recovery", 9)
+    head = f"{'scenario':<24} " + " ".join(f"{name:>{width}}" for name, width in columns) + "  note"
+    lines = [head, "-" * len(head)]
+    for r in results:
+        recovery = "-" if r.recovery_s is None else f"{r.recovery_s:.1f}s"
+        lines.append(
+            f"{r.scenario:<24} {r.sent:>6} {r.applied:>8} {r.dead_lettered:>6} {r.lost:>5} "
+            f"{r.doubled:>8} {recovery:>9}  {r.note}"
+        )
+    return "\n".join(lines)
