@@ -53,7 +53,7 @@ bench-quick: $(STAMP) stack-up  ## the same figures at small sizes (under 2 minu
 	$(BIN)/python -m bench --quick --out bench/results/tmp/quick.json
 
 chaos: $(STAMP) stack-up  ## fault-injection scenarios at full scale (20 s outages, 10-min soak), table at the end
-	CHAOS_SIZE=full $(BIN)/pytest tests/e2e/test_chaos.py tests/integration/test_api_fuzz.py $(PYTEST_ARGS)
+	CHAOS_SIZE=full $(BIN)/pytest tests/e2e/test_chaos.py tests/integration/test_api_fuzz.py --timeout 1800 $(PYTEST_ARGS)
 
 clean:  ## remove caches (keeps .venv and the stack's downloads)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache

@@ -12,22 +12,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from allocation.adapters import orm
-from allocation.adapters.avro import registry_client
 from allocation.adapters.database import make_engine, migrate
-from allocation.adapters.kafka import DLQ_MAX_BYTES, admin_client, create_topics
-from allocation.adapters.schemas import register_all
-from allocation.adapters.wire import load_schema, topic_records
+from allocation.adapters.kafka import admin_client
 from allocation.config import Settings, load_settings
-
-TOPIC_FIELDS = (
-    "topic_add_batch",
-    "topic_allocate",
-    "topic_batch_quantity",
-    "topic_line_allocated",
-    "topic_line_deallocated",
-    "topic_out_of_stock",
-    "topic_dlq",
-)
+from allocation.entrypoints.provision import create_contract_topics, register_contract_schemas
 
 
 @dataclass
@@ -62,18 +50,9 @@ def bench_database() -> Iterator[BenchDatabase]:
 @contextmanager
 def run_topics(settings: Settings, partitions: int = 6) -> Iterator[Settings]:
     """Fresh topics and a fresh consumer group for one run; deleted afterwards."""
-    prefix = f"bench-{uuid.uuid4().hex[:6]}"
-    update: dict[str, object] = {f: f"{prefix}-{getattr(settings, f)}" for f in TOPIC_FIELDS}
-    update |= {"consumer_group": f"{prefix}-allocation", "topic_partitions": partitions}
-    ours = settings.model_copy(update=update)
-    create_topics(
-        ours,
-        ours.all_topics,
-        partitions,
-        configs={ours.topic_dlq: {"max.message.bytes": str(DLQ_MAX_BYTES)}},
-    )
-    schemas = {t: load_schema(r) for t, r in topic_records(ours).items()}
-    register_all(registry_client(ours.schema_registry_url), schemas)
+    ours = settings.with_prefix(f"bench-{uuid.uuid4().hex[:6]}", topic_partitions=partitions)
+    create_contract_topics(ours)
+    register_contract_schemas(ours)
     try:
         yield ours
     finally:

@@ -28,14 +28,13 @@ import fastavro
 from confluent_kafka import Consumer
 from sqlalchemy import Engine, func, select
 
-from allocation.adapters.avro import AvroCodec, registry_client
-from allocation.adapters.kafka import DLQ_MAX_BYTES, admin_client, create_topics, message_headers
-from allocation.adapters.schemas import register_all
+from allocation.adapters.avro import AvroCodec
+from allocation.adapters.kafka import admin_client, message_headers
 from allocation.adapters.tables import allocations, batches, inbox, outbox
-from allocation.adapters.wire import load_schema, topic_records
 from allocation.bootstrap import avro_codec, bootstrap
 from allocation.config import Settings
 from allocation.domain import commands
+from allocation.entrypoints.provision import create_contract_topics, register_contract_schemas
 from tests.fakes import FakeUnitOfWork
 from tests.harness import CommandSender, Service, service_env, wait_until
 
@@ -167,20 +166,10 @@ class Run:
 
     def prepare(self, stock: int = 40, extra: dict[str, object] | None = None) -> None:
         prefix = f"chaos-{self.name}-{uuid.uuid4().hex[:6]}"
-        topics = {f: f"{prefix}-{getattr(self.base, f)}" for f in _TOPIC_FIELDS}
-        self.settings = self.base.model_copy(
-            update={
-                **topics,
-                "consumer_group": f"{prefix}-allocation",
-                "topic_partitions": 4,
-                **(extra or {}),
-            }
-        )
-        configs = {self.settings.topic_dlq: {"max.message.bytes": str(DLQ_MAX_BYTES)}}
-        configs |= {getattr(self.settings, f): c for f, c in self.topic_config.items()}
-        create_topics(self.settings, self.settings.all_topics, 4, configs=configs)
-        schemas = {t: load_schema(r) for t, r in topic_records(self.settings).items()}
-        register_all(registry_client(self.settings.schema_registry_url), schemas)
+        self.settings = self.base.with_prefix(prefix, topic_partitions=4, **(extra or {}))
+        configs = {getattr(self.settings, f): c for f, c in self.topic_config.items()}
+        create_contract_topics(self.settings, configs=configs)
+        register_contract_schemas(self.settings)
         self.codec = avro_codec(self.settings)
         rng = random.Random(self.name)
         skus = [f"{prefix}-sku-{n}" for n in range(self.scale.skus)]
@@ -376,17 +365,6 @@ class Run:
                 assert service.terminate() == 0, f"{service.log_path.name} did not stop cleanly"
         self.recorder.stop()
         admin_client(self.settings).delete_topics(list(self.settings.all_topics))
-
-
-_TOPIC_FIELDS = (
-    "topic_add_batch",
-    "topic_allocate",
-    "topic_batch_quantity",
-    "topic_line_allocated",
-    "topic_line_deallocated",
-    "topic_out_of_stock",
-    "topic_dlq",
-)
 
 
 def expected_allocations(

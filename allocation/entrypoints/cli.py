@@ -9,27 +9,29 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
 from confluent_kafka import KafkaException, Message
 from confluent_kafka.schema_registry.error import SchemaRegistryError
+from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from allocation import bootstrap as wiring
 from allocation.adapters import outbox
-from allocation.adapters import schemas as registry_schemas
-from allocation.adapters.avro import RegistryTransportError, RegistryUnavailable, registry_client
+from allocation.adapters.avro import RegistryTransportError, RegistryUnavailable
 from allocation.adapters.database import make_engine, migrate
-from allocation.adapters.kafka import DLQ_MAX_BYTES, admin_client, create_topics, header
+from allocation.adapters.kafka import admin_client, header
 from allocation.adapters.schemas import IncompatibleSchema
 from allocation.adapters.wire import load_schema, topic_records
 from allocation.config import ConfigurationError, Settings, load_settings
 from allocation.domain.errors import DomainError
 from allocation.entrypoints import status, supervisor, tools
 from allocation.entrypoints.process import configure_logging, stop_on_signals
+from allocation.entrypoints.provision import create_contract_topics, register_contract_schemas
 from allocation.entrypoints.retry import Stopped
 
 Handler = Callable[[Settings, argparse.Namespace, list[str]], int]
@@ -65,6 +67,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+@contextmanager
+def _engine(settings: Settings, pool_size: int = 1) -> Iterator[Engine]:
+    engine = make_engine(settings.sqlalchemy_url, pool_size=pool_size)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 def _explain(exc: BaseException, settings: Settings | None) -> str:
@@ -115,12 +126,9 @@ def run_consumer(settings: Settings, _args: argparse.Namespace, _: list[str]) ->
 
 def run_relay(settings: Settings, _args: argparse.Namespace, _: list[str]) -> int:
     stop = stop_on_signals()
-    engine = make_engine(settings.sqlalchemy_url, pool_size=2)
-    relay = wiring.outbox_relay(settings, engine, stop)
-    try:
+    with _engine(settings, pool_size=2) as engine:
+        relay = wiring.outbox_relay(settings, engine, stop)
         relay.run()
-    finally:
-        engine.dispose()
     print(f"relay stopped: {relay.published} published")
     return 0
 
@@ -144,11 +152,8 @@ def run_api(settings: Settings, args: argparse.Namespace, _: list[str]) -> int:
 
 
 def db_upgrade(settings: Settings, _args: argparse.Namespace, _: list[str]) -> int:
-    engine = make_engine(settings.sqlalchemy_url, pool_size=1)
-    try:
+    with _engine(settings, pool_size=1) as engine:
         migrate(engine)
-    finally:
-        engine.dispose()
     print("database schema is at the latest migration")
     return 0
 
@@ -157,14 +162,7 @@ def db_upgrade(settings: Settings, _args: argparse.Namespace, _: list[str]) -> i
 
 
 def topics_create(settings: Settings, args: argparse.Namespace, _: list[str]) -> int:
-    dlq_config = {
-        "retention.ms": str(int(settings.dlq_retention_days * 86_400_000)),
-        "max.message.bytes": str(DLQ_MAX_BYTES),
-    }
-    outcome = create_topics(
-        settings, settings.all_topics, args.partitions, configs={settings.topic_dlq: dlq_config}
-    )
-    for topic, result in outcome.items():
+    for topic, result in create_contract_topics(settings, args.partitions).items():
         print(f"{topic:<22} {result}")
     return 0
 
@@ -179,9 +177,7 @@ def topics_list(settings: Settings, _args: argparse.Namespace, _: list[str]) -> 
 
 
 def schemas_register(settings: Settings, _args: argparse.Namespace, _: list[str]) -> int:
-    client = registry_client(settings.schema_registry_url)
-    contract = {topic: load_schema(name) for topic, name in topic_records(settings).items()}
-    for registered in registry_schemas.register_all(client, contract):
+    for registered in register_contract_schemas(settings):
         print(
             f"{registered.subject:<28} id {registered.schema_id:<4} "
             f"version {registered.version:<3} {registered.compatibility}"
@@ -245,12 +241,8 @@ def dlq_replay(settings: Settings, args: argparse.Namespace, _: list[str]) -> in
 
 
 def outbox_parked(settings: Settings, args: argparse.Namespace, _: list[str]) -> int:
-    engine = make_engine(settings.sqlalchemy_url, pool_size=1)
-    try:
-        with engine.connect() as connection:
-            rows = outbox.parked(connection, args.max)
-    finally:
-        engine.dispose()
+    with _engine(settings, pool_size=1) as engine, engine.connect() as connection:
+        rows = outbox.parked(connection, args.max)
     for row in rows:
         tools.print_json(row)
     print(f"{len(rows)} parked outbox row(s) shown", file=sys.stderr)
@@ -258,22 +250,15 @@ def outbox_parked(settings: Settings, args: argparse.Namespace, _: list[str]) ->
 
 
 def outbox_retry(settings: Settings, args: argparse.Namespace, _: list[str]) -> int:
-    engine = make_engine(settings.sqlalchemy_url, pool_size=1)
-    try:
-        with engine.begin() as connection:
-            count = outbox.unpark(connection, None if args.all else args.id)
-    finally:
-        engine.dispose()
+    with _engine(settings, pool_size=1) as engine, engine.begin() as connection:
+        count = outbox.unpark(connection, None if args.all else args.id)
     print(f"{count} parked outbox row(s) handed back to the relay")
     return 0
 
 
 def show_status(settings: Settings, _args: argparse.Namespace, _: list[str]) -> int:
-    engine = make_engine(settings.sqlalchemy_url, pool_size=1)
-    try:
+    with _engine(settings, pool_size=1) as engine:
         print(status.render(settings, engine))
-    finally:
-        engine.dispose()
     return 0
 
 

@@ -10,11 +10,9 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from sqlalchemy import Engine
 
 from allocation.adapters.avro import AvroCodec
-from allocation.adapters.kafka import DLQ_MAX_BYTES, create_topics
-from allocation.adapters.schemas import register_all
-from allocation.adapters.wire import load_schema, topic_records
 from allocation.bootstrap import avro_codec
 from allocation.config import Settings
+from allocation.entrypoints.provision import create_contract_topics, register_contract_schemas
 from tests.harness import CommandSender, Service, TopicReader, service_env
 
 
@@ -24,26 +22,9 @@ def e2e_settings(
 ) -> Iterator[Settings]:
     """Settings with topics and a consumer group of this test session's own."""
     prefix = f"e2e-{uuid.uuid4().hex[:6]}"
-    topics = {
-        field: f"{prefix}-{getattr(settings, field)}"
-        for field in type(settings).model_fields
-        if field.startswith("topic_") and isinstance(getattr(settings, field), str)
-    }
-    ours = settings.model_copy(
-        update={
-            **topics,
-            "consumer_group": f"{prefix}-allocation",
-            "topic_partitions": 3,
-            "relay_poll_interval_s": 0.5,
-        }
-    )
-    create_topics(
-        ours,
-        ours.all_topics,
-        3,
-        configs={ours.topic_dlq: {"max.message.bytes": str(DLQ_MAX_BYTES)}},
-    )
-    register_all(registry, {t: load_schema(r) for t, r in topic_records(ours).items()})
+    ours = settings.with_prefix(prefix, topic_partitions=3, relay_poll_interval_s=0.5)
+    create_contract_topics(ours)
+    register_contract_schemas(ours)
     yield ours
     admin.delete_topics(list(ours.all_topics))
 

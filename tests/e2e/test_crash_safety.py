@@ -10,15 +10,13 @@ from collections import Counter
 from datetime import date, timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
-from allocation.adapters.tables import allocations, batches
-from allocation.bootstrap import bootstrap
 from allocation.config import Settings
 from allocation.domain import commands
 from allocation.entrypoints.status import consumer_lag
+from tests.chaos import expected_allocations, stored_allocations
 from tests.conftest import random_suffix
-from tests.fakes import FakeUnitOfWork
 from tests.harness import (
     CommandSender,
     Received,
@@ -28,34 +26,6 @@ from tests.harness import (
     wait_for_batches,
     wait_until,
 )
-
-Allocation = tuple[str, str, int, str]  # orderid, sku, qty, batchref
-
-
-def expected_allocations(
-    batch_commands: list[commands.CreateBatch], orders: list[commands.Allocate]
-) -> list[Allocation]:
-    """The fault-free result: the same commands, in the same per-sku order, applied once."""
-    uow = FakeUnitOfWork()
-    bus = bootstrap(Settings(), uow_factory=lambda: uow).bus
-    for command in [*batch_commands, *orders]:
-        bus.handle(command)
-    return [
-        (line.orderid, line.sku, line.qty, batch.reference)
-        for product in uow.products._products
-        for batch in product.batches
-        for line in batch._allocations
-    ]
-
-
-def stored_allocations(engine: Engine, skus: set[str]) -> list[Allocation]:
-    query = (
-        select(allocations.c.orderid, allocations.c.sku, allocations.c.qty, batches.c.reference)
-        .join(batches, batches.c.id == allocations.c.batch_id)
-        .where(allocations.c.sku.in_(skus))
-    )
-    with engine.connect() as connection:
-        return [tuple(row) for row in connection.execute(query)]  # type: ignore[misc]
 
 
 def test_commands_apply_exactly_once_and_events_publish_once_through_sigkills(
