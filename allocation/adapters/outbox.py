@@ -84,18 +84,22 @@ class PendingRow:
 
 
 # Pending rows in commit order, except those of a key whose earlier row waits to be retried.
+# The held-back keys are gathered first, from their own small index, so the cost stays
+# that of reading the first pending rows however long the backlog (a correlated
+# NOT EXISTS let the planner rescan the pending rows once per row it returned).
 _PENDING = text(
     """
+    WITH held AS MATERIALIZED (
+        SELECT key, min(id) AS from_id FROM outbox
+        WHERE published_at IS NULL AND parked_at IS NULL
+          AND next_attempt_at IS NOT NULL AND next_attempt_at > now()
+        GROUP BY key
+    )
     SELECT id, event_id, event_type, topic, key, payload, occurred_at,
            causation_id, correlation_id, attempts
     FROM outbox AS o
     WHERE published_at IS NULL AND parked_at IS NULL
-      AND NOT EXISTS (
-        SELECT 1 FROM outbox AS r
-        WHERE r.key = o.key AND r.id <= o.id
-          AND r.published_at IS NULL AND r.parked_at IS NULL
-          AND r.next_attempt_at IS NOT NULL AND r.next_attempt_at > now()
-      )
+      AND NOT EXISTS (SELECT 1 FROM held WHERE held.key = o.key AND held.from_id <= o.id)
     ORDER BY id
     LIMIT :limit
     """
