@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import timedelta
 
-from sqlalchemy import Connection, delete, func, select, text
+from sqlalchemy import Connection, select, text
 from sqlalchemy.orm import Session
 
 from allocation.adapters.ports import AbstractInbox
+from allocation.adapters.retention import delete_older_than
 from allocation.adapters.tables import inbox
 
 _INSERT = text("INSERT INTO inbox (message_id) SELECT unnest(CAST(:ids AS text[]))")
@@ -53,11 +54,7 @@ class SqlInbox(AbstractInbox):
 
 
 def prune_inbox(connection: Connection, older_than: timedelta, limit: int = 10_000) -> int:
-    """Delete up to ``limit`` inbox rows older than the retention; returns how many."""
-    doomed = (
-        select(inbox.c.message_id)
-        .where(inbox.c.processed_at < func.now() - older_than)
-        .limit(limit)
-        .scalar_subquery()
+    """Forget messages applied longer ago than the retention (at most ``limit`` per call)."""
+    return delete_older_than(
+        connection, inbox, inbox.c.message_id, inbox.c.processed_at, older_than, limit
     )
-    return int(connection.execute(delete(inbox).where(inbox.c.message_id.in_(doomed))).rowcount)

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, select, text, update
+from sqlalchemy import Connection, bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
 from allocation.adapters.ports import AbstractOutbox, OutboxEntry
+from allocation.adapters.retention import delete_older_than
 from allocation.adapters.tables import outbox
 
 _LOCK_KEYS = text(
@@ -134,13 +135,10 @@ def record_failure(
 
 
 def prune_published(connection: Connection, older_than: timedelta, limit: int = 10_000) -> int:
-    doomed = (
-        select(outbox.c.id)
-        .where(outbox.c.published_at < func.now() - older_than)
-        .limit(limit)
-        .scalar_subquery()
+    """Delete rows published longer ago than the retention (at most ``limit`` per call)."""
+    return delete_older_than(
+        connection, outbox, outbox.c.id, outbox.c.published_at, older_than, limit
     )
-    return int(connection.execute(delete(outbox).where(outbox.c.id.in_(doomed))).rowcount)
 
 
 @dataclass(frozen=True)
