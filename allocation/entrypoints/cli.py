@@ -102,7 +102,7 @@ def run_all(settings: Settings, args: argparse.Namespace, _: list[str]) -> int:
 
 def prepare(settings: Settings, args: argparse.Namespace, _: list[str]) -> int:
     db_upgrade(settings, args, _)
-    topics_create(settings, argparse.Namespace(partitions=settings.topic_partitions), _)
+    topics_create(settings, argparse.Namespace(partitions=None), _)
     schemas_register(settings, args, _)
     return 0
 
@@ -350,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     topic_actions = topics.add_subparsers(dest="action", required=True)
     create = topic_actions.add_parser("create", help="create missing topics (idempotent)")
     create.add_argument("--partitions", type=int, default=None)
-    create.set_defaults(handler=_with_default_partitions)
+    create.set_defaults(handler=topics_create)
     topic_actions.add_parser("list", help="show the topics").set_defaults(handler=topics_list)
 
     schemas = sub.add_parser("schemas", help="the contract's Avro schemas")
@@ -398,12 +398,6 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--timeout", type=float, default=3.0)
     replay.set_defaults(handler=dlq_replay)
     return parser
-
-
-def _with_default_partitions(settings: Settings, args: argparse.Namespace, extra: list[str]) -> int:
-    if args.partitions is None:
-        args.partitions = settings.topic_partitions
-    return topics_create(settings, args, extra)
 
 
 if __name__ == "__main__":

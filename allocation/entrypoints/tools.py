@@ -108,22 +108,29 @@ def read(
             **{"auto.offset.reset": "earliest" if from_beginning else "latest"},
         )
     )
-    assigned_at: list[float] = []  # the idle clock starts once partitions are assigned
-    consumer.subscribe(topics, on_assign=lambda *_: assigned_at.append(time.monotonic()))
-    seen, last = 0, 0.0
+    # Silence is counted from the last record, or from the first assignment before any.
+    last_activity: list[float] = []
+
+    def assigned(*_: object) -> None:
+        if not last_activity:
+            last_activity.append(time.monotonic())
+
+    consumer.subscribe(topics, on_assign=assigned)
+    seen = 0
     try:
         while max_messages is None or seen < max_messages:
             message = consumer.poll(0.5)
             if message is None:
-                last = last or (assigned_at[0] if assigned_at else 0.0)
-                if idle_timeout is not None and last and time.monotonic() - last > idle_timeout:
+                silent = last_activity and time.monotonic() - last_activity[-1]
+                if idle_timeout is not None and silent and silent > idle_timeout:
                     return
                 continue
             if message.error() is not None:
                 if message.error().fatal():  # type: ignore[union-attr]
                     raise KafkaException(message.error())
                 continue
-            seen, last = seen + 1, time.monotonic()
+            seen += 1
+            last_activity[:] = [time.monotonic()]
             yield message
     finally:
         consumer.close()
