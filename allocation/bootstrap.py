@@ -86,7 +86,7 @@ def command_consumer(
     client_id = f"allocation-consumer-{os.getpid()}"
     records = topic_records(settings)
     return CommandConsumer(
-        consumer=Consumer(command_consumer_config(settings, client_id)),
+        consumer_factory=lambda: Consumer(command_consumer_config(settings, client_id)),
         dlq=Producer(producer_config(settings, client_id, **{"message.max.bytes": DLQ_MAX_BYTES})),
         dlq_topic=settings.topic_dlq,
         codec=avro_codec(settings),

@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from functools import partial
 
@@ -56,10 +58,14 @@ def is_transient(exc: Exception) -> bool:
     return is_unavailable(exc)
 
 
+class ConsumerBroken(Exception):
+    """librdkafka reported a fatal error (a fenced static member, say): this client is done."""
+
+
 class CommandConsumer:
     def __init__(
         self,
-        consumer: Consumer,
+        consumer_factory: Callable[[], Consumer],
         dlq: Producer,
         dlq_topic: str,
         codec: AvroCodec,
@@ -69,7 +75,8 @@ class CommandConsumer:
         batch_size: int = 500,
         unexpected_attempts: int = 3,
     ) -> None:
-        self._consumer = consumer
+        self._consumer_factory = consumer_factory
+        self._consumer = consumer_factory()
         self._dlq = dlq
         self._dlq_topic = dlq_topic
         self._codec = codec
@@ -85,18 +92,34 @@ class CommandConsumer:
         self.dead_lettered = 0
 
     def run(self, poll_timeout: float = 0.5) -> None:
+        """Consume until stopped; a Kafka client that breaks for good is replaced by a new one.
+
+        The replacement resumes from the committed offsets; whatever the broken
+        one had applied but not committed comes again and the inbox absorbs it.
+        """
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._consume(poll_timeout)
+                except ConsumerBroken as exc:
+                    logger.error("%s; replacing the Kafka consumer", exc)
+                    self._positions.clear()
+                    with suppress(KafkaException, RuntimeError):
+                        self._consumer.close()
+                    self._consumer = self._consumer_factory()
+            self._commit_on_close()
+        finally:
+            self._consumer.close()
+            self._dlq.flush(10)
+
+    def _consume(self, poll_timeout: float) -> None:
         self._consumer.subscribe(
             list(self._decoders), on_assign=_log_assignment, on_revoke=self._on_revoke
         )
-        try:
-            while not self._stop.is_set():
-                records = [m for m in self._next_batch(poll_timeout) if not _is_error(m)]
-                if records:
-                    self.process(records)
-        finally:
-            self._commit_on_close()
-            self._consumer.close()
-            self._dlq.flush(10)
+        while not self._stop.is_set():
+            records = [m for m in self._next_batch(poll_timeout) if not _is_error(m)]
+            if records:
+                self.process(records)
 
     def _next_batch(self, timeout: float) -> list[Message]:
         """Whatever has arrived, up to a batch; waits only while nothing has.
@@ -228,7 +251,12 @@ class CommandConsumer:
         for m in messages:
             key = (str(m.topic()), m.partition() or 0)
             self._positions[key] = max(self._positions.get(key, -1), (m.offset() or 0) + 1)
-        self._consumer.commit(offsets=self._offsets(messages), asynchronous=True)
+        try:
+            self._consumer.commit(offsets=self._offsets(messages), asynchronous=True)
+        except KafkaException as exc:
+            if exc.args and _fatal(exc.args[0]):
+                raise ConsumerBroken(f"fatal error committing offsets: {exc}") from exc
+            logger.warning("offset commit failed (%s); the batch may be re-delivered", exc)
 
     def _offsets(self, messages: list[Message] | None = None) -> list[TopicPartition]:
         keys = {(str(m.topic()), m.partition() or 0) for m in messages} if messages else None
@@ -258,9 +286,16 @@ def _is_error(message: Message) -> bool:
     error = message.error()
     if error is None:
         return False
+    if _fatal(error):
+        raise ConsumerBroken(f"fatal consumer error: {error.str()}")
     if error.code() != KafkaError._PARTITION_EOF:
         logger.warning("consumer error: %s", error)
     return True
+
+
+def _fatal(error: KafkaError) -> bool:
+    # A consumer's fatal error reaches the application as code _FATAL, not always flagged.
+    return bool(error.fatal() or error.code() == KafkaError._FATAL)
 
 
 def _log_assignment(_consumer: Consumer, partitions: list[TopicPartition]) -> None:

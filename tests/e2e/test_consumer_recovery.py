@@ -1,0 +1,64 @@
+"""A consumer whose Kafka client breaks for good replaces it and carries on."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+from confluent_kafka import Consumer
+from sqlalchemy import Engine
+
+from allocation.config import Settings
+from tests.conftest import random_batchref, random_orderid, random_sku
+from tests.harness import CommandSender, Service, TopicReader, service_env, wait_for_batches
+
+
+def test_a_fenced_static_member_replaces_its_client(
+    e2e_settings: Settings,
+    engine: Engine,
+    log_dir: Path,
+    sender: CommandSender,
+    events: TopicReader,
+) -> None:
+    # A group of its own, so that the intruder below disturbs no other test's consumer.
+    s = e2e_settings.model_copy(update={"consumer_group": f"fenced-{uuid.uuid4().hex[:6]}"})
+    instance = f"fenced-{uuid.uuid4().hex[:6]}"
+    env = service_env(s, CONSUMER_INSTANCE_ID=instance)
+    consumer = Service(["consumer"], env, log_dir, "consumer").start()
+    relay = Service(["relay"], env, log_dir, "relay").start()
+    try:
+        consumer.wait_for_log(r"assigned .*\[", timeout=60)
+        # Another client joins with the same static identity: librdkafka fences the
+        # service's client with a fatal error, as after a broker failover.
+        intruder = Consumer(
+            {
+                "bootstrap.servers": s.kafka_bootstrap_servers,
+                "group.id": s.consumer_group,
+                "group.instance.id": instance,
+                "session.timeout.ms": 10_000,
+            }
+        )
+        intruder.subscribe([s.topic_allocate])
+        deadline = time.monotonic() + 30
+        while "replacing the Kafka consumer" not in consumer.log():
+            assert time.monotonic() < deadline, consumer.log()[-3000:]
+            intruder.poll(0.2)
+        intruder.close()
+
+        sku, ref, orderid = random_sku(), random_batchref(), random_orderid()
+        sender.send(s.topic_add_batch, {"ref": ref, "sku": sku, "qty": 5, "eta": None}, sku)
+        sender.flush()
+        wait_for_batches(engine, [ref], timeout=90)
+        sender.send(s.topic_allocate, {"orderid": orderid, "sku": sku, "qty": 2}, sku)
+        sender.flush()
+        received = events.read_until(
+            lambda got: any(r.value and r.value.get("orderid") == orderid for r in got), 90
+        )
+        assert [
+            r.value["batchref"] for r in received if r.value and r.value.get("orderid") == orderid
+        ] == [ref]
+        assert consumer.running
+    finally:
+        assert consumer.terminate() == 0
+        relay.terminate()
