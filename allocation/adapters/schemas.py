@@ -35,7 +35,7 @@ def register(registry: SchemaRegistryClient, topic: str, schema: Record) -> Regi
     """
     subject = f"{topic}-value"
     candidate = Schema(json.dumps(schema), "AVRO")
-    exists = subject in registry.get_subjects()
+    exists = _has_versions(registry, subject)
     if exists:
         registry.set_compatibility(subject, COMPATIBILITY)
         if not registry.test_compatibility(subject, candidate):
@@ -54,6 +54,18 @@ def register(registry: SchemaRegistryClient, topic: str, schema: Record) -> Regi
     version = registry.lookup_schema(subject, candidate).version
     level = registry.get_compatibility(subject)
     return Registered(subject, schema_id, int(version or 0), str(level))
+
+
+def _has_versions(registry: SchemaRegistryClient, subject: str) -> bool:
+    # Asked of the one subject: listing every subject is capped by the registry
+    # (Apicurio returns at most 1,000) and grows with every topic it serves.
+    try:
+        registry.get_latest_version(subject)
+    except SchemaRegistryError as exc:
+        if exc.http_status_code == 404:
+            return False
+        raise
+    return True
 
 
 def register_all(registry: SchemaRegistryClient, schemas: Mapping[str, Record]) -> list[Registered]:
