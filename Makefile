@@ -31,8 +31,8 @@ stack-status:  ## show what the native stack is running
 	@bash stack/stack.sh status
 
 lint: $(STAMP)  ## ruff lint and format check
-	$(BIN)/ruff check allocation tests bench
-	$(BIN)/ruff format --check allocation tests bench
+	$(BIN)/ruff check allocation tests bench testkit
+	$(BIN)/ruff format --check allocation tests bench testkit
 
 typecheck: $(STAMP)  ## mypy --strict on allocation/
 	$(BIN)/mypy

@@ -1,29 +1,26 @@
-"""The composition root: the only place that builds engines and wires dependencies.
+"""The composition root: builds the engine, the message bus, the codec and the Kafka clients.
 
 Nothing in the package connects to anything at import time; an entrypoint calls
-``bootstrap(settings)`` and closes what it gets back when it stops.
+``bootstrap(settings)``, builds its process from what it gets back, and closes it
+when it stops. Nothing under ``allocation/`` but the entrypoints imports this module.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 from confluent_kafka import Consumer, Producer
 from sqlalchemy import Engine
 
-from allocation.adapters import orm
+from allocation.adapters import contract
 from allocation.adapters.avro import AvroCodec, registry_client
 from allocation.adapters.database import SqlAlchemyUnitOfWork, make_engine, session_factory
 from allocation.adapters.kafka import DLQ_MAX_BYTES, command_consumer_config, producer_config
-from allocation.adapters.wire import load_schema, topic_records
+from allocation.adapters.products import start_mappers
 from allocation.config import Settings
 from allocation.domain import events
-from allocation.entrypoints.consumer import CommandConsumer
-from allocation.entrypoints.relay import OutboxRelay
 from allocation.service_layer.handlers import COMMAND_HANDLERS, EVENT_HANDLERS
 from allocation.service_layer.messagebus import MessageBus
 from allocation.service_layer.unit_of_work import AbstractUnitOfWork, EventRoutes
@@ -31,8 +28,9 @@ from allocation.service_layer.unit_of_work import AbstractUnitOfWork, EventRoute
 
 def avro_codec(settings: Settings) -> AvroCodec:
     """The Avro codec of every contract topic, backed by the schema registry."""
-    schemas = {topic: load_schema(name) for topic, name in topic_records(settings).items()}
-    return AvroCodec(registry_client(settings.schema_registry_url), schemas)
+    return AvroCodec(
+        registry_client(settings.schema_registry_url), contract.topic_schemas(settings)
+    )
 
 
 def event_routes(settings: Settings) -> EventRoutes:
@@ -42,6 +40,11 @@ def event_routes(settings: Settings) -> EventRoutes:
         events.Deallocated: settings.topic_line_deallocated,
         events.OutOfStock: settings.topic_out_of_stock,
     }
+
+
+def database(settings: Settings, pool_size: int = 5) -> Engine:
+    """An engine on the service's database; the caller disposes of it."""
+    return make_engine(settings.sqlalchemy_url, pool_size=pool_size)
 
 
 @dataclass
@@ -54,6 +57,7 @@ class Application:
     engine: Engine | None = field(default=None)
 
     def close(self) -> None:
+        """Release the database connections."""
         if self.engine is not None:
             self.engine.dispose()
 
@@ -65,8 +69,8 @@ def bootstrap(
     """Wire the service; with no ``uow_factory``, units of work run on PostgreSQL."""
     engine = None
     if uow_factory is None:
-        orm.start_mappers()
-        engine = make_engine(settings.sqlalchemy_url)
+        start_mappers()
+        engine = database(settings)
         sessions = session_factory(engine)
         routes = event_routes(settings)
 
@@ -79,44 +83,30 @@ def bootstrap(
     return Application(settings=settings, bus=bus, uow_factory=uow_factory, engine=engine)
 
 
-def command_consumer(
-    settings: Settings, application: Application, stop: threading.Event
-) -> CommandConsumer:
-    """The consumer of the command topics, applying through ``application``'s bus."""
-    client_id = f"allocation-consumer-{os.getpid()}"
-    records = topic_records(settings)
-    return CommandConsumer(
-        consumer_factory=lambda: Consumer(command_consumer_config(settings, client_id)),
-        dlq=Producer(producer_config(settings, client_id, **{"message.max.bytes": DLQ_MAX_BYTES})),
-        dlq_topic=settings.topic_dlq,
-        codec=avro_codec(settings),
-        bus=application.bus,
-        records={topic: records[topic] for topic in settings.command_topics},
-        stop=stop,
-        batch_size=settings.consumer_batch_size,
-    )
+def client_id(role: str) -> str:
+    """A Kafka client id naming the process: ``allocation-<role>-<pid>``."""
+    return f"allocation-{role}-{os.getpid()}"
 
 
-def outbox_relay(settings: Settings, engine: Engine, stop: threading.Event) -> OutboxRelay:
-    """The relay publishing the outbox; ``engine`` is the pool it reads and marks rows with."""
-    client_id = f"allocation-relay-{os.getpid()}"
-    # A broker outage shorter than this is waited out inside one delivery; past it
-    # the rows go back to pending and the relay retries after a pause.
-    # The relay hands over whole batches and then flushes, so lingering only adds latency.
-    producer = Producer(
-        producer_config(settings, client_id, **{"message.timeout.ms": 120_000, "linger.ms": 1})
+def command_consumer_factory(settings: Settings) -> Callable[[], Consumer]:
+    """Makes the command topics' Kafka consumer (again, when a broken one is replaced)."""
+    config = command_consumer_config(settings, client_id("consumer"))
+    return lambda: Consumer(config)
+
+
+def dead_letter_producer(settings: Settings) -> Producer:
+    """The producer of dead letters; it takes records as large as the DLQ topic does."""
+    config = producer_config(
+        settings, client_id("consumer"), **{"message.max.bytes": DLQ_MAX_BYTES}
     )
-    return OutboxRelay(
-        dsn=settings.database_url,
-        engine=engine,
-        producer=producer,
-        codec=avro_codec(settings),
-        stop=stop,
-        batch_size=settings.relay_batch_size,
-        poll_interval_s=settings.relay_poll_interval_s,
-        max_attempts=settings.relay_max_attempts,
-        hold_back_base_s=settings.relay_retry_base_s,
-        retention=timedelta(hours=settings.outbox_retention_hours),
-        inbox_retention=timedelta(hours=settings.inbox_retention_hours),
-        prune_every_s=settings.relay_prune_interval_s,
-    )
+    return Producer(config)
+
+
+def relay_producer(settings: Settings) -> Producer:
+    """The relay's producer of events."""
+    # A broker outage shorter than the message timeout is waited out inside one
+    # delivery; past it the rows go back to pending and the relay retries after a
+    # pause. The relay hands over whole chunks and then flushes, so lingering
+    # only adds latency.
+    overrides = {"message.timeout.ms": 120_000, "linger.ms": 1}
+    return Producer(producer_config(settings, client_id("relay"), **overrides))

@@ -7,8 +7,17 @@ contract, so a developer machine with ``make stack-up`` needs no variable at all
 
 from __future__ import annotations
 
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import logging
+import os
+from typing import Any
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+logger = logging.getLogger(__name__)
+
+# Variables renamed, old -> new; the old name still works, with a warning.
+RENAMED = {"CONSUMER_BATCH_SIZE": "CONSUMER_POLL_SIZE", "RELAY_BATCH_SIZE": "RELAY_CHUNK_SIZE"}
 
 
 class ConfigurationError(Exception):
@@ -16,6 +25,8 @@ class ConfigurationError(Exception):
 
 
 class Settings(BaseSettings):
+    """Every setting of the service; see the README's Configuration section."""
+
     model_config = SettingsConfigDict(frozen=True, extra="ignore")
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
@@ -33,7 +44,13 @@ class Settings(BaseSettings):
     topic_replication_factor: int = Field(default=1, ge=1)
 
     consumer_group: str = "allocation"
-    consumer_batch_size: int = Field(default=500, ge=1, le=100_000)
+    # How many messages one poll takes, applied in one transaction.
+    consumer_poll_size: int = Field(
+        default=500,
+        ge=1,
+        le=100_000,
+        validation_alias=AliasChoices("consumer_poll_size", "consumer_batch_size"),
+    )
     # Static group membership: a consumer restarted with the same id gets its
     # partitions back at once instead of waiting out a rebalance.
     consumer_instance_id: str | None = None
@@ -41,7 +58,13 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
 
-    relay_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    # How many outbox rows the relay publishes per round trip.
+    relay_chunk_size: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        validation_alias=AliasChoices("relay_chunk_size", "relay_batch_size"),
+    )
     relay_poll_interval_s: float = Field(default=1.0, gt=0)
     relay_max_attempts: int = Field(default=10, ge=1)
     # First delay before a row the broker refused is tried again; doubles per attempt.
@@ -83,19 +106,43 @@ class Settings(BaseSettings):
 
     @property
     def command_topics(self) -> tuple[str, str, str]:
+        """The topics the service consumes."""
         return (self.topic_add_batch, self.topic_allocate, self.topic_batch_quantity)
 
     @property
     def event_topics(self) -> tuple[str, str, str]:
+        """The topics the relay publishes to."""
         return (self.topic_line_allocated, self.topic_line_deallocated, self.topic_out_of_stock)
 
     @property
     def all_topics(self) -> tuple[str, ...]:
+        """Every topic of the contract, the DLQ included."""
         return (*self.command_topics, *self.event_topics, self.topic_dlq)
+
+
+class _ExplicitSettings(Settings):
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def settings_from(**values: Any) -> Settings:
+    """Settings from these values and the defaults alone: the environment is not read."""
+    return _ExplicitSettings(**values)
 
 
 def load_settings() -> Settings:
     """Build the settings from the environment, naming the variable at fault on error."""
+    for old, new in RENAMED.items():
+        if old in os.environ:
+            logger.warning("%s is deprecated and will be removed; set %s instead", old, new)
     try:
         return Settings()
     except ValidationError as exc:

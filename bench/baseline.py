@@ -7,15 +7,17 @@ Run as ``python -m bench.baseline`` with the same environment as the service.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from typing import Any
 
 from confluent_kafka import Consumer, Producer
 
-from allocation.adapters import orm
+from allocation.adapters.contract import topic_records
 from allocation.adapters.database import SqlAlchemyUnitOfWork, make_engine, session_factory
-from allocation.adapters.wire import COMMAND_DECODERS, event_to_record, topic_records
+from allocation.adapters.products import start_mappers
+from allocation.adapters.wire import COMMAND_DECODERS, event_to_record
 from allocation.bootstrap import avro_codec, event_routes
 from allocation.config import load_settings
 from allocation.domain import events
@@ -26,7 +28,7 @@ from allocation.service_layer.unit_of_work import AbstractUnitOfWork
 
 def main() -> int:
     settings = load_settings()
-    orm.start_mappers()
+    start_mappers()
     engine = make_engine(settings.sqlalchemy_url)
     sessions = session_factory(engine)
     raised: list[events.Event] = []
@@ -43,6 +45,7 @@ def main() -> int:
         {
             "bootstrap.servers": settings.kafka_bootstrap_servers,
             "group.id": settings.consumer_group,
+            "client.id": f"bench-baseline-{os.getpid()}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": True,
         }

@@ -11,9 +11,9 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from allocation.adapters import orm
 from allocation.adapters.database import make_engine, migrate
 from allocation.adapters.kafka import admin_client
+from allocation.adapters.products import start_mappers
 from allocation.config import Settings, load_settings
 from allocation.entrypoints.provision import create_contract_topics, register_contract_schemas
 
@@ -37,7 +37,7 @@ def bench_database() -> Iterator[BenchDatabase]:
     settings = base.model_copy(update={"database_url": url})
     engine = make_engine(settings.sqlalchemy_url, pool_size=4)
     migrate(engine)
-    orm.start_mappers()
+    start_mappers()
     try:
         yield BenchDatabase(settings, engine)
     finally:

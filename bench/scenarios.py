@@ -21,7 +21,13 @@ from allocation.config import Settings
 from allocation.domain import commands
 from bench.environment import BenchDatabase, run_topics
 from bench.watch import EventWatcher, cpu_seconds, peak_rss_mib
-from tests.harness import Service, service_env, wait_until
+from testkit.processes import (
+    Service,
+    service_env,
+    wait_for_assignment,
+    wait_for_leader,
+    wait_until,
+)
 
 LOGS = Path(__file__).parent / "results" / "tmp"
 
@@ -89,12 +95,14 @@ def fast_producer(settings: Settings) -> Producer:
 
 
 @contextmanager
-def processes(settings: Settings, names: list[str]) -> Iterator[dict[str, Service]]:
-    """Start the named processes ("consumer", "relay" or "baseline") and wait until ready."""
+def processes(
+    db: BenchDatabase, settings: Settings, names: list[str]
+) -> Iterator[dict[str, Service]]:
+    """Start the named processes ("consumer", "relay" or "baseline"); wait until they have
+    partitions or lead."""
     LOGS.mkdir(parents=True, exist_ok=True)
     env = service_env(settings, LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "WARNING"))
     started: dict[str, Service] = {}
-    ready = {"consumer": None, "relay": None, "baseline": "baseline consuming"}
     for name in names:
         log_name = f"{settings.consumer_group}-{name}"
         if name == "baseline":
@@ -103,9 +111,11 @@ def processes(settings: Settings, names: list[str]) -> Iterator[dict[str, Servic
             service = Service([name], env, LOGS, log_name)
         started[name] = service.start()
     try:
-        for name, pattern in ready.items():
-            if name in started and pattern:
-                started[name].wait_for_log(pattern, timeout=60)
+        for name, service in started.items():
+            if name == "relay":
+                wait_for_leader(db.engine, service)
+            else:
+                wait_for_assignment(settings, service)
         yield started
     finally:
         for service in started.values():
@@ -121,8 +131,7 @@ def e2e(db: BenchDatabase, sizes: Sizes, pipeline: list[str]) -> dict[str, float
         watcher = EventWatcher(settings, avro_codec(settings))
         watcher.start()
         watcher.wait_assigned()
-        with processes(settings, pipeline) as running:
-            time.sleep(2.0)  # group joined, relay leading: let them settle
+        with processes(db, settings, pipeline) as running:
             producer = fast_producer(settings)
             cpu_before = {n: cpu_seconds(s.pid) for n, s in running.items()}
             started = time.monotonic()
@@ -156,8 +165,7 @@ def latency(db: BenchDatabase, sizes: Sizes) -> list[float]:
         watcher.start()
         watcher.wait_assigned()
         sent: dict[str, float] = {}
-        with processes(settings, ["consumer", "relay"]):
-            time.sleep(2.0)
+        with processes(db, settings, ["consumer", "relay"]):
             producer = Producer(
                 {"bootstrap.servers": settings.kafka_bootstrap_servers, "linger.ms": 0}
             )
@@ -189,7 +197,7 @@ def consumer_only(db: BenchDatabase, sizes: Sizes) -> float:
             with db.engine.connect() as connection:
                 return int(connection.execute(query).scalar_one())
 
-        with processes(settings, ["consumer"]):
+        with processes(db, settings, ["consumer"]):
             wait_until(lambda: applied() > 0, 120, "the consumer to start applying")
             first = time.monotonic()
             wait_until(lambda: applied() >= sizes.commands, 600, "every command to be applied")
@@ -223,7 +231,7 @@ def relay_only(db: BenchDatabase, sizes: Sizes) -> float:
             with db.engine.connect() as connection:
                 return int(connection.execute(pending).scalar_one())
 
-        with processes(settings, ["relay"]):
+        with processes(db, settings, ["relay"]):
             wait_until(lambda: left() < sizes.relay_rows, 120, "the relay to start publishing")
             first = time.monotonic()
             wait_until(lambda: left() == 0, 600, "the outbox to drain")

@@ -5,13 +5,11 @@ from __future__ import annotations
 import os
 import threading
 import time
-import uuid
 from pathlib import Path
 
-from confluent_kafka import Consumer
-
+from allocation.adapters import contract
 from allocation.adapters.avro import AvroCodec
-from allocation.adapters.kafka import header
+from allocation.adapters.topic_reader import TopicReader
 from allocation.config import Settings
 
 
@@ -23,50 +21,35 @@ class EventWatcher(threading.Thread):
         self._topic = settings.topic_line_allocated
         self._codec = codec
         self._track = track_orders
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap_servers,
-                "group.id": f"bench-watch-{uuid.uuid4().hex[:8]}",
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-                "fetch.wait.max.ms": 10,
-            }
-        )
+        self._reader = TopicReader(settings, [self._topic], client_id="bench-watch")
         self._seen: set[str] = set()
         self.arrived: dict[str, float] = {}  # orderid -> monotonic time the event was read
         self.last_at = 0.0
         self._halt = threading.Event()
-        self._assigned = threading.Event()
 
     @property
     def count(self) -> int:
         return len(self._seen)
 
     def run(self) -> None:
-        self._consumer.subscribe([self._topic], on_assign=lambda *_: self._assigned.set())
         while not self._halt.is_set():
-            # Take what has arrived without waiting for a full batch: the wait would
-            # otherwise count as the service's latency.
-            ready = self._consumer.consume(1000, timeout=0) or self._consumer.consume(1, 0.05)
-            for message in ready:
-                if message.error() is not None:
-                    continue
-                now = time.monotonic()
+            # What has arrived is taken at once: a wait would count as the service's latency.
+            for message in self._reader.poll(0.05):
                 # The naive baseline publishes no event id: its records count by position.
-                event_id = (
-                    header(message, "event_id") or f"{message.partition()}@{message.offset()}"
+                event_id = message.headers.get(
+                    contract.EVENT_ID, f"{message.partition}@{message.offset}"
                 )
                 if event_id in self._seen:
                     continue
                 self._seen.add(event_id)
-                self.last_at = now
+                self.last_at = message.at
                 if self._track:
-                    orderid = self._codec.decode(self._topic, message.value())["orderid"]
-                    self.arrived.setdefault(orderid, now)
-        self._consumer.close()
+                    orderid = self._codec.decode(self._topic, message.value)["orderid"]
+                    self.arrived.setdefault(orderid, message.at)
+        self._reader.close()
 
     def wait_assigned(self, timeout: float = 30.0) -> None:
-        if not self._assigned.wait(timeout):
+        if not self._reader.assigned.wait(timeout):
             raise TimeoutError("the event watcher got no partitions")
 
     def wait_for(self, count: int, timeout: float) -> None:

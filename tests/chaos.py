@@ -25,18 +25,24 @@ from pathlib import Path
 from typing import Any
 
 import fastavro
-from confluent_kafka import Consumer
 from sqlalchemy import Engine, func, select
 
 from allocation.adapters.avro import AvroCodec
-from allocation.adapters.kafka import admin_client, message_headers
+from allocation.adapters.kafka import admin_client
 from allocation.adapters.tables import allocations, batches, inbox, outbox
 from allocation.bootstrap import avro_codec, bootstrap
-from allocation.config import Settings
+from allocation.config import Settings, settings_from
 from allocation.domain import commands
 from allocation.entrypoints.provision import create_contract_topics, register_contract_schemas
+from testkit.processes import (
+    Service,
+    leading_relay_pid,
+    service_env,
+    wait_for_assignment,
+    wait_until,
+)
+from testkit.traffic import CommandSender, Recorder
 from tests.fakes import FakeUnitOfWork
-from tests.harness import CommandSender, Service, service_env, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 Allocation = tuple[str, str, int, str]  # orderid, sku, qty, batchref
@@ -86,67 +92,6 @@ def stack(*args: str) -> None:
 
 
 @dataclass
-class Seen:
-    at: float
-    topic: str
-    key: str
-    partition: int
-    offset: int
-    headers: dict[str, str]
-    value: bytes | None
-
-
-class Recorder(threading.Thread):
-    """Reads the scenario's event topics and DLQ for its whole life, noting arrival times."""
-
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(daemon=True)
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap_servers,
-                "group.id": f"chaos-recorder-{uuid.uuid4().hex[:8]}",
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-            }
-        )
-        self._topics = [*settings.event_topics, settings.topic_dlq]
-        self.seen: list[Seen] = []
-        self._lock = threading.Lock()
-        self._halt = threading.Event()
-
-    def run(self) -> None:
-        self._consumer.subscribe(self._topics)
-        while not self._halt.is_set():
-            batch = self._consumer.consume(1000, timeout=0) or self._consumer.consume(1, 0.1)
-            now = time.monotonic()
-            for m in batch:
-                if m.error() is not None:
-                    continue
-                key = m.key()
-                headers = {k: v.decode("utf-8", "replace") for k, v in message_headers(m)}
-                item = Seen(
-                    now,
-                    str(m.topic()),
-                    key.decode() if isinstance(key, bytes) else "",
-                    m.partition() or 0,
-                    m.offset() or 0,
-                    headers,
-                    m.value(),
-                )
-                with self._lock:
-                    self.seen.append(item)
-        self._consumer.close()
-
-    def on(self, topic: str) -> list[Seen]:
-        with self._lock:
-            return [s for s in self.seen if s.topic == topic]
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(10)
-
-
-@dataclass
 class Run:
     """One scenario: its topics, processes, load and verdict."""
 
@@ -183,9 +128,11 @@ class Run:
             for n in range(self.scale.orders)
         ]
         application = bootstrap(self.settings)
-        application.bus.handle_batch([(c, None) for c in self.creates])
+        application.bus.handle_many([(c, None) for c in self.creates])
         application.close()
-        self.recorder = Recorder(self.settings)
+        self.recorder = Recorder(
+            self.settings, [*self.settings.event_topics, self.settings.topic_dlq]
+        )
         self.recorder.start()
 
     def start(self, name: str, command: str, **env: str) -> Service:
@@ -200,18 +147,24 @@ class Run:
             )
         for n in range(relays):
             self.start(f"relay-{n + 1}", "relay", **env)
-        self.services["consumer-1"].wait_for_log(r"assigned .*\[", timeout=60)
+        wait_for_assignment(self.settings, self.services["consumer-1"])
         if relays:
             wait_until(lambda: self.leader() is not None, 60, "a relay to lead")
 
     def leader(self) -> str | None:
-        """The relay process that holds the leader lock (the last one to have announced it)."""
-        leading = [
-            name
-            for name, s in self.services.items()
-            if name.startswith("relay") and s.running and "relay is the leader" in s.log()
-        ]
-        return leading[-1] if leading else None
+        """The relay process that holds the leader lock."""
+        pid = leading_relay_pid(self.engine)
+        leading = [name for name, s in self.services.items() if s.running and s.pid == pid]
+        return leading[0] if leading else None
+
+    def warmed_up(self, timeout: float = 60) -> None:
+        """Wait until the pipeline has published the events of the first tenth of the orders."""
+        wanted = max(1, len(self.orders) // 10)
+        self.recorder.wait_for(
+            lambda seen: sum(r.topic == self.settings.topic_line_allocated for r in seen) >= wanted,
+            timeout,
+            f"{wanted} Allocated events before the fault",
+        )
 
     @contextmanager
     def fault(self) -> Iterator[None]:
@@ -354,7 +307,7 @@ class Run:
             self.recorder.on(self.settings.topic_line_allocated),
             key=lambda s: (s.partition, s.offset),
         ):
-            ids = on_topic.setdefault(s.key, [])
+            ids = on_topic.setdefault(s.key or "", [])
             if s.headers["event_id"] not in ids:
                 ids.append(s.headers["event_id"])
         assert on_topic == committed, "per-sku order on line-allocated differs from commit order"
@@ -372,7 +325,7 @@ def expected_allocations(
 ) -> list[Allocation]:
     """The fault-free result: the same commands, in the same per-sku order, applied once."""
     uow = FakeUnitOfWork()
-    bus = bootstrap(Settings(), uow_factory=lambda: uow).bus
+    bus = bootstrap(settings_from(), uow_factory=lambda: uow).bus
     for command in [*creates, *orders]:
         bus.handle(command)
     return [

@@ -17,13 +17,13 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
-from allocation.adapters import orm
 from allocation.adapters.database import (
     SqlAlchemyUnitOfWork,
     make_engine,
     migrate,
     session_factory,
 )
+from allocation.adapters.products import start_mappers
 from allocation.bootstrap import event_routes
 from allocation.config import Settings, load_settings
 from tests.servers import server_missing
@@ -86,7 +86,7 @@ def engine(settings: Settings) -> Iterator[Engine]:
     except OperationalError as exc:
         server_missing("PostgreSQL", settings.database_url.rsplit("@", 1)[-1], exc)
     migrate(engine)
-    orm.start_mappers()
+    start_mappers()
     yield engine
     engine.dispose()
 

@@ -6,13 +6,19 @@ A subclass provides the ``port`` fixture (and, for allocations, ``line``); see
 
 from __future__ import annotations
 
-from allocation.adapters.ports import (
+import uuid
+from datetime import UTC, datetime
+from typing import Protocol
+
+from allocation.domain import events
+from allocation.domain.model import Allocations, Batch, OrderLine, Product
+from allocation.service_layer.ports import (
     AbstractAllocationsView,
     AbstractInbox,
     AbstractRepository,
     AllocationView,
+    OutboxEntry,
 )
-from allocation.domain.model import Allocations, Batch, OrderLine, Product
 from tests.conftest import random_batchref, random_orderid, random_sku
 
 
@@ -107,3 +113,53 @@ class AllocationsViewContract:
         ]
         port.remove(orderid, "B-SKU", "b1")
         assert port.for_order(orderid) == [AllocationView(orderid, "A-SKU", "b2")]
+
+
+class OutboxWorld(Protocol):
+    """An outbox and what a relay would see of it."""
+
+    def write(self, entries: list[OutboxEntry], commit: bool) -> None:
+        """Add the entries in one transaction, then commit it or roll it back."""
+
+    def to_publish(self, keys: set[str]) -> list[OutboxEntry]:
+        """The rows of these keys waiting for the relay, in the order it would publish them."""
+
+
+def entry(key: str, n: int, cause: str | None = None) -> OutboxEntry:
+    return OutboxEntry(
+        event=events.Allocated(f"order-{n}", key, n, "b1"),
+        topic="line-allocated",
+        key=key,
+        occurred_at=datetime.now(UTC),
+        causation_id=cause,
+        correlation_id="corr-1" if cause else None,
+    )
+
+
+class OutboxContract:
+    def test_rows_come_back_in_commit_order_per_key(self, world: OutboxWorld) -> None:
+        a, b = random_sku("a"), random_sku("b")
+        first, second, third = [entry(a, 1), entry(b, 1)], [entry(a, 2)], [entry(b, 2), entry(a, 3)]
+        for transaction in (first, second, third):
+            world.write(transaction, commit=True)
+        published = world.to_publish({a, b})
+        for key in (a, b):
+            committed = [e.event_id for t in (first, second, third) for e in t if e.key == key]
+            assert [e.event_id for e in published if e.key == key] == committed
+
+    def test_a_rolled_back_transaction_leaves_no_row(self, world: OutboxWorld) -> None:
+        key = random_sku("rolled-back")
+        world.write([entry(key, 1), entry(key, 2)], commit=False)
+        assert world.to_publish({key}) == []
+
+    def test_a_row_keeps_its_event_and_envelope(self, world: OutboxWorld) -> None:
+        key = random_sku("envelope")
+        written = entry(key, 4, cause=f"id:{uuid.uuid4()}")
+        world.write([written], commit=True)
+        (read,) = world.to_publish({key})
+        assert (read.event, read.topic, read.event_id) == (
+            written.event,
+            written.topic,
+            written.event_id,
+        )
+        assert (read.causation_id, read.correlation_id) == (written.causation_id, "corr-1")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from allocation.adapters.ports import (
+from allocation.bootstrap import event_routes
+from allocation.config import settings_from
+from allocation.domain import model
+from allocation.service_layer.ports import (
     AbstractAllocationsView,
     AbstractInbox,
     AbstractOutbox,
@@ -10,9 +13,6 @@ from allocation.adapters.ports import (
     AllocationView,
     OutboxEntry,
 )
-from allocation.bootstrap import event_routes
-from allocation.config import Settings
-from allocation.domain import model
 from allocation.service_layer.unit_of_work import AbstractUnitOfWork
 
 
@@ -76,7 +76,7 @@ class FakeUnitOfWork(AbstractUnitOfWork):
     """Products live across units (as the book's fake); inbox and outbox keep only commits."""
 
     def __init__(self) -> None:
-        super().__init__(event_routes(Settings()))
+        super().__init__(event_routes(settings_from()))
         self.products = FakeRepository()
         self.inbox = FakeInbox()
         self.outbox = FakeOutbox()

@@ -2,7 +2,7 @@
 
 Wire format: magic byte 0, the writer schema's id (4 bytes, big endian), then
 the Avro body. Decoding reads with the writer schema the registry names and
-resolves it to the topic's own schema (``schemas/*.avsc``), so a record written
+resolves it to the topic's own schema (``allocation/schemas/*.avsc``), so a record written
 with an older compatible schema still decodes.
 
 Errors are split by what the caller must do: a ``PoisonMessage`` can never
@@ -18,10 +18,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import fastavro
-from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry import Schema as RegistrySchema
+from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from fastavro.read import SchemaResolutionError
 
+from allocation.adapters.contract import Schema, subject
+from allocation.adapters.faults import RegistryUnavailable
 from allocation.adapters.wire import Record
 
 try:  # the HTTP library the registry client itself uses (httpx2, or httpx before it)
@@ -59,11 +62,8 @@ class InvalidRecord(PoisonMessage):
     error_type = "InvalidRecord"
 
 
-class RegistryUnavailable(Exception):
-    """The schema registry could not be asked; the same call may succeed later."""
-
-
 def registry_client(url: str) -> SchemaRegistryClient:
+    """A client of the schema registry at ``url``."""
     return SchemaRegistryClient({"url": url, "timeout": 10})
 
 
@@ -76,15 +76,16 @@ def _unavailable(exc: Exception) -> bool:
 class AvroCodec:
     """Encodes and decodes the records of the contract's topics."""
 
-    def __init__(self, registry: SchemaRegistryClient, schemas: Mapping[str, Record]) -> None:
-        """``schemas``: the reader/writer schema of each topic, as loaded from ``schemas/``."""
+    def __init__(self, registry: SchemaRegistryClient, schemas: Mapping[str, Schema]) -> None:
+        """``schemas``: the reader/writer schema of each topic, as shipped in the package."""
         self._registry = registry
         self._schemas = {topic: _parse(s) for topic, s in schemas.items()}
         self._raw = dict(schemas)
-        self._writers: dict[int, Record] = {}
+        self._writers: dict[int, Schema] = {}
         self._ids: dict[str, int] = {}
 
     def decode(self, topic: str, data: bytes | None) -> Record:
+        """The record in ``data``, read as ``topic``'s schema; PoisonMessage if it cannot be."""
         reader = self._schemas.get(topic)
         if reader is None:
             raise WrongRecordType(f"topic {topic} carries no known record type")
@@ -117,6 +118,7 @@ class AvroCodec:
         return record
 
     def encode(self, topic: str, record: Mapping[str, Any]) -> bytes:
+        """``record`` in the Confluent wire format, with the id of ``topic``'s schema."""
         schema = self._schemas[topic]
         out = io.BytesIO()
         out.write(_HEADER.pack(0, self.schema_id(topic)))
@@ -126,23 +128,23 @@ class AvroCodec:
     def schema_id(self, topic: str) -> int:
         """The registry's id of this topic's schema (under subject ``<topic>-value``)."""
         if topic not in self._ids:
-            subject = f"{topic}-value"
+            name = subject(topic)
             try:
                 registered = self._registry.lookup_schema(
-                    subject, Schema(json.dumps(self._raw[topic]), "AVRO")
+                    name, RegistrySchema(json.dumps(self._raw[topic]), "AVRO")
                 )
             except Exception as exc:
                 if _unavailable(exc):
                     raise RegistryUnavailable(f"schema registry: {exc}") from exc
                 raise LookupError(
-                    f"schema for {subject} is not registered (run `allocation schemas register`)"
+                    f"schema for {name} is not registered (run `allocation schemas register`)"
                 ) from exc
             if registered.schema_id is None:
-                raise LookupError(f"the registry gave no id for {subject}")
+                raise LookupError(f"the registry gave no id for {name}")
             self._ids[topic] = registered.schema_id
         return self._ids[topic]
 
-    def _writer_schema(self, schema_id: int) -> Record:
+    def _writer_schema(self, schema_id: int) -> Schema:
         writer = self._writers.get(schema_id)
         if writer is not None:
             return writer
@@ -164,7 +166,7 @@ class AvroCodec:
         return writer
 
 
-def _parse(schema: Any) -> Record:
+def _parse(schema: Any) -> Schema:
     parsed = fastavro.parse_schema(schema)
     if not isinstance(parsed, dict):
         raise TypeError("an Avro record schema is a JSON object")

@@ -1,8 +1,8 @@
-"""PostgreSQL: the engine, the SQLAlchemy unit of work, and which errors are worth a retry."""
+"""PostgreSQL: the engine, the SQLAlchemy unit of work, and the migrations."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -14,18 +14,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from allocation import migrations
-from allocation.adapters import orm
 from allocation.adapters.inbox import SqlInbox
 from allocation.adapters.outbox import SqlOutbox
-from allocation.adapters.repository import SqlAlchemyRepository
+from allocation.adapters.products import SqlProductRepository
 from allocation.adapters.views import SqlAllocationsView
-from allocation.domain import model
-from allocation.domain.commands import Allocate, Command, CreateBatch
-from allocation.domain.errors import DomainError
 from allocation.service_layer.unit_of_work import (
     AbstractUnitOfWork,
     ConcurrencyConflict,
-    Envelope,
     EventRoutes,
 )
 
@@ -36,6 +31,7 @@ _CONFLICT_CODES = frozenset({"40001", "40P01", "55P03", "23505"})
 
 
 def make_engine(url: str, pool_size: int = 5) -> Engine:
+    """An engine whose transactions are REPEATABLE READ, the isolation the service relies on."""
     return create_engine(
         url,
         isolation_level="REPEATABLE READ",
@@ -45,7 +41,13 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
     )
 
 
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions whose objects stay readable after commit (the bus returns results)."""
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
 def is_conflict(exc: BaseException) -> bool:
+    """Another transaction won a race for the same rows: the whole unit may be retried."""
     if isinstance(exc, StaleDataError):
         return True
     return (
@@ -53,17 +55,10 @@ def is_conflict(exc: BaseException) -> bool:
     )
 
 
-def is_unavailable(exc: BaseException) -> bool:
-    """The database cannot be reached or went away: wait and try again."""
-    if isinstance(exc, sa_exc.DBAPIError):
-        return exc.connection_invalidated or isinstance(
-            exc, sa_exc.OperationalError | sa_exc.InterfaceError
-        )
-    return False
-
-
 class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
-    products: SqlAlchemyRepository
+    """One SQLAlchemy session, hence one PostgreSQL transaction, per unit of work."""
+
+    products: SqlProductRepository
     inbox: SqlInbox
     views: SqlAllocationsView
 
@@ -73,7 +68,7 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
 
     def __enter__(self) -> SqlAlchemyUnitOfWork:
         self.session = self._session_factory()
-        self.products = SqlAlchemyRepository(self.session)
+        self.products = SqlProductRepository(self.session)
         self.inbox = SqlInbox(self.session)
         self.outbox = SqlOutbox(self.session)
         self.views = SqlAllocationsView(self.session)
@@ -93,18 +88,6 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
         if exc is not None and is_conflict(exc):
             raise ConcurrencyConflict(str(exc).splitlines()[0]) from exc
 
-    def prefetch(self, commands: Sequence[Command], envelopes: Sequence[Envelope | None]) -> None:
-        # Commands are not validated yet: values the domain will reject are not looked up.
-        skus = [c.sku for c in commands if isinstance(c, Allocate | CreateBatch) and _valid(c.sku)]
-        self.products.prefetch(skus)
-        lines = [
-            (c.sku, c.orderid)
-            for c in commands
-            if isinstance(c, Allocate) and _valid(c.sku) and _valid(c.orderid)
-        ]
-        orm.store_for(self.session).prefetch(lines)
-        self.inbox.prefetch(e.message_id for e in envelopes if e is not None and e.deduplicate)
-
     def _flush(self) -> None:
         self.products.flush()
         self.inbox.flush()
@@ -115,18 +98,6 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
 
     def rollback(self) -> None:
         self.session.rollback()
-
-
-def _valid(identifier: object) -> bool:
-    try:
-        model.require_text("identifier", identifier)
-    except DomainError:
-        return False
-    return True
-
-
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(bind=engine, expire_on_commit=False)
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:

@@ -8,9 +8,9 @@ from datetime import timedelta
 from sqlalchemy import Connection, select, text
 from sqlalchemy.orm import Session
 
-from allocation.adapters.ports import AbstractInbox
 from allocation.adapters.retention import delete_older_than
 from allocation.adapters.tables import inbox
+from allocation.service_layer.ports import AbstractInbox
 
 _INSERT = text("INSERT INTO inbox (message_id) SELECT unnest(CAST(:ids AS text[]))")
 
@@ -48,6 +48,7 @@ class SqlInbox(AbstractInbox):
         return True
 
     def flush(self) -> None:
+        """Insert every id recorded since the last flush, in one statement."""
         if self._staged:
             self._session.connection().execute(_INSERT, {"ids": self._staged})
             self._staged = []

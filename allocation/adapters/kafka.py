@@ -1,14 +1,19 @@
-"""Kafka clients configured the way the contract needs them, topics, and dead letters."""
+"""Kafka clients configured the way the contract needs them, topics, headers, producing.
+
+Every Kafka client of the service and its tools is configured here.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import KafkaException, Message
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from allocation.adapters import contract
 from allocation.config import Settings
 
 Headers = list[tuple[str, str | bytes | None]]
@@ -19,6 +24,7 @@ DLQ_MAX_BYTES = 16 * 1024 * 1024
 
 
 def producer_config(settings: Settings, client_id: str, **overrides: Any) -> dict[str, Any]:
+    """An idempotent producer's configuration: acks from every in-sync replica, in order."""
     # librdkafka leaves idempotence off unless asked; with it, acks=all and
     # ordered retries come along, so a resend never duplicates or reorders.
     return {
@@ -35,7 +41,7 @@ def producer_config(settings: Settings, client_id: str, **overrides: Any) -> dic
 def consumer_config(
     settings: Settings, group: str, client_id: str, **overrides: Any
 ) -> dict[str, Any]:
-    # Offsets are committed by hand, only after the work they cover is durable.
+    """A consumer whose offsets move only when the application says its work is durable."""
     return {
         "bootstrap.servers": settings.kafka_bootstrap_servers,
         "group.id": group,
@@ -62,6 +68,7 @@ def command_consumer_config(settings: Settings, client_id: str) -> dict[str, Any
 
 
 def admin_client(settings: Settings) -> AdminClient:
+    """A client for topic and group administration."""
     return AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
 
 
@@ -103,6 +110,7 @@ def message_headers(message: Message) -> list[tuple[str, bytes]]:
 
 
 def header(message: Message, name: str) -> str | None:
+    """The first header called ``name``, as text; None when absent."""
     for key, value in message_headers(message):
         if key == name:
             return value.decode("utf-8", "replace")
@@ -111,7 +119,7 @@ def header(message: Message, name: str) -> str | None:
 
 def message_identity(message: Message) -> str:
     """The inbox key of an inbound message: its ``message_id`` header, else its coordinates."""
-    message_id = header(message, "message_id")
+    message_id = header(message, contract.MESSAGE_ID)
     # An id the inbox cannot store (unprintable, or longer than its key) is ignored.
     if message_id and len(message_id) <= 200 and message_id.isprintable():
         return "id:" + message_id
@@ -123,10 +131,55 @@ def dead_letter_headers(message: Message, error_type: str, error_message: str) -
     reason = error_message if len(error_message) <= 2000 else error_message[:1997] + "..."
     return [
         *message_headers(message),
-        ("error_type", error_type.encode()),
-        ("error_message", reason.encode("utf-8", "replace")),
-        ("source_topic", str(message.topic()).encode()),
-        ("source_partition", str(message.partition()).encode()),
-        ("source_offset", str(message.offset()).encode()),
-        ("failed_at", datetime.now(UTC).isoformat().encode()),
+        (contract.ERROR_TYPE, error_type.encode()),
+        (contract.ERROR_MESSAGE, reason.encode("utf-8", "replace")),
+        (contract.SOURCE_TOPIC, str(message.topic()).encode()),
+        (contract.SOURCE_PARTITION, str(message.partition()).encode()),
+        (contract.SOURCE_OFFSET, str(message.offset()).encode()),
+        (contract.FAILED_AT, datetime.now(UTC).isoformat().encode()),
     ]
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message to produce."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+
+
+def produce_and_wait(
+    producer: Producer, messages: Iterable[Outgoing], timeout: float = 30.0
+) -> list[Message]:
+    """Produce the messages and wait until the broker acknowledged every one.
+
+    Raises KafkaException with the first refusal, or when an acknowledgement did
+    not come within ``timeout`` seconds; the messages acknowledged are returned.
+    """
+    delivered: list[Message] = []
+    failures: list[KafkaError] = []
+
+    def on_delivery(err: KafkaError | None, message: Message) -> None:
+        (failures.append(err) if err is not None else delivered.append(message))
+
+    count = 0
+    for m in messages:
+        count += 1
+        while True:
+            try:
+                producer.produce(
+                    m.topic, key=m.key, value=m.value, headers=m.headers, on_delivery=on_delivery
+                )
+                break
+            except BufferError:  # the local queue is full: let deliveries drain it
+                producer.poll(0.1)
+    left = producer.flush(timeout)
+    if failures:
+        raise KafkaException(failures[0])
+    if left > 0 or len(delivered) < count:
+        raise KafkaException(
+            KafkaError(KafkaError._MSG_TIMED_OUT, f"no acknowledgement within {timeout:.0f} s")
+        )
+    return delivered

@@ -9,7 +9,6 @@ the same key waits until the first commits.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import uuid
 from dataclasses import dataclass
@@ -19,9 +18,10 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
-from allocation.adapters.ports import AbstractOutbox, OutboxEntry
 from allocation.adapters.retention import delete_older_than
 from allocation.adapters.tables import outbox
+from allocation.adapters.wire import event_to_record
+from allocation.service_layer.ports import AbstractOutbox, OutboxEntry
 
 _LOCK_KEYS = text(
     "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) "
@@ -47,6 +47,8 @@ _INSERT = text(
 
 
 class SqlOutbox(AbstractOutbox):
+    """Outbox rows written with one INSERT per unit of work, after the per-key locks."""
+
     def __init__(self, session: Session) -> None:
         self._session = session
 
@@ -62,7 +64,7 @@ class SqlOutbox(AbstractOutbox):
                 "types": [e.event_type for e in entries],
                 "topics": [e.topic for e in entries],
                 "keys": [e.key for e in entries],
-                "payloads": [json.dumps(dataclasses.asdict(e.event)) for e in entries],  # type: ignore[call-overload]
+                "payloads": [json.dumps(event_to_record(e.event)) for e in entries],
                 "occurred": [e.occurred_at for e in entries],
                 "causes": [e.causation_id for e in entries],
                 "correlations": [e.correlation_id for e in entries],
@@ -72,6 +74,8 @@ class SqlOutbox(AbstractOutbox):
 
 @dataclass(frozen=True)
 class PendingRow:
+    """An outbox row the relay has yet to publish."""
+
     id: int
     event_id: uuid.UUID
     event_type: str
@@ -108,10 +112,12 @@ _PENDING = text(
 
 
 def fetch_pending(connection: Connection, limit: int) -> list[PendingRow]:
+    """Up to ``limit`` rows to publish next, in commit order, keys held back left out."""
     return [PendingRow(**row) for row in connection.execute(_PENDING, {"limit": limit}).mappings()]
 
 
 def mark_published(connection: Connection, ids: list[int]) -> None:
+    """The broker acknowledged these rows."""
     if ids:
         connection.execute(
             update(outbox).where(outbox.c.id.in_(ids)).values(published_at=func.now())
@@ -143,6 +149,8 @@ def prune_published(connection: Connection, older_than: timedelta, limit: int = 
 
 @dataclass(frozen=True)
 class Backlog:
+    """How far the relay is behind, and what it gave up on."""
+
     pending: int
     retrying: int
     parked: int
@@ -150,6 +158,7 @@ class Backlog:
 
 
 def backlog(connection: Connection) -> Backlog:
+    """The outbox's backlog now."""
     row = connection.execute(
         text(
             """

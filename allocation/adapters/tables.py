@@ -119,3 +119,6 @@ outbox = Table(
 
 OUTBOX_CHANNEL = "allocation_outbox"
 """LISTEN/NOTIFY channel a trigger on ``outbox`` signals after every insert."""
+
+LEADER_LOCK = (0x616C6C6F, 0x72656C61)
+"""The relay leader's session-level advisory lock, two ints: "allo", "rela"."""

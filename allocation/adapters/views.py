@@ -9,8 +9,8 @@ from __future__ import annotations
 from sqlalchemy import delete, select, text, tuple_
 from sqlalchemy.orm import Session
 
-from allocation.adapters.ports import AbstractAllocationsView, AllocationView
 from allocation.adapters.tables import allocations_view as view
+from allocation.service_layer.ports import AbstractAllocationsView, AllocationView
 
 _INSERT = text(
     "INSERT INTO allocations_view (orderid, sku, batchref) "
@@ -20,6 +20,8 @@ _INSERT = text(
 
 
 class SqlAllocationsView(AbstractAllocationsView):
+    """The ``allocations_view`` table, changed at flush."""
+
     def __init__(self, session: Session) -> None:
         self._session = session
         # (orderid, sku, batchref) -> whether the row should exist after the flush
@@ -41,6 +43,7 @@ class SqlAllocationsView(AbstractAllocationsView):
         return [AllocationView(*row) for row in rows]
 
     def flush(self) -> None:
+        """Write the changes noted since the last flush: a delete and an insert at most."""
         present = [key for key, exists in self._pending.items() if exists]
         absent = [key for key, exists in self._pending.items() if not exists]
         connection = self._session.connection()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -47,14 +48,44 @@ class OrderLine:
         require_quantity("qty", self.qty)
 
 
-class Allocations:
+class AllocationSet(abc.ABC):
     """The order lines a batch holds, and their total quantity.
 
-    This in-memory collection is the reference behaviour. A storage adapter may
-    subclass it to fetch lines on demand, so that allocating one more line never
-    needs a batch's whole history in memory; the total is kept beside the lines
-    for the same reason.
+    A storage adapter implements it to fetch lines on demand, so that allocating
+    one more line never needs a batch's whole history in memory; the total is
+    kept beside the lines for the same reason. ``Allocations`` is the in-memory
+    reference behaviour; one contract suite checks both.
     """
+
+    quantity: int
+
+    @abc.abstractmethod
+    def __contains__(self, line: object) -> bool:
+        """Whether the batch holds exactly this line."""
+
+    @abc.abstractmethod
+    def __iter__(self) -> Iterator[OrderLine]:
+        """Every line held."""
+
+    @abc.abstractmethod
+    def __len__(self) -> int:
+        """How many lines are held."""
+
+    @abc.abstractmethod
+    def add(self, line: OrderLine) -> None:
+        """Hold the line; holding it again changes nothing."""
+
+    @abc.abstractmethod
+    def remove(self, line: OrderLine) -> None:
+        """Release the line; releasing a line not held changes nothing."""
+
+    @abc.abstractmethod
+    def largest(self) -> OrderLine | None:
+        """The line to release first: the largest (ties: the greatest order id)."""
+
+
+class Allocations(AllocationSet):
+    """Lines held in memory: the reference behaviour, and a new batch's lines."""
 
     def __init__(self, lines: Iterable[OrderLine] = ()) -> None:
         self._lines = set(lines)
@@ -80,7 +111,6 @@ class Allocations:
             self.quantity -= line.qty
 
     def largest(self) -> OrderLine | None:
-        """The line to release first: the largest (ties: the greatest order id)."""
         return max(self._lines, key=release_order, default=None)
 
 
@@ -97,7 +127,7 @@ class Batch:
         self.sku = require_text("sku", sku)
         self.eta = eta
         self._purchased_quantity = require_quantity("qty", qty)
-        self._allocations = Allocations()
+        self._allocations: AllocationSet = Allocations()
 
     def __repr__(self) -> str:
         return f"<Batch {self.reference}>"

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from sqlalchemy import text
 
-from allocation.adapters.database import is_unavailable
+from allocation.adapters.faults import database_unavailable
 from allocation.bootstrap import Application
 from allocation.domain import commands, model
 from allocation.domain.errors import DomainError, DuplicateBatchRef
@@ -136,7 +136,7 @@ def _install_error_handlers(api: FastAPI) -> None:
 
     @api.exception_handler(Exception)
     async def failed(_: Request, exc: Exception) -> JSONResponse:
-        if is_unavailable(exc):
+        if database_unavailable(exc):
             logger.warning("database unavailable: %s", exc)
             return _unavailable("database unavailable; retry")
         logger.exception("unhandled error")

@@ -1,13 +1,13 @@
 """The command consumer: Kafka command topics -> message bus -> PostgreSQL, exactly once.
 
-Each poll returns a batch of messages. Messages that cannot become a command are
-set aside for the dead-letter queue; the rest are applied in ONE transaction
-that also records each message in the inbox. If that transaction fails for a
-reason other than a transient fault, the batch is applied again one message at
-a time, so a rejected message goes to the DLQ alone. Only when the transaction
-committed and the dead letters were acknowledged does the consumer commit the
-offsets. A crash anywhere re-delivers the batch, and the inbox turns the
-re-delivery into a no-op.
+Each poll returns up to ``consumer_poll_size`` messages. Messages that cannot
+become a command are set aside for the dead-letter queue; the rest are applied
+in ONE transaction that also records each message in the inbox. If that
+transaction fails for a reason other than a transient fault, the poll is applied
+again one message at a time, so a rejected message goes to the DLQ alone. Only
+when the transaction committed and the dead letters were acknowledged does the
+consumer commit the offsets. A crash anywhere re-delivers the poll, and the
+inbox turns the re-delivery into a no-op.
 """
 
 from __future__ import annotations
@@ -22,21 +22,33 @@ from functools import partial
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from allocation.adapters.avro import AvroCodec, PoisonMessage, RegistryUnavailable
-from allocation.adapters.database import is_unavailable
-from allocation.adapters.kafka import dead_letter_headers, header, message_identity
+from allocation import bootstrap
+from allocation.adapters import contract
+from allocation.adapters.avro import AvroCodec, PoisonMessage
+from allocation.adapters.faults import is_transient
+from allocation.adapters.kafka import (
+    Outgoing,
+    dead_letter_headers,
+    header,
+    message_identity,
+    produce_and_wait,
+)
+from allocation.adapters.positions import Partition, Positions, is_fatal
 from allocation.adapters.wire import COMMAND_DECODERS
+from allocation.config import Settings
 from allocation.domain import commands
 from allocation.domain.errors import DomainError
 from allocation.entrypoints.retry import Backoff
 from allocation.service_layer.messagebus import MessageBus
-from allocation.service_layer.unit_of_work import ConcurrencyConflict, Envelope
+from allocation.service_layer.unit_of_work import Envelope
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Inbound:
+    """A message decoded into a command, with the identity the inbox knows it by."""
+
     message: Message
     command: commands.Command
     envelope: Envelope
@@ -44,18 +56,11 @@ class Inbound:
 
 @dataclass(frozen=True)
 class DeadLetter:
+    """A message set aside for the DLQ, with what was wrong with it."""
+
     message: Message
     error_type: str
     error_message: str
-
-
-def is_transient(exc: Exception) -> bool:
-    """Faults that clear by themselves: retry them, never dead-letter them."""
-    if isinstance(exc, ConcurrencyConflict | RegistryUnavailable):
-        return True
-    if isinstance(exc, KafkaException):
-        return bool(exc.args and exc.args[0].retriable())
-    return is_unavailable(exc)
 
 
 class ConsumerBroken(Exception):
@@ -63,6 +68,8 @@ class ConsumerBroken(Exception):
 
 
 class CommandConsumer:
+    """Applies the command topics through the message bus, exactly once, until stopped."""
+
     def __init__(
         self,
         consumer_factory: Callable[[], Consumer],
@@ -72,7 +79,7 @@ class CommandConsumer:
         bus: MessageBus,
         records: dict[str, str],
         stop: threading.Event,
-        batch_size: int = 500,
+        poll_size: int = 500,
         unexpected_attempts: int = 3,
     ) -> None:
         self._consumer_factory = consumer_factory
@@ -83,10 +90,10 @@ class CommandConsumer:
         self._bus = bus
         self._decoders = {topic: COMMAND_DECODERS[name] for topic, name in records.items()}
         self._stop = stop
-        self._batch_size = batch_size
+        self._poll_size = poll_size
         self._unexpected_attempts = unexpected_attempts
         self._backoff = Backoff(stop)
-        self._positions: dict[tuple[str, int], int] = {}  # next offset per partition applied
+        self._positions = Positions()
         self.applied = 0  # includes duplicates, which are applied by doing nothing
         self.duplicates = 0
         self.dead_lettered = 0
@@ -117,26 +124,26 @@ class CommandConsumer:
             list(self._decoders), on_assign=_log_assignment, on_revoke=self._on_revoke
         )
         while not self._stop.is_set():
-            records = [m for m in self._next_batch(poll_timeout) if not _is_error(m)]
-            if records:
-                self.process(records)
+            messages = [m for m in self._next_poll(poll_timeout) if not _is_error(m)]
+            if messages:
+                self.process(messages)
 
-    def _next_batch(self, timeout: float) -> list[Message]:
-        """Whatever has arrived, up to a batch; waits only while nothing has.
+    def _next_poll(self, timeout: float) -> list[Message]:
+        """Whatever has arrived, up to a poll's size; waits only while nothing has.
 
-        A batch is never held back to fill up: under light load each message is
-        applied as soon as it arrives, under heavy load batches fill by themselves.
+        A poll is never held back to fill up: under light load each message is
+        applied as soon as it arrives, under heavy load polls fill by themselves.
         """
-        ready = self._consumer.consume(self._batch_size, timeout=0)
+        ready = self._consumer.consume(self._poll_size, timeout=0)
         if ready:
             return ready
         first = self._consumer.poll(timeout)
         if first is None:
             return []
-        return [first, *self._consumer.consume(self._batch_size - 1, timeout=0)]
+        return [first, *self._consumer.consume(self._poll_size - 1, timeout=0)]
 
     def process(self, messages: list[Message]) -> None:
-        """Apply, dead-letter, then commit the offsets of one polled batch."""
+        """Apply, dead-letter, then commit the offsets of one poll's messages."""
         started = time.perf_counter()
         inbound: list[Inbound] = []
         dead: list[DeadLetter] = []
@@ -152,7 +159,7 @@ class CommandConsumer:
         applied_at = time.perf_counter()
         self._commit(messages)
         logger.debug(
-            "batch of %d: applied in %.1f ms, offsets committed in %.1f ms",
+            "poll of %d: applied in %.1f ms, offsets committed in %.1f ms",
             len(messages),
             (applied_at - started) * 1000,
             (time.perf_counter() - applied_at) * 1000,
@@ -170,7 +177,7 @@ class CommandConsumer:
         except (KeyError, TypeError, ValueError) as exc:
             return DeadLetter(message, "InvalidRecord", f"{type(exc).__name__}: {exc}")
         envelope = Envelope(
-            message_identity(message), correlation_id=header(message, "correlation_id")
+            message_identity(message), correlation_id=header(message, contract.CORRELATION_ID)
         )
         return Inbound(message, command, envelope)
 
@@ -180,12 +187,12 @@ class CommandConsumer:
         items = [(i.command, i.envelope) for i in inbound]
         try:
             outcomes = self._backoff.call(
-                "apply batch", lambda: self._bus.handle_batch(items), is_transient
+                "apply poll", lambda: self._bus.handle_many(items), is_transient
             )
             self._count_duplicates(sum(outcome.duplicate for outcome in outcomes))
             return []
         except Exception as exc:
-            logger.info("batch of %d failed (%s); applying one by one", len(items), exc)
+            logger.info("poll of %d failed (%s); applying one by one", len(items), exc)
         return [dead for item in inbound if (dead := self._apply_one(item)) is not None]
 
     def _apply_one(self, item: Inbound) -> DeadLetter | None:
@@ -213,12 +220,6 @@ class CommandConsumer:
             self._backoff.call("dead-letter", lambda: self._produce_dead(dead), is_transient)
 
     def _produce_dead(self, dead: list[DeadLetter]) -> None:
-        failures: list[KafkaError] = []
-
-        def delivered(err: KafkaError | None, _msg: Message) -> None:
-            if err is not None:
-                failures.append(err)
-
         for letter in dead:
             logger.warning(
                 "dead-lettering %s[%s]@%s: %s: %s",
@@ -228,48 +229,35 @@ class CommandConsumer:
                 letter.error_type,
                 letter.error_message,
             )
-            self._dlq.produce(
-                self._dlq_topic,
-                key=letter.message.key(),
-                value=letter.message.value(),
-                headers=dead_letter_headers(
-                    letter.message, letter.error_type, letter.error_message
-                ),
-                on_delivery=delivered,
-            )
-        self._dlq.flush()
-        if failures:
-            raise KafkaException(failures[0])
+        produce_and_wait(self._dlq, [self._letter(letter) for letter in dead])
+
+    def _letter(self, letter: DeadLetter) -> Outgoing:
+        headers = dead_letter_headers(letter.message, letter.error_type, letter.error_message)
+        return Outgoing(self._dlq_topic, letter.message.key(), letter.message.value(), headers)
 
     def _commit(self, messages: list[Message]) -> None:
-        """Commit the batch's offsets without waiting for the broker's answer.
+        """Commit the poll's offsets without waiting for the broker's answer.
 
         The database transaction is already durable, so an offset commit that
         fails or is lost only means a re-delivery, which the inbox absorbs; not
-        waiting for it keeps its round trip out of every batch's latency.
+        waiting for it keeps its round trip out of every poll's latency.
         """
-        for m in messages:
-            key = (str(m.topic()), m.partition() or 0)
-            self._positions[key] = max(self._positions.get(key, -1), (m.offset() or 0) + 1)
+        moved = self._positions.advance(
+            (str(m.topic()), m.partition() or 0, m.offset() or 0) for m in messages
+        )
         try:
-            self._consumer.commit(offsets=self._offsets(messages), asynchronous=True)
+            self._consumer.commit(offsets=self._offsets(moved), asynchronous=True)
         except KafkaException as exc:
-            if exc.args and _fatal(exc.args[0]):
+            if exc.args and is_fatal(exc.args[0]):
                 raise ConsumerBroken(f"fatal error committing offsets: {exc}") from exc
-            logger.warning("offset commit failed (%s); the batch may be re-delivered", exc)
+            logger.warning("offset commit failed (%s); the poll may be re-delivered", exc)
 
-    def _offsets(self, messages: list[Message] | None = None) -> list[TopicPartition]:
-        keys = {(str(m.topic()), m.partition() or 0) for m in messages} if messages else None
-        return [
-            TopicPartition(topic, partition, offset)
-            for (topic, partition), offset in self._positions.items()
-            if keys is None or (topic, partition) in keys
-        ]
+    def _offsets(self, partitions: set[Partition] | None = None) -> list[TopicPartition]:
+        return [TopicPartition(*position) for position in self._positions.to_commit(partitions)]
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         logger.info("revoked %s", _partition_list(partitions))
-        for tp in partitions:
-            self._positions.pop((tp.topic, tp.partition), None)
+        self._positions.forget((tp.topic, tp.partition) for tp in partitions)
 
     def _commit_on_close(self) -> None:
         if not self._positions:
@@ -286,16 +274,11 @@ def _is_error(message: Message) -> bool:
     error = message.error()
     if error is None:
         return False
-    if _fatal(error):
+    if is_fatal(error):
         raise ConsumerBroken(f"fatal consumer error: {error.str()}")
     if error.code() != KafkaError._PARTITION_EOF:
         logger.warning("consumer error: %s", error)
     return True
-
-
-def _fatal(error: KafkaError) -> bool:
-    # A consumer's fatal error reaches the application as code _FATAL, not always flagged.
-    return bool(error.fatal() or error.code() == KafkaError._FATAL)
 
 
 def _log_assignment(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -304,3 +287,20 @@ def _log_assignment(_consumer: Consumer, partitions: list[TopicPartition]) -> No
 
 def _partition_list(partitions: list[TopicPartition]) -> str:
     return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing"
+
+
+def build(
+    settings: Settings, application: bootstrap.Application, stop: threading.Event
+) -> CommandConsumer:
+    """The consumer of the command topics, applying through ``application``'s bus."""
+    records = contract.topic_records(settings)
+    return CommandConsumer(
+        consumer_factory=bootstrap.command_consumer_factory(settings),
+        dlq=bootstrap.dead_letter_producer(settings),
+        dlq_topic=settings.topic_dlq,
+        codec=bootstrap.avro_codec(settings),
+        bus=application.bus,
+        records={topic: records[topic] for topic in settings.command_topics},
+        stop=stop,
+        poll_size=settings.consumer_poll_size,
+    )

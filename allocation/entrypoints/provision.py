@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from allocation.adapters.avro import registry_client
+from allocation.adapters.contract import topic_schemas
 from allocation.adapters.kafka import DLQ_MAX_BYTES, create_topics
 from allocation.adapters.schemas import Registered, register_all
-from allocation.adapters.wire import load_schema, topic_records
 from allocation.config import Settings
 
 
@@ -34,5 +34,5 @@ def create_contract_topics(
 
 def register_contract_schemas(settings: Settings) -> list[Registered]:
     """Register each topic's schema under ``<topic>-value`` with BACKWARD compatibility."""
-    schemas = {topic: load_schema(name) for topic, name in topic_records(settings).items()}
-    return register_all(registry_client(settings.schema_registry_url), schemas)
+    registry = registry_client(settings.schema_registry_url)
+    return register_all(registry, topic_schemas(settings))

@@ -5,7 +5,7 @@ own connection. Others wait as hot standbys and take over within about
 ``standby_poll_s`` of the leader's connection closing (its process died).
 
 The leader wakes on NOTIFY (sent by a trigger when outbox rows commit) or
-after ``poll_interval_s``. It produces a batch with an idempotent producer,
+after ``poll_interval_s``. It produces a chunk of rows with an idempotent producer,
 waits for every acknowledgement, and only then marks the acknowledged rows
 published. A crash between the two re-publishes rows with the same event_id.
 A row that can never be sent (it does not encode, or the broker refuses it for
@@ -19,53 +19,34 @@ import logging
 import select
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import timedelta
 
 import psycopg2
 import psycopg2.extensions
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaException, Producer
 from sqlalchemy import Connection, Engine
 
-from allocation.adapters import outbox
-from allocation.adapters.avro import AvroCodec, RegistryUnavailable
-from allocation.adapters.database import is_unavailable
+from allocation import bootstrap
+from allocation.adapters import contract, outbox
+from allocation.adapters.avro import AvroCodec
+from allocation.adapters.faults import RegistryUnavailable, TransientFault, is_transient
 from allocation.adapters.inbox import prune_inbox
 from allocation.adapters.kafka import Headers
-from allocation.adapters.tables import OUTBOX_CHANNEL
-from allocation.adapters.wire import event_from_payload, event_to_record
+from allocation.adapters.tables import LEADER_LOCK, OUTBOX_CHANNEL
+from allocation.adapters.wire import event_from_record, event_to_record
+from allocation.config import Settings
+from allocation.entrypoints.relay_policy import Delivered, Delivery, RelayPolicy
 from allocation.entrypoints.retry import Backoff, Stopped
-
-Delivered = Callable[[outbox.PendingRow, KafkaError | None], None]
 
 logger = logging.getLogger(__name__)
 
-LEADER_LOCK = (0x616C6C6F, 0x72656C61)  # two-int advisory lock key: "allo", "rela"
 
-
-class NotDelivered(Exception):
+class NotDelivered(TransientFault):
     """The broker could not be reached or did not acknowledge some rows; retry after a pause."""
 
 
-@dataclass
-class Delivery:
-    """What became of one batch of rows handed to the producer."""
-
-    acked: list[int] = field(default_factory=list)
-    refused: list[tuple[outbox.PendingRow, str]] = field(default_factory=list)
-    lost: list[str] = field(default_factory=list)
-
-    def record(self, row: outbox.PendingRow, err: KafkaError | None) -> None:
-        if err is None:
-            self.acked.append(row.id)
-        elif err.retriable() or err.code() == KafkaError._MSG_TIMED_OUT:
-            self.lost.append(err.str())  # the broker may take it next time
-        else:
-            self.refused.append((row, f"broker refused: {err.str()}"))
-
-
 class OutboxRelay:
+    """Publishes the outbox while it holds the leader lock; waits as a standby otherwise."""
+
     def __init__(
         self,
         dsn: str,
@@ -73,28 +54,14 @@ class OutboxRelay:
         producer: Producer,
         codec: AvroCodec,
         stop: threading.Event,
-        batch_size: int = 1000,
-        poll_interval_s: float = 1.0,
-        standby_poll_s: float = 1.0,
-        max_attempts: int = 10,
-        hold_back_base_s: float = 2.0,
-        retention: timedelta = timedelta(days=7),
-        inbox_retention: timedelta = timedelta(days=7),
-        prune_every_s: float = 60.0,
+        policy: RelayPolicy,
     ) -> None:
         self._dsn = dsn
         self._engine = engine
         self._producer = producer
         self._codec = codec
         self._stop = stop
-        self._batch_size = batch_size
-        self._poll_interval_s = poll_interval_s
-        self._standby_poll_s = standby_poll_s
-        self._max_attempts = max_attempts
-        self._hold_back_base_s = hold_back_base_s
-        self._retention = retention
-        self._inbox_retention = inbox_retention
-        self._prune_every_s = prune_every_s
+        self._policy = policy
         self._next_prune = 0.0
         self._known_topics: set[str] = set()
         self._backoff = Backoff(stop)
@@ -104,7 +71,7 @@ class OutboxRelay:
     def run(self) -> None:
         try:
             while not self._stop.is_set():
-                self._backoff.call("relay", self._lead_once, _transient)
+                self._backoff.call("relay", self._lead_once, is_transient)
         except Stopped:
             pass
         finally:
@@ -112,7 +79,8 @@ class OutboxRelay:
 
     def _lead_once(self) -> None:
         """Wait for the leader lock, then publish until stopped or the lock's connection fails."""
-        leader = psycopg2.connect(self._dsn, application_name="allocation-relay")
+        # Named after the process, so that `allocation status` and tests can tell who leads.
+        leader = psycopg2.connect(self._dsn, application_name=bootstrap.client_id("relay"))
         leader.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
         try:
             if not self._acquire(leader):
@@ -122,7 +90,7 @@ class OutboxRelay:
             with leader.cursor() as cursor:
                 cursor.execute(f"LISTEN {OUTBOX_CHANNEL}")
             while not self._stop.is_set():
-                if self._publish_batch() < self._batch_size:
+                if self._publish_chunk() < self._policy.chunk_size:
                     self._housekeeping()
                     self._wait_for_notify(leader)
         finally:
@@ -136,21 +104,21 @@ class OutboxRelay:
                 row = cursor.fetchone()
             if row is not None and row[0]:
                 return True
-            self._stop.wait(self._standby_poll_s)
+            self._stop.wait(self._policy.standby_poll_s)
         return False
 
     def _wait_for_notify(self, leader: psycopg2.extensions.connection) -> None:
         # poll() on a dead connection raises, which sends the relay back to standby.
-        readable, _, _ = select.select([leader], [], [], self._poll_interval_s)
+        readable, _, _ = select.select([leader], [], [], self._policy.poll_interval_s)
         leader.poll()
         leader.notifies.clear()
         if not readable:
             with leader.cursor() as cursor:
                 cursor.execute("SELECT 1")
 
-    def _publish_batch(self) -> int:
+    def _publish_chunk(self) -> int:
         with self._engine.connect() as connection:
-            rows = outbox.fetch_pending(connection, self._batch_size)
+            rows = outbox.fetch_pending(connection, self._policy.chunk_size)
         if not rows:
             return 0
         delivery = self._produce(rows)
@@ -174,7 +142,7 @@ class OutboxRelay:
                 if row.topic not in topics:
                     raise LookupError(f"topic {row.topic} does not exist")
                 value = self._codec.encode(
-                    row.topic, event_to_record(event_from_payload(row.event_type, row.payload))
+                    row.topic, event_to_record(event_from_record(row.event_type, row.payload))
                 )
                 self._produce_one(row, value, delivery.record)
             except RegistryUnavailable:
@@ -198,14 +166,14 @@ class OutboxRelay:
 
     def _produce_one(self, row: outbox.PendingRow, value: bytes, delivered: Delivered) -> None:
         headers: Headers = [
-            ("event_id", str(row.event_id).encode()),
-            ("event_type", row.event_type.encode()),
-            ("occurred_at", row.occurred_at.isoformat().encode()),
+            (contract.EVENT_ID, str(row.event_id).encode()),
+            (contract.EVENT_TYPE, row.event_type.encode()),
+            (contract.OCCURRED_AT, row.occurred_at.isoformat().encode()),
         ]
         if row.causation_id:
-            headers.append(("causation_id", row.causation_id.encode()))
+            headers.append((contract.CAUSATION_ID, row.causation_id.encode()))
         if row.correlation_id:
-            headers.append(("correlation_id", row.correlation_id.encode()))
+            headers.append((contract.CORRELATION_ID, row.correlation_id.encode()))
         while True:
             try:
                 self._producer.produce(
@@ -227,8 +195,8 @@ class OutboxRelay:
 
     def _hold_back(self, connection: Connection, row: outbox.PendingRow, error: str) -> None:
         attempts = row.attempts + 1
-        park = attempts >= self._max_attempts
-        delay = timedelta(seconds=min(300.0, self._hold_back_base_s * 2 ** (attempts - 1)))
+        park = attempts >= self._policy.max_attempts
+        delay = self._policy.hold_back(attempts)
         logger.error(
             "outbox row %s (%s for %s) failed attempt %d%s: %s",
             row.id,
@@ -243,19 +211,21 @@ class OutboxRelay:
     def _housekeeping(self) -> None:
         if time.monotonic() < self._next_prune:
             return
-        self._next_prune = time.monotonic() + self._prune_every_s
+        self._next_prune = time.monotonic() + self._policy.prune_every_s
         with self._engine.begin() as connection:
-            pruned = outbox.prune_published(connection, self._retention)
-            forgotten = prune_inbox(connection, self._inbox_retention)
+            pruned = outbox.prune_published(connection, self._policy.retention)
+            forgotten = prune_inbox(connection, self._policy.inbox_retention)
         if pruned or forgotten:
             logger.info("pruned %d published outbox rows, %d inbox rows", pruned, forgotten)
 
 
-def _transient(exc: Exception) -> bool:
-    if isinstance(exc, NotDelivered | RegistryUnavailable):
-        return True
-    if isinstance(exc, KafkaException):
-        return bool(exc.args and exc.args[0].retriable())
-    return isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError) or is_unavailable(
-        exc
+def build(settings: Settings, engine: Engine, stop: threading.Event) -> OutboxRelay:
+    """The relay publishing the outbox; ``engine`` is the pool it reads and marks rows with."""
+    return OutboxRelay(
+        dsn=settings.database_url,
+        engine=engine,
+        producer=bootstrap.relay_producer(settings),
+        codec=bootstrap.avro_codec(settings),
+        stop=stop,
+        policy=RelayPolicy.from_settings(settings),
     )

@@ -9,8 +9,8 @@ from sqlalchemy import Engine, text
 
 from allocation.adapters import outbox
 from allocation.adapters.kafka import consumer_config
+from allocation.adapters.tables import LEADER_LOCK
 from allocation.config import Settings
-from allocation.entrypoints.relay import LEADER_LOCK
 
 
 @dataclass(frozen=True)
@@ -66,11 +66,13 @@ def dead_letter_count(settings: Settings, timeout: float = 10.0) -> int:
 
 
 def relay_leader(engine: Engine) -> str | None:
+    """The backend holding the relay leader lock of this database, if any relay leads."""
     with engine.connect() as connection:
         row = connection.execute(
             text(
                 "SELECT a.pid, a.client_addr FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
                 "WHERE l.locktype = 'advisory' AND l.granted "
+                "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
                 "AND l.classid = :c AND l.objid = :o AND l.objsubid = 2"
             ),
             {"c": LEADER_LOCK[0], "o": LEADER_LOCK[1]},

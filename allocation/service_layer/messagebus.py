@@ -22,6 +22,7 @@ from allocation.service_layer.unit_of_work import (
     AbstractUnitOfWork,
     ConcurrencyConflict,
     Envelope,
+    wanted_by,
 )
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,8 @@ class Outcome:
 
 
 class MessageBus:
+    """Routes each command to its handler, and each event it raises to theirs."""
+
     def __init__(
         self,
         uow_factory: Callable[[], AbstractUnitOfWork],
@@ -53,20 +56,20 @@ class MessageBus:
 
     def handle(self, command: commands.Command, envelope: Envelope | None = None) -> Outcome:
         """Apply one command in its own transaction, retrying concurrency conflicts."""
-        return self.handle_batch([(command, envelope)])[0]
+        return self.handle_many([(command, envelope)])[0]
 
-    def handle_batch(
+    def handle_many(
         self, items: Sequence[tuple[commands.Command, Envelope | None]]
     ) -> list[Outcome]:
         """Apply the commands in order in ONE transaction: all commit or none does.
 
-        A conflict retries the whole batch; any other error rolls it back and
+        A conflict retries them all; any other error rolls them back and
         reaches the caller, who may then apply the commands one by one.
         """
         for attempt in range(1, self._max_attempts + 1):
             try:
                 with self._uow_factory() as uow:
-                    uow.prefetch([c for c, _ in items], [e for _, e in items])
+                    uow.prefetch(wanted_by(items))
                     outcomes = [self._apply(command, envelope, uow) for command, envelope in items]
                     uow.commit()
                     return outcomes

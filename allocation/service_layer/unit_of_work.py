@@ -13,15 +13,15 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
-from allocation.adapters.ports import (
+from allocation.domain import commands, events, model
+from allocation.domain.errors import DomainError
+from allocation.service_layer.ports import (
     AbstractAllocationsView,
     AbstractInbox,
     AbstractOutbox,
     AbstractRepository,
     OutboxEntry,
 )
-from allocation.domain import events
-from allocation.domain.commands import Command
 
 EventRoutes = Mapping[type[events.Event], str]
 """Destination topic of each integration event type."""
@@ -44,7 +44,44 @@ class Envelope:
     deduplicate: bool = True
 
 
+@dataclass(frozen=True)
+class Wanted:
+    """What a group of commands will read: products by sku, order lines, inbox ids."""
+
+    skus: frozenset[str]
+    lines: frozenset[tuple[str, str]]
+    message_ids: frozenset[str]
+
+
+def wanted_by(
+    items: Sequence[tuple[commands.Command, Envelope | None]],
+) -> Wanted:
+    """Decide which rows these commands will need, so they can be fetched in a few queries.
+
+    Commands are not validated yet: identifiers the domain will reject are not looked up.
+    """
+    skus, lines, ids = set(), set(), set()
+    for command, envelope in items:
+        if isinstance(command, commands.Allocate | commands.CreateBatch) and _valid(command.sku):
+            skus.add(command.sku)
+            if isinstance(command, commands.Allocate) and _valid(command.orderid):
+                lines.add((command.sku, command.orderid))
+        if envelope is not None and envelope.deduplicate:
+            ids.add(envelope.message_id)
+    return Wanted(frozenset(skus), frozenset(lines), frozenset(ids))
+
+
+def _valid(identifier: object) -> bool:
+    try:
+        model.require_text("identifier", identifier)
+    except DomainError:
+        return False
+    return True
+
+
 class AbstractUnitOfWork(abc.ABC):
+    """The ports of one transaction, and its lifecycle: enter, handle, commit or roll back."""
+
     products: AbstractRepository
     inbox: AbstractInbox
     outbox: AbstractOutbox
@@ -68,10 +105,10 @@ class AbstractUnitOfWork(abc.ABC):
     ) -> None:
         self.rollback()
 
-    def prefetch(  # noqa: B027 (a hint: adapters that gain from it override it)
-        self, commands: Sequence[Command], envelopes: Sequence[Envelope | None]
-    ) -> None:
-        """These commands are about to be handled here: load what they need in bulk, if useful."""
+    def prefetch(self, wanted: Wanted) -> None:
+        """Load in bulk what the commands about to be handled here will read."""
+        self.products.prefetch(wanted.skus, wanted.lines)
+        self.inbox.prefetch(wanted.message_ids)
 
     def begin_message(self, envelope: Envelope | None) -> bool:
         """Start handling one inbound message; False if the inbox has already seen it.
@@ -92,6 +129,7 @@ class AbstractUnitOfWork(abc.ABC):
                 yield event
 
     def commit(self) -> None:
+        """Write everything staged, outbox last, and commit the transaction."""
         for _ in self.collect_new_events():
             pass
         # Domain rows first: their version check is the conflict that matters,
@@ -125,7 +163,9 @@ class AbstractUnitOfWork(abc.ABC):
         """Write pending changes without committing them."""
 
     @abc.abstractmethod
-    def _commit(self) -> None: ...
+    def _commit(self) -> None:
+        """Commit the transaction."""
 
     @abc.abstractmethod
-    def rollback(self) -> None: ...
+    def rollback(self) -> None:
+        """Discard everything not committed; harmless after a commit."""

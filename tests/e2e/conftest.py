@@ -13,7 +13,8 @@ from allocation.adapters.avro import AvroCodec
 from allocation.bootstrap import avro_codec
 from allocation.config import Settings
 from allocation.entrypoints.provision import create_contract_topics, register_contract_schemas
-from tests.harness import CommandSender, Service, TopicReader, service_env
+from testkit.processes import Service, service_env
+from testkit.traffic import CommandSender, DecodingReader
 
 
 @pytest.fixture(scope="session")
@@ -60,14 +61,14 @@ def services(e2e_settings: Settings, log_dir: Path) -> Iterator[dict[str, Servic
 
 
 @pytest.fixture
-def events(e2e_settings: Settings, codec: AvroCodec) -> Iterator[TopicReader]:
-    reader = TopicReader(e2e_settings, codec, list(e2e_settings.event_topics))
+def events(e2e_settings: Settings, codec: AvroCodec) -> Iterator[DecodingReader]:
+    reader = DecodingReader(e2e_settings, codec, list(e2e_settings.event_topics))
     yield reader
     reader.close()
 
 
 @pytest.fixture
-def dead_letters(e2e_settings: Settings, codec: AvroCodec) -> Iterator[TopicReader]:
-    reader = TopicReader(e2e_settings, codec, [e2e_settings.topic_dlq])
+def dead_letters(e2e_settings: Settings, codec: AvroCodec) -> Iterator[DecodingReader]:
+    reader = DecodingReader(e2e_settings, codec, [e2e_settings.topic_dlq])
     yield reader
     reader.close()

@@ -21,9 +21,14 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from sqlalchemy import Engine, text
 
 from allocation.config import Settings
+from testkit.processes import wait_for_assignment, wait_for_leader
+from testkit.traffic import CommandSender
 from tests.chaos import SCALE, Run, rss_mib, stack, wire
-from tests.harness import CommandSender
 from tests.proxy import CuttableProxy
+
+# Longer than the waits inside a scenario: set-up (60 s), warm-up (60 s), the fault,
+# settling (180 s) and the stack coming back; `make chaos` raises it for the full scale.
+pytestmark = pytest.mark.timeout(600)
 
 SHORT = {
     "registry_stopped_mid_load": "registry-down",
@@ -48,6 +53,7 @@ def run(
 
 
 def outage(seconds: float = SCALE.outage_s) -> None:
+    """Hold a fault for its set length: the duration is the scenario, not a wait."""
     time.sleep(seconds)
 
 
@@ -56,7 +62,7 @@ def test_broker_stopped_mid_load(run: Run, signal: str) -> None:
     run.prepare()
     run.start_pipeline()
     with run.load():
-        time.sleep(1.5)
+        run.warmed_up()
         with run.fault():
             stack("stop", "kafka", "--signal", signal)
             outage()
@@ -70,7 +76,7 @@ def test_database_restarted_mid_load(run: Run, mode: str) -> None:
     run.prepare()
     run.start_pipeline()
     with run.load():
-        time.sleep(1.5)
+        run.warmed_up()
         with run.fault():
             stack("restart", "postgres", "--mode", mode)
     run.settle()
@@ -88,7 +94,7 @@ def test_registry_stopped_mid_load(run: Run, registry: SchemaRegistryClient) -> 
     )
     run.start_pipeline()
     with run.load():
-        time.sleep(1.5)
+        run.warmed_up()
         with run.fault():
             stack("stop", "registry")
             run.encode = lambda record: wire(newer_id, newer, {**record, "channel": "chaos"})
@@ -103,12 +109,12 @@ def test_registry_stopped_mid_load(run: Run, registry: SchemaRegistryClient) -> 
 def test_a_consumer_killed_then_a_third_joins(run: Run) -> None:
     run.prepare()
     run.start_pipeline(consumers=2)
-    run.services["consumer-2"].wait_for_log(r"assigned .*\[", timeout=60)
+    wait_for_assignment(run.settings, run.services["consumer-2"])
     with run.load():
-        time.sleep(2)
+        run.warmed_up()
         with run.fault():
             run.services.pop("consumer-1").kill()
-        time.sleep(SCALE.outage_s)
+        outage()
         run.start("consumer-3", "consumer", CONSUMER_INSTANCE_ID=f"{run.name}-3")
     run.settle()
     run.verdict(note="1 of 2 consumers SIGKILLed, then a 3rd joins")
@@ -118,7 +124,7 @@ def test_the_active_relay_killed(run: Run) -> None:
     run.prepare()
     run.start_pipeline(relays=2)
     with run.load():
-        time.sleep(2)
+        run.warmed_up()
         leader = run.leader()
         assert leader is not None
         with run.fault():
@@ -133,13 +139,13 @@ def test_a_relay_cut_off_from_the_broker(run: Run) -> None:
         run.prepare()
         run.start("consumer-1", "consumer", CONSUMER_INSTANCE_ID=f"{run.name}-1")
         run.start("relay-1", "relay", KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:9094")
-        run.services["relay-1"].wait_for_log("relay is the leader", timeout=60)
+        wait_for_leader(run.engine, run.services["relay-1"])
         cut_for = 30.0 if SCALE.outage_s >= 20 else SCALE.outage_s
         with run.load():
-            time.sleep(1.5)
+            run.warmed_up()
             with run.fault():
                 proxy.cut()
-                time.sleep(cut_for)
+                outage(cut_for)
                 proxy.restore()
         run.settle()
         run.verdict(note=f"relay's network to the broker cut {cut_for:.0f}s")

@@ -10,8 +10,8 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from allocation.config import Settings
+from testkit.processes import Service, service_env, wait_for_batches
 from tests.conftest import random_batchref, random_orderid, random_sku
-from tests.harness import Service, service_env, wait_for_batches
 
 REPO = Path(__file__).resolve().parents[2]
 

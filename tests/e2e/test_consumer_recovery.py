@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -10,8 +11,9 @@ from confluent_kafka import Consumer
 from sqlalchemy import Engine
 
 from allocation.config import Settings
+from testkit.processes import Service, service_env, wait_for_assignment, wait_for_batches
+from testkit.traffic import CommandSender, DecodingReader
 from tests.conftest import random_batchref, random_orderid, random_sku
-from tests.harness import CommandSender, Service, TopicReader, service_env, wait_for_batches
 
 
 def test_a_fenced_static_member_replaces_its_client(
@@ -19,7 +21,7 @@ def test_a_fenced_static_member_replaces_its_client(
     engine: Engine,
     log_dir: Path,
     sender: CommandSender,
-    events: TopicReader,
+    events: DecodingReader,
 ) -> None:
     # A group of its own, so that the intruder below disturbs no other test's consumer.
     s = e2e_settings.model_copy(update={"consumer_group": f"fenced-{uuid.uuid4().hex[:6]}"})
@@ -28,7 +30,7 @@ def test_a_fenced_static_member_replaces_its_client(
     consumer = Service(["consumer"], env, log_dir, "consumer").start()
     relay = Service(["relay"], env, log_dir, "relay").start()
     try:
-        consumer.wait_for_log(r"assigned .*\[", timeout=60)
+        wait_for_assignment(s, consumer)
         # Another client joins with the same static identity: librdkafka fences the
         # service's client with a fatal error, as after a broker failover.
         intruder = Consumer(
@@ -39,9 +41,10 @@ def test_a_fenced_static_member_replaces_its_client(
                 "session.timeout.ms": 10_000,
             }
         )
-        intruder.subscribe([s.topic_allocate])
+        intruder.subscribe([s.topic_allocate], on_assign=lambda *_: fenced.set())
+        fenced = threading.Event()
         deadline = time.monotonic() + 30
-        while "replacing the Kafka consumer" not in consumer.log():
+        while not fenced.is_set():  # the intruder holds the identity: the service is fenced
             assert time.monotonic() < deadline, consumer.log()[-3000:]
             intruder.poll(0.2)
         intruder.close()

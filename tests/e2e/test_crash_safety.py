@@ -10,31 +10,33 @@ from collections import Counter
 from datetime import date, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine
 
 from allocation.config import Settings
 from allocation.domain import commands
 from allocation.entrypoints.status import consumer_lag
-from tests.chaos import expected_allocations, stored_allocations
-from tests.conftest import random_suffix
-from tests.harness import (
-    CommandSender,
-    Received,
+from testkit.processes import (
     Service,
-    TopicReader,
     service_env,
+    wait_for_assignment,
     wait_for_batches,
+    wait_for_leader,
     wait_until,
 )
+from testkit.traffic import CommandSender, Decoded, DecodingReader
+from tests.chaos import expected_allocations, stored_allocations
+from tests.conftest import random_suffix
 
 
+@pytest.mark.timeout(600)  # eight restarts of 60 s at most, then 180 s + 120 s of reading back
 def test_commands_apply_exactly_once_and_events_publish_once_through_sigkills(
     e2e_settings: Settings,
     log_dir: Path,
     engine: Engine,
     services: dict[str, Service],
     sender: CommandSender,
-    events: TopicReader,
+    events: DecodingReader,
 ) -> None:
     s, rng = e2e_settings, random.Random(20261127)
     tag = random_suffix()
@@ -73,22 +75,24 @@ def test_commands_apply_exactly_once_and_events_publish_once_through_sigkills(
     producing = threading.Thread(target=produce_steadily)
     producing.start()
     kills: Counter[str] = Counter()
-    ready = {"consumer": r"assigned .*\[", "relay": "relay is the leader"}
+    ready = {
+        "consumer": lambda: wait_for_assignment(s, services["consumer"]),
+        "relay": lambda: wait_for_leader(engine, services["relay"]),
+    }
     while producing.is_alive() or sum(kills.values()) < 8:
         victim = rng.choice(["consumer", "relay"])
         time.sleep(rng.uniform(0.1, 0.8))  # a random moment of its work
         services[victim].kill()
         kills[victim] += 1
-        started_at = len(services[victim].log())
         services[victim].start()
-        services[victim].wait_for_log(ready[victim], timeout=60, after=started_at)
+        ready[victim]()
     producing.join()
     assert min(kills["consumer"], kills["relay"]) >= 2, kills
 
     expected = expected_allocations(creates, orders)
     assert len(expected) > 600  # most orders fit, some run out of stock
 
-    def every_allocation_published(got: list[Received]) -> bool:
+    def every_allocation_published(got: list[Decoded]) -> bool:
         ours = {
             r.headers["event_id"]
             for r in got

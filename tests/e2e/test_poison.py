@@ -11,8 +11,9 @@ from sqlalchemy import Engine
 
 from allocation.adapters.avro import AvroCodec
 from allocation.config import Settings
+from testkit.processes import Service, wait_for_batches
+from testkit.traffic import CommandSender, Decoded, DecodingReader
 from tests.conftest import random_batchref, random_orderid, random_sku
-from tests.harness import CommandSender, Received, Service, TopicReader, wait_for_batches
 
 DLQ_HEADERS = {
     "error_type",
@@ -48,8 +49,8 @@ def test_every_kind_of_poison_is_dead_lettered_and_a_valid_command_behind_it_app
     allocate_without_qty: int,
     services: dict[str, Service],
     sender: CommandSender,
-    events: TopicReader,
-    dead_letters: TopicReader,
+    events: DecodingReader,
+    dead_letters: DecodingReader,
 ) -> None:
     s = e2e_settings
     sku, ref = random_sku(), random_batchref()
@@ -105,7 +106,7 @@ def test_every_kind_of_poison_is_dead_lettered_and_a_valid_command_behind_it_app
     sender.send(s.topic_allocate, {"orderid": orderid, "sku": sku, "qty": 7}, sku)
     sender.flush()
 
-    def ours(got: list[Received]) -> dict[str, Received]:
+    def ours(got: list[Decoded]) -> dict[str, Decoded]:
         return {r.headers["case"]: r for r in got if r.key == sku and "case" in r.headers}
 
     by_case = ours(dead_letters.read_until(lambda got: len(ours(got)) >= len(expected), 60))
@@ -119,7 +120,7 @@ def test_every_kind_of_poison_is_dead_lettered_and_a_valid_command_behind_it_app
     for case, (value, _) in raw_cases.items():
         assert by_case[case].raw == value, f"{case}: the original bytes must be kept"
 
-    def allocated(got: list[Received]) -> bool:
+    def allocated(got: list[Decoded]) -> bool:
         return any(r.value and r.value.get("orderid") == orderid for r in got)
 
     received = events.read_until(allocated, timeout=60)

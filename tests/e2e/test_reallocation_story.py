@@ -7,11 +7,12 @@ from datetime import date, timedelta
 from sqlalchemy import Engine
 
 from allocation.config import Settings
+from testkit.processes import Service, wait_for_batches
+from testkit.traffic import CommandSender, Decoded, DecodingReader
 from tests.conftest import random_batchref, random_orderid, random_sku
-from tests.harness import CommandSender, Received, Service, TopicReader, wait_for_batches
 
 
-def of_sku(received: list[Received], topic: str, sku: str) -> list[Received]:
+def of_sku(received: list[Decoded], topic: str, sku: str) -> list[Decoded]:
     return [r for r in received if r.topic == topic and r.key == sku]
 
 
@@ -20,7 +21,7 @@ def test_change_batch_quantity_leads_to_reallocation(
     engine: Engine,
     services: dict[str, Service],
     sender: CommandSender,
-    events: TopicReader,
+    events: DecodingReader,
 ) -> None:
     s = e2e_settings
     sku, earlier, later = random_sku(), random_batchref("old"), random_batchref("newer")

@@ -14,24 +14,32 @@ from sqlalchemy import Engine, insert, select
 from allocation.adapters.outbox import parked as parked_rows
 from allocation.adapters.outbox import unpark
 from allocation.adapters.tables import outbox
-from allocation.bootstrap import bootstrap, outbox_relay
+from allocation.bootstrap import bootstrap
 from allocation.config import Settings
 from allocation.domain import commands
+from allocation.entrypoints import relay as relay_process
 from allocation.entrypoints.relay import OutboxRelay
+from testkit.processes import (
+    Service,
+    leading_relay_pid,
+    service_env,
+    wait_for_leader,
+    wait_until,
+)
+from testkit.traffic import Decoded, DecodingReader
 from tests.conftest import random_batchref, random_orderid, random_sku
-from tests.harness import Received, Service, TopicReader, service_env, wait_until
 
 
-def allocated_for(received: list[Received], sku: str) -> dict[str, object]:
+def allocated_for(received: list[Decoded], sku: str) -> dict[str, object]:
     return {r.headers["event_id"]: r.value for r in received if r.key == sku}
 
 
 def test_a_standby_relay_takes_over_when_the_leader_dies(
-    e2e_settings: Settings, engine: Engine, log_dir: Path, events: TopicReader
+    e2e_settings: Settings, engine: Engine, log_dir: Path, events: DecodingReader
 ) -> None:
     env = service_env(e2e_settings)
     leader = Service(["relay"], env, log_dir, "relay-a").start()
-    leader.wait_for_log("relay is the leader", timeout=30)
+    wait_for_leader(engine, leader, timeout=30)
     standby = Service(["relay"], env, log_dir, "relay-b").start()
     app = bootstrap(e2e_settings)
     sku = random_sku()
@@ -40,12 +48,12 @@ def test_a_standby_relay_takes_over_when_the_leader_dies(
         for _ in range(20):
             app.bus.handle(commands.Allocate(random_orderid(), sku, 1))
         events.read_until(lambda got: len(allocated_for(got, sku)) == 20, timeout=30)
-        assert "relay is the leader" not in standby.log()
+        assert leading_relay_pid(engine) == leader.pid
 
         leader.kill()
         for _ in range(20):
             app.bus.handle(commands.Allocate(random_orderid(), sku, 1))
-        standby.wait_for_log("relay is the leader", timeout=30)
+        wait_for_leader(engine, standby, timeout=30)
         received = events.read_until(lambda got: len(allocated_for(got, sku)) == 40, timeout=30)
     finally:
         app.close()
@@ -62,7 +70,7 @@ def test_a_standby_relay_takes_over_when_the_leader_dies(
 def relay(e2e_settings: Settings, engine: Engine) -> Iterator[OutboxRelay]:
     stop = threading.Event()
     impatient = e2e_settings.model_copy(update={"relay_max_attempts": 2, "relay_retry_base_s": 0.3})
-    relay = outbox_relay(impatient, engine, stop)
+    relay = relay_process.build(impatient, engine, stop)
     thread = threading.Thread(target=relay.run)
     thread.start()
     yield relay
@@ -89,7 +97,7 @@ def insert_row(engine: Engine, settings: Settings, key: str, payload: dict[str, 
 
 
 def test_an_unsendable_row_holds_back_only_its_key_and_is_parked(
-    e2e_settings: Settings, engine: Engine, relay: OutboxRelay, events: TopicReader
+    e2e_settings: Settings, engine: Engine, relay: OutboxRelay, events: DecodingReader
 ) -> None:
     stuck, free = random_sku("stuck"), random_sku("free")
 

@@ -17,8 +17,8 @@ from allocation.adapters.avro import (
     UnknownSchemaId,
     WrongRecordType,
 )
+from allocation.adapters.contract import load_schema
 from allocation.adapters.schemas import register
-from allocation.adapters.wire import load_schema
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
+from allocation.adapters.contract import load_schema
 from allocation.adapters.schemas import IncompatibleSchema, register, register_all
-from allocation.adapters.wire import load_schema
 
 
 def scratch_topic() -> str:

@@ -7,10 +7,13 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from allocation.adapters import tables
-from allocation.adapters.allocations import AllocationsStore, SqlAllocations
 from allocation.adapters.inbox import SqlInbox
-from allocation.adapters.repository import SqlAlchemyRepository
+from allocation.adapters.outbox import SqlOutbox, fetch_pending
+from allocation.adapters.products import SqlProductRepository
+from allocation.adapters.products.lines import AllocationsStore, SqlAllocations
 from allocation.adapters.views import SqlAllocationsView
+from allocation.adapters.wire import event_from_record
+from allocation.service_layer.ports import OutboxEntry
 from tests import contracts
 from tests.conftest import random_batchref
 
@@ -66,10 +69,10 @@ class TestSqlAllocations(contracts.AllocationsContract):
         assert reread.largest() == kept
 
 
-class TestSqlAlchemyRepository(contracts.RepositoryContract):
+class TestSqlProductRepository(contracts.RepositoryContract):
     @pytest.fixture
-    def port(self, session: Session) -> SqlAlchemyRepository:
-        return SqlAlchemyRepository(session)
+    def port(self, session: Session) -> SqlProductRepository:
+        return SqlProductRepository(session)
 
 
 class TestSqlInbox(contracts.InboxContract):
@@ -82,3 +85,39 @@ class TestSqlAllocationsView(contracts.AllocationsViewContract):
     @pytest.fixture
     def port(self, session: Session) -> SqlAllocationsView:
         return SqlAllocationsView(session)
+
+
+class SqlOutboxWorld:
+    def __init__(self, sessions: Callable[[], Session]) -> None:
+        self._sessions = sessions
+
+    def write(self, entries: list[OutboxEntry], commit: bool) -> None:
+        with self._sessions() as session:
+            SqlOutbox(session).add(entries)
+            if commit:
+                session.commit()
+            else:
+                session.rollback()
+
+    def to_publish(self, keys: set[str]) -> list[OutboxEntry]:
+        with self._sessions() as session:
+            rows = fetch_pending(session.connection(), limit=100_000)
+        return [
+            OutboxEntry(
+                event=event_from_record(r.event_type, r.payload),
+                topic=r.topic,
+                key=r.key,
+                occurred_at=r.occurred_at,
+                causation_id=r.causation_id,
+                correlation_id=r.correlation_id,
+                event_id=r.event_id,
+            )
+            for r in rows
+            if r.key in keys
+        ]
+
+
+class TestSqlOutbox(contracts.OutboxContract):
+    @pytest.fixture
+    def world(self, sessions: Callable[[], Session]) -> SqlOutboxWorld:
+        return SqlOutboxWorld(sessions)

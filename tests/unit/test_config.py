@@ -1,10 +1,10 @@
 import pytest
 
-from allocation.config import ConfigurationError, Settings, load_settings
+from allocation.config import ConfigurationError, load_settings, settings_from
 
 
 def test_defaults_are_the_contracts() -> None:
-    settings = Settings()
+    settings = settings_from()
     assert settings.kafka_bootstrap_servers == "127.0.0.1:9092"
     assert settings.schema_registry_url == "http://127.0.0.1:8081/apis/ccompat/v7"
     assert settings.command_topics == ("add-batch", "allocate", "batch-quantity")
@@ -29,5 +29,25 @@ def test_a_bad_variable_is_named_in_the_error(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_the_driver_is_spelled_out_for_sqlalchemy() -> None:
-    settings = Settings(database_url="postgresql://u:p@h:5432/d")
+    settings = settings_from(database_url="postgresql://u:p@h:5432/d")
     assert settings.sqlalchemy_url == "postgresql+psycopg2://u:p@h:5432/d"
+
+
+def test_explicit_settings_ignore_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOPIC_ALLOCATE", "elsewhere")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "10.9.9.9:9092")
+    settings = settings_from(topic_dlq="dead")
+    assert settings.topic_allocate == "allocate"
+    assert settings.kafka_bootstrap_servers == "127.0.0.1:9092"
+    assert settings.topic_dlq == "dead"
+
+
+def test_renamed_variables_still_work_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("CONSUMER_BATCH_SIZE", "42")
+    monkeypatch.setenv("RELAY_BATCH_SIZE", "7")
+    settings = load_settings()
+    assert (settings.consumer_poll_size, settings.relay_chunk_size) == (42, 7)
+    assert "CONSUMER_BATCH_SIZE is deprecated" in caplog.text
+    assert "set RELAY_CHUNK_SIZE instead" in caplog.text

@@ -3,8 +3,9 @@
 import pytest
 
 from allocation.domain.model import Allocations
+from allocation.service_layer.ports import OutboxEntry
 from tests import contracts
-from tests.fakes import FakeAllocationsView, FakeInbox, FakeRepository
+from tests.fakes import FakeAllocationsView, FakeInbox, FakeOutbox, FakeRepository
 
 
 class TestInMemoryAllocations(contracts.AllocationsContract):
@@ -29,3 +30,23 @@ class TestFakeAllocationsView(contracts.AllocationsViewContract):
     @pytest.fixture
     def port(self) -> FakeAllocationsView:
         return FakeAllocationsView()
+
+
+class FakeOutboxWorld:
+    def __init__(self) -> None:
+        self.outbox = FakeOutbox()
+
+    def write(self, entries: list[OutboxEntry], commit: bool) -> None:
+        self.outbox.add(entries)
+        if commit:
+            self.outbox.committed.extend(self.outbox.staged)
+        self.outbox.staged.clear()
+
+    def to_publish(self, keys: set[str]) -> list[OutboxEntry]:
+        return [e for e in self.outbox.committed if e.key in keys]
+
+
+class TestFakeOutbox(contracts.OutboxContract):
+    @pytest.fixture
+    def world(self) -> FakeOutboxWorld:
+        return FakeOutboxWorld()

@@ -3,7 +3,7 @@ from datetime import date
 import pytest
 
 from allocation.bootstrap import Application, bootstrap
-from allocation.config import Settings
+from allocation.config import settings_from
 from allocation.domain import commands, events
 from allocation.domain.errors import (
     DuplicateBatchRef,
@@ -18,7 +18,7 @@ from tests.fakes import FakeAllocationsView, FakeUnitOfWork
 
 def bootstrap_test_app() -> tuple[Application, FakeUnitOfWork]:
     uow = FakeUnitOfWork()
-    return bootstrap(Settings(), uow_factory=lambda: uow), uow
+    return bootstrap(settings_from(), uow_factory=lambda: uow), uow
 
 
 def published(uow: FakeUnitOfWork) -> list[events.Event]:
@@ -201,7 +201,7 @@ class TestHandleBatch:
     def test_applies_every_command_in_one_commit(self) -> None:
         app, uow = bootstrap_test_app()
         app.bus.handle(commands.CreateBatch("b1", "LAMP", 10, None))
-        outcomes = app.bus.handle_batch(
+        outcomes = app.bus.handle_many(
             [
                 (commands.Allocate("o1", "LAMP", 2), Envelope("m-1")),
                 (commands.Allocate("o2", "LAMP", 3), Envelope("m-2")),
@@ -220,7 +220,7 @@ class TestHandleBatch:
         app, uow = bootstrap_test_app()
         app.bus.handle(commands.CreateBatch("b1", "LAMP", 10, None))
         with pytest.raises(InvalidSku):
-            app.bus.handle_batch(
+            app.bus.handle_many(
                 [
                     (commands.Allocate("o1", "LAMP", 2), Envelope("m-1")),
                     (commands.Allocate("o2", "NOPE", 3), Envelope("m-2")),

@@ -1,7 +1,7 @@
 """A batch's allocations in PostgreSQL, read one line at a time and written in bulk at flush.
 
-``SqlAllocations`` behaves like the domain's in-memory ``Allocations``; the
-contract tests run the same checks against both.
+``SqlAllocations`` implements the domain's ``AllocationSet`` as the in-memory
+``Allocations`` does; the contract tests run the same checks against both.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from sqlalchemy import Executable, delete, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from allocation.adapters.tables import allocations
-from allocation.domain.model import Allocations, OrderLine, release_order
+from allocation.domain.model import AllocationSet, OrderLine, release_order
 
 
 class AllocationsStore:
@@ -35,6 +35,7 @@ class AllocationsStore:
         return self._session.connection().execute(statement, params)
 
     def holds(self, batch_id: int, line: OrderLine) -> bool:
+        """Whether the batch holds the line, as stored or as staged."""
         key = (line.sku, line.orderid)
         if key not in self._held:
             self.prefetch([key])
@@ -53,6 +54,7 @@ class AllocationsStore:
             self._held[(sku, orderid)].add((held_by, qty))
 
     def largest(self, batch_id: int, limit: int) -> list[OrderLine]:
+        """The batch's ``limit`` lines released first, largest first."""
         self.flush()
         rows = self._execute(
             select(allocations.c.orderid, allocations.c.sku, allocations.c.qty)
@@ -63,6 +65,7 @@ class AllocationsStore:
         return [OrderLine(orderid, sku, qty) for orderid, sku, qty in rows]
 
     def lines(self, batch_id: int) -> set[OrderLine]:
+        """Every line the batch holds (a full read: only iteration needs it)."""
         self.flush()
         rows = self._execute(
             select(allocations.c.orderid, allocations.c.sku, allocations.c.qty).where(
@@ -129,7 +132,7 @@ _SET_TOTALS = text(
 )
 
 
-class SqlAllocations(Allocations):
+class SqlAllocations(AllocationSet):
     """The lines of one stored batch; changes are kept in memory until ``write()``."""
 
     def __init__(self, store: AllocationsStore, batch_id: int, quantity: int) -> None:
@@ -140,7 +143,7 @@ class SqlAllocations(Allocations):
         self.quantity = quantity
 
     @classmethod
-    def adopt(cls, store: AllocationsStore, batch_id: int, lines: Allocations) -> SqlAllocations:
+    def adopt(cls, store: AllocationsStore, batch_id: int, lines: AllocationSet) -> SqlAllocations:
         """Store the lines of a batch that was created in memory and has just been inserted."""
         adopted = cls(store, batch_id, quantity=0)
         for line in lines:

@@ -1,13 +1,15 @@
-"""The ports the service layer depends on; each has a fake and a PostgreSQL adapter.
+"""The ports the service layer depends on; adapters implement them.
 
-The fakes live in ``tests/fakes.py``; one contract test suite per port runs
-against both (``tests/contract/``).
+Each port has an in-memory fake (``tests/fakes.py``) and a PostgreSQL adapter
+(``allocation/adapters/``); one contract suite per port (``tests/contracts.py``)
+runs against both.
 """
 
 from __future__ import annotations
 
 import abc
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -28,6 +30,7 @@ class OutboxEntry:
 
     @property
     def event_type(self) -> str:
+        """The event's class name, as the ``event_type`` header carries it."""
         return type(self.event).__name__
 
 
@@ -42,20 +45,29 @@ class AbstractRepository(abc.ABC):
         self.seen: set[model.Product] = set()
 
     def add(self, product: model.Product) -> None:
+        """Store a new product when the unit of work commits."""
         self._add(product)
         self.seen.add(product)
 
     def get(self, sku: str) -> model.Product | None:
+        """The product of ``sku``, or None when it has no batch yet."""
         product = self._get(sku)
         if product is not None:
             self.seen.add(product)
         return product
 
     def get_by_batchref(self, ref: str) -> model.Product | None:
+        """The product owning the batch ``ref``, or None when no batch has it."""
         product = self._get_by_batchref(ref)
         if product is not None:
             self.seen.add(product)
         return product
+
+    def prefetch(  # noqa: B027 (optional: a fake has nothing to gain)
+        self, skus: Iterable[str], lines: Iterable[tuple[str, str]] = ()
+    ) -> None:
+        """These products, and where these (sku, order id) lines are held, will be asked
+        for soon: load them in bulk if that helps."""
 
     @abc.abstractmethod
     def _add(self, product: model.Product) -> None: ...
@@ -74,6 +86,9 @@ class AbstractInbox(abc.ABC):
     def record(self, message_id: str) -> bool:
         """Record the message; False when it was recorded before (a duplicate)."""
 
+    def prefetch(self, message_ids: Iterable[str]) -> None:  # noqa: B027 (optional)
+        """These ids will be recorded soon: look them up in bulk if that helps."""
+
 
 class AbstractOutbox(abc.ABC):
     """Integration events waiting for the relay, written in the transaction that raised them."""
@@ -85,6 +100,8 @@ class AbstractOutbox(abc.ABC):
 
 @dataclass(frozen=True)
 class AllocationView:
+    """One row of the read model: the batch holding one order's line of a sku."""
+
     orderid: str
     sku: str
     batchref: str
@@ -94,10 +111,12 @@ class AbstractAllocationsView(abc.ABC):
     """The read model: which batch holds each line of an order."""
 
     @abc.abstractmethod
-    def add(self, orderid: str, sku: str, batchref: str) -> None: ...
+    def add(self, orderid: str, sku: str, batchref: str) -> None:
+        """The order's line of ``sku`` is now held by ``batchref``."""
 
     @abc.abstractmethod
-    def remove(self, orderid: str, sku: str, batchref: str) -> None: ...
+    def remove(self, orderid: str, sku: str, batchref: str) -> None:
+        """The order's line of ``sku`` no longer is held by ``batchref``."""
 
     @abc.abstractmethod
     def for_order(self, orderid: str) -> list[AllocationView]:

@@ -1,0 +1,85 @@
+"""The ``allocation`` command: the service's processes and its console tools.
+
+One module per group of subcommands, each adding its own to the parser:
+``processes`` (run, consumer, relay, api, db), ``contract`` (topics, schemas),
+``console`` (produce, consume), ``dlq``, ``operations`` (status, outbox).
+Every failure a user can cause or meet (bad input, a server down, a refused
+schema) ends in one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from confluent_kafka import KafkaException
+from confluent_kafka.schema_registry.error import SchemaRegistryError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from allocation.adapters.avro import RegistryTransportError
+from allocation.adapters.faults import RegistryUnavailable
+from allocation.adapters.schemas import IncompatibleSchema
+from allocation.config import ConfigurationError, Settings, load_settings
+from allocation.domain.errors import DomainError
+from allocation.entrypoints.cli import console, contract, dlq, operations, processes
+from allocation.entrypoints.cli.common import Handler, ToolError
+from allocation.entrypoints.process import configure_logging
+
+USER_ERRORS = (
+    ConfigurationError,
+    ToolError,
+    IncompatibleSchema,
+    DomainError,
+    KafkaException,
+    SchemaRegistryError,
+    RegistryUnavailable,
+    RegistryTransportError,
+    DBAPIError,
+    LookupError,
+    ValueError,
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one ``allocation`` subcommand; the exit code says how it went."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "produce":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    settings: Settings | None = None
+    try:
+        settings = load_settings()
+        configure_logging(settings.log_level)
+        handler: Handler = args.handler
+        return handler(settings, args, extra)
+    except USER_ERRORS as exc:
+        print(f"allocation {args.command}: error: {explain(exc, settings)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def explain(exc: BaseException, settings: Settings | None) -> str:
+    """One line: what failed, and where when a server could not be reached."""
+    where = ""
+    if settings is not None and isinstance(exc, RegistryTransportError | RegistryUnavailable):
+        where = f"schema registry at {settings.schema_registry_url} unreachable: "
+    elif settings is not None and isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        where = "database connection lost: "
+    elif settings is not None and isinstance(exc, OperationalError):
+        where = f"database at {make_url(settings.database_url).render_as_string()}: "
+    original = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    text = str(original).strip().splitlines()
+    return where + (text[0] if text else type(exc).__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="allocation", description="Allocate order lines to batches of stock over Kafka."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for group in (processes, contract, console, dlq, operations):
+        group.add_commands(sub)
+    return parser

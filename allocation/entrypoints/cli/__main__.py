@@ -1,0 +1,5 @@
+import sys
+
+from allocation.entrypoints.cli import main
+
+sys.exit(main())

@@ -1,0 +1,173 @@
+"""``allocation produce | consume``: send one command, watch a topic."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import date
+from typing import Any
+
+from confluent_kafka import KafkaException, Producer
+
+from allocation import bootstrap
+from allocation.adapters import contract
+from allocation.adapters.avro import AvroCodec, PoisonMessage
+from allocation.adapters.kafka import Headers, Outgoing, produce_and_wait, producer_config
+from allocation.adapters.topic_reader import Received, TopicReader
+from allocation.adapters.wire import COMMAND_DECODERS, Record, check_command
+from allocation.config import Settings
+from allocation.entrypoints.cli.common import ToolError, command, print_json
+
+
+def produce(settings: Settings, args: argparse.Namespace, extra: list[str]) -> int:
+    record = record_from_cli(settings, args.topic, args.json, extra)
+    name = contract.topic_records(settings)[args.topic]
+    if not args.no_check:
+        check_command(COMMAND_DECODERS[name](record))
+    message_id = str(uuid.uuid4())
+    headers: Headers = [(contract.MESSAGE_ID, message_id.encode())]
+    if args.correlation_id:
+        headers.append((contract.CORRELATION_ID, args.correlation_id.encode()))
+    key = args.key or str(record[contract.key_field(name)])
+    value = bootstrap.avro_codec(settings).encode(args.topic, record)
+    producer = Producer(producer_config(settings, "allocation-cli"))
+    try:
+        (sent,) = produce_and_wait(producer, [Outgoing(args.topic, key.encode(), value, headers)])
+    except KafkaException as exc:
+        raise ToolError(f"could not produce to {args.topic}: {exc}") from None
+    produced = {"topic": args.topic, "partition": sent.partition(), "offset": sent.offset()}
+    print_json({**produced, "key": key, "message_id": message_id})
+    return 0
+
+
+def consume(settings: Settings, args: argparse.Namespace, _: list[str]) -> int:
+    codec = bootstrap.avro_codec(settings)
+    for message in read(
+        settings, [args.topic], args.from_beginning, args.max, args.timeout, args.group
+    ):
+        print_json(describe(codec, message))
+    return 0
+
+
+def read(
+    settings: Settings,
+    topics: list[str],
+    from_beginning: bool,
+    max_messages: int | None,
+    idle_timeout: float | None,
+    group: str | None = None,
+) -> Iterator[Received]:
+    """Yield records from the topics until ``max_messages`` or ``idle_timeout`` s of silence.
+
+    Silence is counted from the last record, or from the first assignment before any.
+    """
+    reader = TopicReader(settings, topics, from_beginning, group, client_id="allocation-cli")
+    seen, last = 0, None
+    try:
+        while max_messages is None or seen < max_messages:
+            for message in reader.poll(0.5)[
+                : None if max_messages is None else max_messages - seen
+            ]:
+                seen, last = seen + 1, message.at
+                yield message
+            if last is None and reader.assigned.is_set():
+                last = time.monotonic()
+            silent = time.monotonic() - last if last is not None else 0.0
+            if idle_timeout is not None and silent > idle_timeout:
+                return
+    finally:
+        reader.close()
+
+
+def describe(codec: AvroCodec, message: Received, decode_as: str | None = None) -> dict[str, Any]:
+    """A message as a JSON-ready dict: coordinates, key, headers and the decoded value."""
+    described: dict[str, Any] = {
+        "topic": message.topic,
+        "partition": message.partition,
+        "offset": message.offset,
+        "timestamp_ms": message.timestamp_ms,
+        "key": message.key,
+        "headers": message.headers,
+    }
+    try:
+        described["value"] = codec.decode(decode_as or message.topic, message.value)
+    except (PoisonMessage, KeyError) as exc:
+        described["value"] = None
+        described["undecodable"] = str(exc)
+        described["value_base64"] = base64.b64encode(message.value or b"").decode()
+    return described
+
+
+def record_from_cli(
+    settings: Settings, topic: str, as_json: str | None, flags: list[str]
+) -> Record:
+    """The record to send, from ``--json`` and ``--<field> value`` flags (flags win)."""
+    name = contract.topic_records(settings).get(topic)
+    if name is None or topic not in settings.command_topics:
+        raise ToolError(
+            f"{topic!r} is not a command topic; use one of {', '.join(settings.command_topics)}"
+        )
+    fields = contract.load_schema(name)["fields"]
+    parser = argparse.ArgumentParser(prog=f"allocation produce {topic}", add_help=False)
+    for field in fields:
+        parser.add_argument(f"--{field['name']}", type=_field_type(field), default=None)
+    parsed = vars(parser.parse_args(flags))
+    record: Record = _json_record(as_json) if as_json is not None else {}
+    record.update({k: v for k, v in parsed.items() if v is not None})
+    optional = {f["name"] for f in fields if "default" in f}
+    missing = [f["name"] for f in fields if f["name"] not in record and f["name"] not in optional]
+    if missing:
+        raise ToolError(
+            f"{topic} needs {', '.join('--' + m for m in missing)} (or the field in --json)"
+        )
+    unknown = set(record) - {f["name"] for f in fields}
+    if unknown:
+        raise ToolError(f"{name} has no field {', '.join(sorted(unknown))}")
+    return record
+
+
+def _json_record(text: str) -> Record:
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ToolError(f"--json is not valid JSON: {exc}") from None
+    if not isinstance(record, dict):
+        raise ToolError("--json must be a JSON object")
+    if isinstance(record.get("eta"), str):
+        record["eta"] = _iso_date(record["eta"])
+    return record
+
+
+def _field_type(field: dict[str, Any]) -> Callable[[str], Any]:
+    kinds = field["type"] if isinstance(field["type"], list) else [field["type"]]
+    if any(isinstance(k, dict) and k.get("logicalType") == "date" for k in kinds):
+        return _iso_date
+    return int if "int" in kinds else str
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO date (YYYY-MM-DD): {text!r}") from None
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add this module's subcommands to the parser."""
+    p = command(sub, "produce", produce, "send one command; fields as --name value or --json")
+    p.add_argument("topic")
+    p.add_argument("--json", help="the record as a JSON object")
+    p.add_argument("--key", help="message key (default: the contract's key field)")
+    p.add_argument("--correlation-id")
+    p.add_argument("--no-check", action="store_true", help="skip the domain's field checks")
+
+    c = command(sub, "consume", consume, "print records as JSON lines")
+    c.add_argument("topic")
+    c.add_argument("--from-beginning", action="store_true")
+    c.add_argument("--max", type=int, help="stop after N records")
+    c.add_argument("--timeout", type=float, help="stop after N seconds without a record")
+    c.add_argument("--group", help="consumer group (default: a throwaway one)")

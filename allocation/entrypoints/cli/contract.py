@@ -1,0 +1,49 @@
+"""``allocation topics ... | schemas ...``: the contract's topics and schemas on the servers."""
+
+from __future__ import annotations
+
+import argparse
+
+from allocation.adapters.kafka import admin_client
+from allocation.config import Settings
+from allocation.entrypoints.provision import create_contract_topics, register_contract_schemas
+
+
+def topics_create(settings: Settings, args: argparse.Namespace, _: list[str]) -> int:
+    for topic, result in create_contract_topics(settings, args.partitions).items():
+        print(f"{topic:<22} {result}")
+    return 0
+
+
+def topics_list(settings: Settings, _args: argparse.Namespace, _: list[str]) -> int:
+    metadata = admin_client(settings).list_topics(timeout=10)
+    for topic in settings.all_topics:
+        found = metadata.topics.get(topic)
+        state = "missing" if found is None else f"{len(found.partitions)} partitions"
+        print(f"{topic:<22} {state}")
+    return 0
+
+
+def schemas_register(settings: Settings, _args: argparse.Namespace, _: list[str]) -> int:
+    for registered in register_contract_schemas(settings):
+        print(
+            f"{registered.subject:<28} id {registered.schema_id:<4} "
+            f"version {registered.version:<3} {registered.compatibility}"
+        )
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add this module's subcommands to the parser."""
+    topics = sub.add_parser("topics", help="the contract's topics")
+    topic_actions = topics.add_subparsers(dest="action", required=True)
+    create = topic_actions.add_parser("create", help="create missing topics (idempotent)")
+    create.add_argument("--partitions", type=int, default=None)
+    create.set_defaults(handler=topics_create)
+    topic_actions.add_parser("list", help="show the topics").set_defaults(handler=topics_list)
+
+    schemas = sub.add_parser("schemas", help="the contract's Avro schemas")
+    schema_actions = schemas.add_subparsers(dest="action", required=True)
+    schema_actions.add_parser(
+        "register", help="register every schema (BACKWARD compatibility)"
+    ).set_defaults(handler=schemas_register)

@@ -1,0 +1,90 @@
+"""``allocation run | prepare | consumer | relay | api | db upgrade``: the service's processes."""
+
+from __future__ import annotations
+
+import argparse
+
+from allocation import bootstrap
+from allocation.adapters.database import migrate
+from allocation.config import Settings
+from allocation.entrypoints import consumer, relay, supervisor
+from allocation.entrypoints.cli.common import command, engine
+from allocation.entrypoints.cli.contract import schemas_register, topics_create
+from allocation.entrypoints.process import stop_on_signals
+from allocation.entrypoints.retry import Stopped
+
+
+def run_all(settings: Settings, args: argparse.Namespace, extra: list[str]) -> int:
+    prepare(settings, args, extra)
+    return supervisor.run([["consumer"], ["relay"], ["api"]])
+
+
+def prepare(settings: Settings, args: argparse.Namespace, extra: list[str]) -> int:
+    db_upgrade(settings, args, extra)
+    topics_create(settings, argparse.Namespace(partitions=None), extra)
+    schemas_register(settings, args, extra)
+    return 0
+
+
+def run_consumer(settings: Settings, _args: argparse.Namespace, _: list[str]) -> int:
+    stop = stop_on_signals()
+    application = bootstrap.bootstrap(settings)
+    process = consumer.build(settings, application, stop)
+    try:
+        process.run()
+    except Stopped:
+        pass
+    finally:
+        application.close()
+    print(
+        f"consumer stopped: {process.applied} applied ({process.duplicates} of them duplicates),"
+        f" {process.dead_lettered} dead-lettered"
+    )
+    return 0
+
+
+def run_relay(settings: Settings, _args: argparse.Namespace, _: list[str]) -> int:
+    stop = stop_on_signals()
+    with engine(settings, pool_size=2) as pool:
+        process = relay.build(settings, pool, stop)
+        process.run()
+    print(f"relay stopped: {process.published} published")
+    return 0
+
+
+def run_api(settings: Settings, args: argparse.Namespace, _: list[str]) -> int:
+    import uvicorn
+
+    from allocation.entrypoints.api import create_app
+
+    application = bootstrap.bootstrap(settings)
+    try:
+        uvicorn.run(
+            create_app(application),
+            host=args.host or settings.api_host,
+            port=args.port or settings.api_port,
+            log_level=settings.log_level.lower(),
+        )
+    finally:
+        application.close()
+    return 0
+
+
+def db_upgrade(settings: Settings, _args: argparse.Namespace, _: list[str]) -> int:
+    with engine(settings) as pool:
+        migrate(pool)
+    print("database schema is at the latest migration")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add this module's subcommands to the parser."""
+    command(sub, "run", run_all, "migrate, create topics, register schemas, run consumer+relay+API")
+    command(sub, "prepare", prepare, "migrate the database, create topics, register schemas")
+    command(sub, "consumer", run_consumer, "apply commands from the command topics")
+    command(sub, "relay", run_relay, "publish the outbox to the event topics")
+    api = command(sub, "api", run_api, "serve the HTTP API")
+    api.add_argument("--host")
+    api.add_argument("--port", type=int)
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="action", required=True)
+    db.add_parser("upgrade", help="apply the migrations").set_defaults(handler=db_upgrade)

@@ -1,0 +1,61 @@
+"""The relay's decisions as plain values: its limits and timings, and what a delivery means."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from confluent_kafka import KafkaError
+
+from allocation.adapters import outbox
+from allocation.config import Settings
+
+Delivered = Callable[[outbox.PendingRow, KafkaError | None], None]
+
+
+@dataclass
+class Delivery:
+    """What became of one chunk of rows handed to the producer."""
+
+    acked: list[int] = field(default_factory=list)
+    refused: list[tuple[outbox.PendingRow, str]] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)
+
+    def record(self, row: outbox.PendingRow, err: KafkaError | None) -> None:
+        if err is None:
+            self.acked.append(row.id)
+        elif err.retriable() or err.code() == KafkaError._MSG_TIMED_OUT:
+            self.lost.append(err.str())  # the broker may take it next time
+        else:
+            self.refused.append((row, f"broker refused: {err.str()}"))
+
+
+@dataclass(frozen=True)
+class RelayPolicy:
+    """How much the relay takes at once, how often it looks, and how long it keeps rows."""
+
+    chunk_size: int = 1000
+    poll_interval_s: float = 1.0
+    standby_poll_s: float = 1.0
+    max_attempts: int = 10
+    hold_back_base_s: float = 2.0
+    retention: timedelta = timedelta(days=7)
+    inbox_retention: timedelta = timedelta(days=7)
+    prune_every_s: float = 60.0
+
+    def hold_back(self, attempts: int) -> timedelta:
+        """How long a row that failed ``attempts`` times waits: doubling, at most 5 minutes."""
+        return timedelta(seconds=min(300.0, self.hold_back_base_s * 2 ** (attempts - 1)))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RelayPolicy:
+        return cls(
+            chunk_size=settings.relay_chunk_size,
+            poll_interval_s=settings.relay_poll_interval_s,
+            max_attempts=settings.relay_max_attempts,
+            hold_back_base_s=settings.relay_retry_base_s,
+            retention=timedelta(hours=settings.outbox_retention_hours),
+            inbox_retention=timedelta(hours=settings.inbox_retention_hours),
+            prune_every_s=settings.relay_prune_interval_s,
+        )

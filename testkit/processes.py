@@ -1,0 +1,146 @@
+"""The service's processes as a test or benchmark drives them, and waits on their state."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from confluent_kafka.admin import AdminClient
+from sqlalchemy import Engine, func, select, text
+
+from allocation.adapters.tables import LEADER_LOCK, batches
+from allocation.config import Settings
+
+
+def service_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The process environment that makes ``allocation`` use exactly these settings."""
+    env = dict(os.environ)
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            env[name.upper()] = str(value)
+    env.update(extra)
+    return env
+
+
+class Service:
+    """One ``allocation <command>`` process; its output goes to a log file."""
+
+    def __init__(
+        self,
+        command: list[str],
+        env: Mapping[str, str],
+        log_dir: Path,
+        name: str,
+        module: str = "allocation.entrypoints.cli",
+    ) -> None:
+        self.command = command
+        self.module = module
+        self.env = dict(env)
+        self.log_path = log_dir / f"{name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> Service:
+        self.starts += 1
+        with self.log_path.open("ab") as log:
+            log.write(f"\n=== start {self.starts} ===\n".encode())
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", self.module, *self.command],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: the process gets no chance to finish anything."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``condition`` every 0.1 s; AssertionError naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.1)
+
+
+def leading_relay_pid(engine: Engine) -> int | None:
+    """The pid of the relay process holding the leader lock in this database, if any."""
+    query = text(
+        "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+        "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = :c AND l.objid = :o "
+        "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    with engine.connect() as connection:
+        name = connection.execute(query, {"c": LEADER_LOCK[0], "o": LEADER_LOCK[1]}).scalar()
+    # The relay names its lock connection allocation-relay-<pid>.
+    suffix = str(name or "").rpartition("-")[2]
+    return int(suffix) if suffix.isdigit() else None
+
+
+def wait_for_leader(engine: Engine, relay: Service, timeout: float = 60) -> None:
+    """Wait until ``relay`` holds the leader lock."""
+    wait_until(
+        lambda: leading_relay_pid(engine) == relay.pid, timeout, f"relay {relay.pid} to lead"
+    )
+
+
+def assigned_partitions(settings: Settings, consumer: Service) -> int:
+    """How many partitions the broker has assigned to this consumer process in its group."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    futures = admin.describe_consumer_groups([settings.consumer_group], request_timeout=10)
+    group = futures[settings.consumer_group].result(timeout=10)
+    # Every consumer process names its client <role>-<pid>.
+    return sum(
+        len(member.assignment.topic_partitions)
+        for member in group.members
+        if member.client_id.endswith(f"-{consumer.pid}") and member.assignment is not None
+    )
+
+
+def wait_for_assignment(settings: Settings, consumer: Service, timeout: float = 60) -> None:
+    """Wait until the broker has given ``consumer`` at least one partition."""
+    wait_until(
+        lambda: assigned_partitions(settings, consumer) > 0,
+        timeout,
+        f"consumer {consumer.pid} to be assigned partitions",
+    )
+
+
+def wait_for_batches(engine: Engine, refs: list[str], timeout: float = 60) -> None:
+    """Wait until every batch in ``refs`` exists."""
+    query = select(func.count()).select_from(batches).where(batches.c.reference.in_(refs))
+
+    def created() -> bool:
+        with engine.connect() as connection:
+            return bool(connection.execute(query).scalar_one() == len(refs))
+
+    wait_until(created, timeout, f"batches {refs} to be created")

@@ -1,0 +1,146 @@
+"""Commands in, events out: a sender of Avro commands and a recorder of topics."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Producer
+
+from allocation.adapters import contract
+from allocation.adapters.avro import AvroCodec
+from allocation.adapters.topic_reader import Received, TopicReader
+from allocation.config import Settings
+
+Header = tuple[str, str | bytes | None]
+
+
+class CommandSender:
+    """Produces commands as Avro in the Confluent wire format, keyed as the contract says."""
+
+    def __init__(self, settings: Settings, codec: AvroCodec, max_bytes: int = 1_000_000) -> None:
+        self._codec = codec
+        self._producer = Producer(
+            {
+                "bootstrap.servers": settings.kafka_bootstrap_servers,
+                "enable.idempotence": True,
+                "message.max.bytes": max_bytes,
+            }
+        )
+
+    def send(
+        self, topic: str, record: Mapping[str, Any], key: str, headers: Iterable[Header] = ()
+    ) -> None:
+        self.send_raw(topic, self._codec.encode(topic, record), key, headers)
+
+    def send_raw(
+        self, topic: str, value: bytes | None, key: str, headers: Iterable[Header] = ()
+    ) -> None:
+        while True:
+            try:
+                self._producer.produce(topic, key=key.encode(), value=value, headers=list(headers))
+                return
+            except BufferError:
+                self._producer.poll(0.1)
+
+    def flush(self) -> None:
+        assert self._producer.flush(60) == 0, "the broker did not acknowledge every command"
+
+
+class Recorder(threading.Thread):
+    """Reads topics from the beginning for its whole life, noting when each message arrived."""
+
+    def __init__(self, settings: Settings, topics: list[str]) -> None:
+        super().__init__(daemon=True)
+        self._reader = TopicReader(settings, topics, client_id="recorder")
+        self._seen: list[Received] = []
+        self._lock = threading.Lock()
+        self._halt = threading.Event()
+
+    @property
+    def assigned(self) -> threading.Event:
+        return self._reader.assigned
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            received = self._reader.poll(0.05)
+            with self._lock:
+                self._seen.extend(received)
+        self._reader.close()
+
+    def seen(self) -> list[Received]:
+        with self._lock:
+            return list(self._seen)
+
+    def on(self, topic: str) -> list[Received]:
+        return [r for r in self.seen() if r.topic == topic]
+
+    def wait_for(self, done: Callable[[list[Received]], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not done(self.seen()):
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"timed out after {timeout:.0f}s waiting for {what}; "
+                    f"{len(self.seen())} messages recorded"
+                )
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(10)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A message read back, its value decoded (None when it does not decode)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    headers: dict[str, str]
+    value: dict[str, Any] | None
+    raw: bytes | None
+
+
+class DecodingReader:
+    """Reads topics from the beginning, decoding each value as its topic's record
+    (a dead letter's as its source topic's)."""
+
+    def __init__(self, settings: Settings, codec: AvroCodec, topics: list[str]) -> None:
+        self._codec = codec
+        self._reader = TopicReader(settings, topics, client_id="test-reader")
+        self.received: list[Decoded] = []
+
+    def read_until(self, done: Callable[[list[Decoded]], bool], timeout: float) -> list[Decoded]:
+        """Read until ``done(everything read so far)``; AssertionError after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while not done(self.received):
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"timed out after {timeout:.0f}s; received {len(self.received)} records"
+                )
+            self.received.extend(self._decoded(r) for r in self._reader.poll(0.2))
+        return self.received
+
+    def _decoded(self, message: Received) -> Decoded:
+        decode_as = message.headers.get(contract.SOURCE_TOPIC, message.topic)
+        try:
+            value: dict[str, Any] | None = self._codec.decode(decode_as, message.value)
+        except Exception:
+            value = None
+        return Decoded(
+            message.topic,
+            message.partition,
+            message.offset,
+            message.key,
+            message.headers,
+            value,
+            message.value,
+        )
+
+    def close(self) -> None:
+        self._reader.close()

@@ -1,0 +1,28 @@
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from confluent_kafka import KafkaError
+
+from allocation.adapters.outbox import PendingRow
+from allocation.entrypoints.relay_policy import Delivery, RelayPolicy
+
+
+def row(n: int) -> PendingRow:
+    return PendingRow(n, uuid.uuid4(), "Allocated", "t", "k", {}, datetime.now(UTC), None, None, 0)
+
+
+def test_a_delivery_sorts_acks_refusals_and_losses() -> None:
+    delivery = Delivery()
+    delivery.record(row(1), None)
+    delivery.record(row(2), KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
+    delivery.record(row(3), KafkaError(KafkaError._MSG_TIMED_OUT))
+    delivery.record(row(4), KafkaError(KafkaError.NOT_ENOUGH_REPLICAS, retriable=True))
+    assert delivery.acked == [1]
+    assert [r.id for r, _ in delivery.refused] == [2]
+    assert len(delivery.lost) == 2
+
+
+def test_hold_back_doubles_and_is_capped() -> None:
+    policy = RelayPolicy(hold_back_base_s=2.0)
+    assert [policy.hold_back(n).total_seconds() for n in (1, 2, 3)] == [2.0, 4.0, 8.0]
+    assert policy.hold_back(30) == timedelta(minutes=5)
