@@ -37,6 +37,8 @@ SOURCE_TOPIC = "source_topic"
 SOURCE_PARTITION = "source_partition"
 SOURCE_OFFSET = "source_offset"
 FAILED_AT = "failed_at"
+# Added to a dead letter sent back to its topic: how many times it has been replayed.
+REPLAY_COUNT = "replay_count"
 DLQ_HEADERS = (ERROR_TYPE, ERROR_MESSAGE, SOURCE_TOPIC, SOURCE_PARTITION, SOURCE_OFFSET, FAILED_AT)
 
 

@@ -88,16 +88,22 @@ class PendingRow:
     attempts: int
 
 
-# Pending rows in commit order, except those of a key whose earlier row waits to be retried.
-# The held-back keys are gathered first, from their own small index, so the cost stays
+# Pending rows in commit order, except those of a key whose earlier row waits to be retried
+# or was parked: a key's events never overtake one another, so a parked row holds its key
+# until an operator retries it (`allocation outbox retry`) or skips it (`outbox skip`).
+# The held-back keys are gathered first, from their own small indexes, so the cost stays
 # that of reading the first pending rows however long the backlog (a correlated
 # NOT EXISTS let the planner rescan the pending rows once per row it returned).
 _PENDING = text(
     """
     WITH held AS MATERIALIZED (
-        SELECT key, min(id) AS from_id FROM outbox
-        WHERE published_at IS NULL AND parked_at IS NULL
-          AND next_attempt_at IS NOT NULL AND next_attempt_at > now()
+        SELECT key, min(id) AS from_id FROM (
+            SELECT key, id FROM outbox
+            WHERE published_at IS NULL AND parked_at IS NULL
+              AND next_attempt_at IS NOT NULL AND next_attempt_at > now()
+            UNION ALL
+            SELECT key, id FROM outbox WHERE published_at IS NULL AND parked_at IS NOT NULL
+        ) AS failed
         GROUP BY key
     )
     SELECT id, event_id, event_type, topic, key, payload, occurred_at,
@@ -203,5 +209,24 @@ def unpark(connection: Connection, ids: list[int] | None) -> int:
         query = query.where(outbox.c.id.in_(ids))
     result = connection.execute(
         query.values(parked_at=None, next_attempt_at=None, attempts=0, last_error=None)
+    )
+    return int(result.rowcount)
+
+
+def skip(connection: Connection, ids: list[int]) -> int:
+    """An operator gives up on these parked rows: they are never sent, and free their keys.
+
+    A skipped row is kept, marked published with its last error saying it was skipped,
+    until retention prunes it.
+    """
+    result = connection.execute(
+        update(outbox)
+        .where(
+            outbox.c.id.in_(ids), outbox.c.parked_at.is_not(None), outbox.c.published_at.is_(None)
+        )
+        .values(
+            published_at=func.now(),
+            last_error=func.concat("skipped by an operator; ", outbox.c.last_error),
+        )
     )
     return int(result.rowcount)

@@ -109,6 +109,12 @@ outbox = Table(
             "published_at IS NULL AND parked_at IS NULL AND next_attempt_at IS NOT NULL"
         ),
     ),
+    # Keys held by a parked row (few: an operator's to-do list).
+    Index(
+        "ix_outbox_parked",
+        "key",
+        postgresql_where=text("published_at IS NULL AND parked_at IS NOT NULL"),
+    ),
     # Pruning by age.
     Index(
         "ix_outbox_published_at",

@@ -7,7 +7,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaException, Message
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from allocation.adapters.kafka import consumer_config, message_headers
 from allocation.config import Settings
@@ -62,6 +62,17 @@ class TopicReader:
                 continue
             received.append(_received(message, now))
         return received
+
+    def watermarks(self, topic: str, timeout: float = 10.0) -> dict[int, tuple[int, int]]:
+        """{partition: (first offset kept, next offset to be written)} of ``topic`` now."""
+        metadata = self._consumer.list_topics(topic, timeout=timeout)
+        found = metadata.topics.get(topic)
+        if found is None or found.error is not None:
+            return {}
+        return {
+            p: self._consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            for p in found.partitions
+        }
 
     def close(self) -> None:
         self._consumer.close()

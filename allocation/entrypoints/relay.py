@@ -19,6 +19,7 @@ import logging
 import select
 import threading
 import time
+from collections.abc import Callable
 
 import psycopg2
 import psycopg2.extensions
@@ -40,6 +41,40 @@ from allocation.entrypoints.retry import Backoff, Stopped
 logger = logging.getLogger(__name__)
 
 
+# The lock's connection tells both ends to give up on a peer that stopped answering: the
+# server (its tcp_* settings, per session) releases the leader lock within about 20 s of
+# the leader's host vanishing, instead of the two hours of the kernel's default keepalive.
+_LIVENESS = {
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,
+    "options": (
+        "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3 "
+        "-c tcp_user_timeout=10000"
+    ),
+}
+
+
+def leader_connection(dsn: str) -> psycopg2.extensions.connection:
+    """The connection that holds the leader lock, and LISTENs, for as long as it lives."""
+    # Named after the process, so that `allocation status` and tests can tell who leads.
+    connection = psycopg2.connect(dsn, application_name=bootstrap.client_id("relay"), **_LIVENESS)
+    connection.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
+    return connection
+
+
+def _ping(connection: psycopg2.extensions.connection) -> None:
+    # Raises on a dead connection, which sends the relay back to standby.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+class ProducerBroken(Exception):
+    """librdkafka reported a fatal error (the idempotent producer was fenced): build a new one."""
+
+
 class NotDelivered(TransientFault):
     """The broker could not be reached or did not acknowledge some rows; retry after a pause."""
 
@@ -51,14 +86,15 @@ class OutboxRelay:
         self,
         dsn: str,
         engine: Engine,
-        producer: Producer,
+        producer_factory: Callable[[], Producer],
         codec: AvroCodec,
         stop: threading.Event,
         policy: RelayPolicy,
     ) -> None:
         self._dsn = dsn
         self._engine = engine
-        self._producer = producer
+        self._producer_factory = producer_factory
+        self._producer = producer_factory()
         self._codec = codec
         self._stop = stop
         self._policy = policy
@@ -71,7 +107,12 @@ class OutboxRelay:
     def run(self) -> None:
         try:
             while not self._stop.is_set():
-                self._backoff.call("relay", self._lead_once, is_transient)
+                try:
+                    self._backoff.call("relay", self._lead_once, is_transient)
+                except ProducerBroken as exc:
+                    # Unsent rows stay pending: the new producer sends them again.
+                    logger.error("%s; replacing the Kafka producer", exc)
+                    self._producer = self._producer_factory()
         except Stopped:
             pass
         finally:
@@ -79,9 +120,7 @@ class OutboxRelay:
 
     def _lead_once(self) -> None:
         """Wait for the leader lock, then publish until stopped or the lock's connection fails."""
-        # Named after the process, so that `allocation status` and tests can tell who leads.
-        leader = psycopg2.connect(self._dsn, application_name=bootstrap.client_id("relay"))
-        leader.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
+        leader = leader_connection(self._dsn)
         try:
             if not self._acquire(leader):
                 return
@@ -89,10 +128,16 @@ class OutboxRelay:
             self.is_leader.set()
             with leader.cursor() as cursor:
                 cursor.execute(f"LISTEN {OUTBOX_CHANNEL}")
+            checked = time.monotonic()
             while not self._stop.is_set():
                 if self._publish_chunk() < self._policy.chunk_size:
                     self._housekeeping()
                     self._wait_for_notify(leader)
+                elif time.monotonic() - checked >= 1.0:
+                    # Busy, so no wait for NOTIFY checks the lock's connection: ask it
+                    # now, so that a leader cut off from PostgreSQL stops within seconds.
+                    _ping(leader)
+                checked = time.monotonic()
         finally:
             self.is_leader.clear()
             leader.close()
@@ -113,8 +158,7 @@ class OutboxRelay:
         leader.poll()
         leader.notifies.clear()
         if not readable:
-            with leader.cursor() as cursor:
-                cursor.execute("SELECT 1")
+            _ping(leader)
 
     def _publish_chunk(self) -> int:
         with self._engine.connect() as connection:
@@ -123,12 +167,14 @@ class OutboxRelay:
             return 0
         delivery = self._produce(rows)
         with self._engine.begin() as connection:
-            outbox.mark_published(connection, delivery.acked)
+            outbox.mark_published(connection, delivery.publishable())
             for row, error in delivery.refused:
                 self._hold_back(connection, row, error)
         self.published += len(delivery.acked)
+        if delivery.fatal:
+            raise ProducerBroken(f"fatal producer error: {delivery.fatal}")
         if delivery.lost:
-            raise NotDelivered(f"{len(delivery.lost)} rows not acknowledged: {delivery.lost[0]}")
+            raise NotDelivered(f"{len(delivery.lost)} rows not acknowledged")
         return len(rows)
 
     def _produce(self, rows: list[outbox.PendingRow]) -> Delivery:
@@ -224,7 +270,7 @@ def build(settings: Settings, engine: Engine, stop: threading.Event) -> OutboxRe
     return OutboxRelay(
         dsn=settings.database_url,
         engine=engine,
-        producer=bootstrap.relay_producer(settings),
+        producer_factory=lambda: bootstrap.relay_producer(settings),
         codec=bootstrap.avro_codec(settings),
         stop=stop,
         policy=RelayPolicy.from_settings(settings),

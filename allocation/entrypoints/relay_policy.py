@@ -18,17 +18,32 @@ Delivered = Callable[[outbox.PendingRow, KafkaError | None], None]
 class Delivery:
     """What became of one chunk of rows handed to the producer."""
 
-    acked: list[int] = field(default_factory=list)
+    acked: list[outbox.PendingRow] = field(default_factory=list)
     refused: list[tuple[outbox.PendingRow, str]] = field(default_factory=list)
-    lost: list[str] = field(default_factory=list)
+    lost: list[outbox.PendingRow] = field(default_factory=list)
+    fatal: str | None = None
 
     def record(self, row: outbox.PendingRow, err: KafkaError | None) -> None:
         if err is None:
-            self.acked.append(row.id)
+            self.acked.append(row)
+        elif err.fatal():
+            self.fatal = err.str()  # the row stays pending, for the next producer
+            self.lost.append(row)
         elif err.retriable() or err.code() == KafkaError._MSG_TIMED_OUT:
-            self.lost.append(err.str())  # the broker may take it next time
+            self.lost.append(row)  # the broker may take it next time
         else:
             self.refused.append((row, f"broker refused: {err.str()}"))
+
+    def publishable(self) -> list[int]:
+        """Ids of the acknowledged rows that no earlier row of their key failed to precede.
+
+        A row acknowledged after an earlier row of its key was lost stays pending, so
+        it goes out again after that row: the key's last copies are in commit order.
+        """
+        first_failed: dict[str, int] = {}
+        for row in [*self.lost, *(row for row, _ in self.refused)]:
+            first_failed[row.key] = min(row.id, first_failed.get(row.key, row.id))
+        return [row.id for row in self.acked if row.id < first_failed.get(row.key, row.id + 1)]
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,14 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from allocation.adapters.contract import REPLAY_COUNT, SOURCE_TOPIC
+from allocation.adapters.kafka import admin_client
+from allocation.bootstrap import avro_codec
 from allocation.config import Settings
+from allocation.entrypoints.provision import create_contract_topics, register_contract_schemas
 from testkit.processes import Service, service_env, wait_for_batches
-from tests.conftest import random_batchref, random_orderid, random_sku
+from testkit.traffic import CommandSender, DecodingReader
+from tests.conftest import random_batchref, random_orderid, random_sku, random_suffix
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -144,3 +149,34 @@ def test_user_errors_are_one_line_without_a_traceback(e2e_settings: Settings) ->
         assert "Traceback" not in result.stderr
         errors = [line for line in result.stderr.splitlines() if "error:" in line]
         assert len(errors) == 1, result.stderr
+
+
+def test_replaying_every_dead_letter_ends_even_when_they_fail_again(
+    e2e_settings: Settings, log_dir: Path
+) -> None:
+    """A replayed letter that is poison again is dead-lettered again: the replay must not
+    read it back and feed itself, and must refuse letters that came from an event topic."""
+    s = e2e_settings.with_prefix(f"replay-{random_suffix()}", topic_partitions=1)
+    create_contract_topics(s)
+    register_contract_schemas(s)
+    consumer = Service(["consumer"], service_env(s), log_dir, "replay-consumer").start()
+    sender = CommandSender(s, avro_codec(s))
+    try:
+        sender.send_raw(s.topic_allocate, b"not avro at all", "poison")
+        sender.send_raw(s.topic_dlq, b"an event", "stray", [(SOURCE_TOPIC, s.topic_line_allocated)])
+        sender.flush()
+        dead = DecodingReader(s, avro_codec(s), [s.topic_dlq])
+        dead.read_until(lambda got: len(got) == 2, timeout=60)
+
+        replayed = allocation(s, "dlq", "replay", "--all", "--timeout", "60")
+        assert replayed.returncode == 0, replayed.stderr
+        assert "replayed 1 dead letter" in replayed.stderr
+        assert "not a command topic" in replayed.stderr
+
+        letters = dead.read_until(lambda got: len(got) == 3, timeout=60)
+        assert letters[2].headers[REPLAY_COUNT] == "1"
+        assert letters[2].raw == b"not avro at all"
+        dead.close()
+    finally:
+        assert consumer.terminate() == 0
+        admin_client(s).delete_topics(list(s.all_topics))

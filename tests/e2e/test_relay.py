@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, insert, select
 
+from allocation.adapters.outbox import fetch_pending, skip
 from allocation.adapters.outbox import parked as parked_rows
-from allocation.adapters.outbox import unpark
 from allocation.adapters.tables import outbox
 from allocation.bootstrap import bootstrap
 from allocation.config import Settings
@@ -96,7 +96,7 @@ def insert_row(engine: Engine, settings: Settings, key: str, payload: dict[str, 
         )
 
 
-def test_an_unsendable_row_holds_back_only_its_key_and_is_parked(
+def test_an_unsendable_row_is_parked_and_holds_its_key_until_an_operator_decides(
     e2e_settings: Settings, engine: Engine, relay: OutboxRelay, events: DecodingReader
 ) -> None:
     stuck, free = random_sku("stuck"), random_sku("free")
@@ -105,7 +105,7 @@ def test_an_unsendable_row_holds_back_only_its_key_and_is_parked(
         return {"orderid": random_orderid(), "sku": sku, "qty": qty, "batchref": "b"}
 
     bad = insert_row(engine, e2e_settings, stuck, line(stuck, "not a number"))
-    insert_row(engine, e2e_settings, stuck, line(stuck, 1))
+    later = insert_row(engine, e2e_settings, stuck, line(stuck, 1))
     insert_row(engine, e2e_settings, free, line(free, 2))
 
     received = events.read_until(lambda got: any(r.key == free for r in got), timeout=30)
@@ -117,15 +117,15 @@ def test_an_unsendable_row_holds_back_only_its_key_and_is_parked(
         return row.parked_at is not None
 
     wait_until(parked, timeout=30, what="the unsendable row to be parked")
+    with engine.begin() as connection:
+        row = connection.execute(select(outbox).where(outbox.c.id == bad)).one()
+        assert (row.attempts, row.published_at) == (2, None)
+        assert "qty" in (row.last_error or "")
+        assert [r["id"] for r in parked_rows(connection) if r["key"] == stuck] == [bad]
+        # Parked, it still holds its key: the later row is not offered to the relay.
+        assert later not in {r.id for r in fetch_pending(connection, 100_000)}
+        assert skip(connection, [bad]) == 1
+        assert [r["id"] for r in parked_rows(connection) if r["key"] == stuck] == []
+
     received = events.read_until(lambda got: any(r.key == stuck for r in got), timeout=30)
     assert [r.value["qty"] for r in received if r.key == stuck and r.value] == [1]
-    with engine.connect() as connection:
-        row = connection.execute(select(outbox).where(outbox.c.id == bad)).one()
-    assert row.attempts == 2
-    assert "qty" in (row.last_error or "")
-    assert row.published_at is None
-
-    with engine.begin() as connection:
-        assert [r["id"] for r in parked_rows(connection) if r["key"] == stuck] == [bad]
-        assert unpark(connection, [bad]) == 1
-        assert [r["id"] for r in parked_rows(connection) if r["key"] == stuck] == []

@@ -7,8 +7,8 @@ from allocation.adapters.outbox import PendingRow
 from allocation.entrypoints.relay_policy import Delivery, RelayPolicy
 
 
-def row(n: int) -> PendingRow:
-    return PendingRow(n, uuid.uuid4(), "Allocated", "t", "k", {}, datetime.now(UTC), None, None, 0)
+def row(n: int, key: str = "k") -> PendingRow:
+    return PendingRow(n, uuid.uuid4(), "Allocated", "t", key, {}, datetime.now(UTC), None, None, 0)
 
 
 def test_a_delivery_sorts_acks_refusals_and_losses() -> None:
@@ -17,9 +17,26 @@ def test_a_delivery_sorts_acks_refusals_and_losses() -> None:
     delivery.record(row(2), KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
     delivery.record(row(3), KafkaError(KafkaError._MSG_TIMED_OUT))
     delivery.record(row(4), KafkaError(KafkaError.NOT_ENOUGH_REPLICAS, retriable=True))
-    assert delivery.acked == [1]
+    assert [r.id for r in delivery.acked] == [1]
     assert [r.id for r, _ in delivery.refused] == [2]
-    assert len(delivery.lost) == 2
+    assert [r.id for r in delivery.lost] == [3, 4]
+    assert delivery.fatal is None
+
+
+def test_a_row_acked_after_an_earlier_row_of_its_key_was_lost_stays_pending() -> None:
+    delivery = Delivery()
+    delivery.record(row(1, "a"), None)
+    delivery.record(row(2, "a"), KafkaError(KafkaError._MSG_TIMED_OUT))
+    delivery.record(row(3, "a"), None)  # acknowledged, but after a lost row of its key
+    delivery.record(row(4, "b"), None)
+    assert delivery.publishable() == [1, 4]
+
+
+def test_a_fatal_error_is_noted_and_its_row_stays_pending() -> None:
+    delivery = Delivery()
+    delivery.record(row(1), KafkaError(KafkaError._FENCED, "fenced", fatal=True))
+    assert delivery.fatal is not None
+    assert delivery.publishable() == []
 
 
 def test_hold_back_doubles_and_is_capped() -> None:

@@ -33,6 +33,13 @@ def outbox_retry(settings: Settings, args: argparse.Namespace, _: list[str]) -> 
     return 0
 
 
+def outbox_skip(settings: Settings, args: argparse.Namespace, _: list[str]) -> int:
+    with engine(settings) as pool, pool.begin() as connection:
+        count = outbox.skip(connection, args.id)
+    print(f"{count} parked outbox row(s) skipped: they will not be sent; their keys move on")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add this module's subcommands to the parser."""
     command(sub, "status", show_status, "consumer lag, outbox backlog, dead letters, relay leader")
@@ -46,3 +53,6 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     rows.add_argument("--all", action="store_true")
     rows.add_argument("--id", type=int, nargs="+")
     again.set_defaults(handler=outbox_retry)
+    skipping = actions.add_parser("skip", help="never send these parked rows; free their keys")
+    skipping.add_argument("--id", type=int, nargs="+", required=True)
+    skipping.set_defaults(handler=outbox_skip)
