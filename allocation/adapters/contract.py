@@ -59,6 +59,13 @@ def key_field(record_name: str) -> str:
     return "batchref" if record_name == "ChangeBatchQuantity" else "sku"
 
 
+def compatibility_levels(settings: Settings) -> dict[str, str]:
+    """Each topic's compatibility: what its readers need (see adapters/schemas.py)."""
+    levels = dict.fromkeys(settings.command_topics, "BACKWARD_TRANSITIVE")
+    levels.update(dict.fromkeys(settings.event_topics, "FULL_TRANSITIVE"))
+    return levels
+
+
 def subject(topic: str) -> str:
     """The registry subject of a topic's values (TopicNameStrategy)."""
     return f"{topic}-value"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from allocation.adapters.avro import registry_client
-from allocation.adapters.contract import topic_schemas
+from allocation.adapters.contract import compatibility_levels, topic_schemas
 from allocation.adapters.kafka import DLQ_MAX_BYTES, create_topics
-from allocation.adapters.schemas import Registered, register_all
+from allocation.adapters.schemas import Checked, Registered, check_all, register_all
 from allocation.config import Settings
 
 
@@ -33,6 +33,12 @@ def create_contract_topics(
 
 
 def register_contract_schemas(settings: Settings) -> list[Registered]:
-    """Register each topic's schema under ``<topic>-value`` with BACKWARD compatibility."""
+    """Register each topic's schema under ``<topic>-value`` at its direction's compatibility."""
     registry = registry_client(settings.schema_registry_url)
-    return register_all(registry, topic_schemas(settings))
+    return register_all(registry, topic_schemas(settings), compatibility_levels(settings))
+
+
+def check_contract_schemas(settings: Settings) -> list[Checked]:
+    """What registering the working tree's schemas would do; registers nothing."""
+    registry = registry_client(settings.schema_registry_url)
+    return check_all(registry, topic_schemas(settings), compatibility_levels(settings))

@@ -26,7 +26,7 @@ def topics(registry: SchemaRegistryClient) -> dict[str, str]:
     prefix = f"avro-test-{uuid.uuid4().hex[:8]}"
     names = {"add": "CreateBatch", "allocate": "Allocate", "allocated": "Allocated"}
     for key, record in names.items():
-        register(registry, f"{prefix}-{key}", load_schema(record))
+        register(registry, f"{prefix}-{key}", load_schema(record), "BACKWARD")
     return {key: f"{prefix}-{key}" for key in names}
 
 

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from allocation.adapters.kafka import admin_client
 from allocation.config import Settings
-from allocation.entrypoints.provision import create_contract_topics, register_contract_schemas
+from allocation.entrypoints.provision import (
+    check_contract_schemas,
+    create_contract_topics,
+    register_contract_schemas,
+)
 
 
 def topics_create(settings: Settings, args: argparse.Namespace, _: list[str]) -> int:
@@ -33,6 +38,17 @@ def schemas_register(settings: Settings, _args: argparse.Namespace, _: list[str]
     return 0
 
 
+def schemas_check(settings: Settings, _args: argparse.Namespace, _: list[str]) -> int:
+    checked = check_contract_schemas(settings)
+    for result in checked:
+        print(f"{result.subject:<28} {result.verdict:<13} {result.reason}".rstrip())
+    refused = [c for c in checked if not c.ok]
+    if refused:
+        print(f"{len(refused)} schema(s) would break their readers; do not deploy", file=sys.stderr)
+        return 1
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add this module's subcommands to the parser."""
     topics = sub.add_parser("topics", help="the contract's topics")
@@ -45,5 +61,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     schemas = sub.add_parser("schemas", help="the contract's Avro schemas")
     schema_actions = schemas.add_subparsers(dest="action", required=True)
     schema_actions.add_parser(
-        "register", help="register every schema (BACKWARD compatibility)"
+        "register", help="register every schema at its topic's compatibility level"
     ).set_defaults(handler=schemas_register)
+    schema_actions.add_parser(
+        "check", help="would registering break any reader? (registers nothing; the deploy gate)"
+    ).set_defaults(handler=schemas_check)
