@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     # partitions back at once instead of waiting out a rebalance.
     consumer_instance_id: str | None = None
     consumer_session_timeout_ms: int = Field(default=10_000, ge=1_000)
+    # /metrics, /livez and /readyz of each process; 0 serves nothing. Several consumers
+    # or relays on one host each need a port of their own.
+    consumer_metrics_port: int = Field(default=9101, ge=0, le=65535)
+    relay_metrics_port: int = Field(default=9102, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
 

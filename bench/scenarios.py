@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
 from sqlalchemy import delete, func, insert, select, text
 
 from allocation.adapters.tables import allocations, batches, outbox, products
@@ -24,9 +25,9 @@ from bench.watch import EventWatcher, cpu_seconds, peak_rss_mib
 from testkit.processes import (
     Service,
     service_env,
-    wait_for_assignment,
     wait_for_leader,
     wait_until,
+    wait_until_ready,
 )
 
 LOGS = Path(__file__).parent / "results" / "tmp"
@@ -114,13 +115,25 @@ def processes(
         for name, service in started.items():
             if name == "relay":
                 wait_for_leader(db.engine, service)
+            elif name == "baseline":
+                wait_until(lambda s=service: baseline_assigned(settings, s), 60, "the baseline")
             else:
-                wait_for_assignment(settings, service)
+                wait_until_ready(service)
         yield started
     finally:
         for service in started.values():
             if service.running:
                 service.terminate()
+
+
+def baseline_assigned(settings: Settings, baseline: Service) -> bool:
+    """Whether the broker gave the book's consumer (a dynamic member) its partitions."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    group = admin.describe_consumer_groups([settings.consumer_group])[settings.consumer_group]
+    return any(
+        member.client_id == f"bench-baseline-{baseline.pid}" and member.assignment.topic_partitions
+        for member in group.result(timeout=10).members
+    )
 
 
 def e2e(db: BenchDatabase, sizes: Sizes, pipeline: list[str]) -> dict[str, float]:

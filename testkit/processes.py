@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from confluent_kafka.admin import AdminClient
 from sqlalchemy import Engine, func, select, text
 
 from allocation.adapters.tables import LEADER_LOCK, batches
@@ -41,6 +44,10 @@ class Service:
         self.command = command
         self.module = module
         self.env = dict(env)
+        # Each process serves /readyz and /metrics on a port of its own.
+        self.metrics_port = free_port()
+        for variable in ("CONSUMER_METRICS_PORT", "RELAY_METRICS_PORT"):
+            self.env[variable] = str(self.metrics_port)
         self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -83,6 +90,13 @@ class Service:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on now (the kernel's choice)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
     """Poll ``condition`` every 0.1 s; AssertionError naming ``what`` after ``timeout`` s."""
     deadline = time.monotonic() + timeout
@@ -113,25 +127,24 @@ def wait_for_leader(engine: Engine, relay: Service, timeout: float = 60) -> None
     )
 
 
-def assigned_partitions(settings: Settings, consumer: Service) -> int:
-    """How many partitions the broker has assigned to this consumer process in its group."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
-    futures = admin.describe_consumer_groups([settings.consumer_group], request_timeout=10)
-    group = futures[settings.consumer_group].result(timeout=10)
-    # Every consumer process names its client <role>-<pid>.
-    return sum(
-        len(member.assignment.topic_partitions)
-        for member in group.members
-        if member.client_id.endswith(f"-{consumer.pid}") and member.assignment is not None
-    )
+def readiness(service: Service) -> tuple[int, str]:
+    """The process's own answer on /readyz: (HTTP status, reason); (0, why) if none came."""
+    url = f"http://127.0.0.1:{service.metrics_port}/readyz"
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            return answer.status, json.loads(answer.read())["reason"]
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read())["reason"]
+    except OSError as exc:
+        return 0, str(exc)
 
 
-def wait_for_assignment(settings: Settings, consumer: Service, timeout: float = 60) -> None:
-    """Wait until the broker has given ``consumer`` at least one partition."""
+def wait_until_ready(service: Service, timeout: float = 60) -> None:
+    """Wait until the process says it is ready (a consumer: partitions assigned)."""
     wait_until(
-        lambda: assigned_partitions(settings, consumer) > 0,
+        lambda: service.running and readiness(service)[0] == 200,
         timeout,
-        f"consumer {consumer.pid} to be assigned partitions",
+        f"{service.log_path.stem} (pid {service.pid}) to be ready",
     )
 
 

@@ -38,8 +38,8 @@ from testkit.processes import (
     Service,
     leading_relay_pid,
     service_env,
-    wait_for_assignment,
     wait_until,
+    wait_until_ready,
 )
 from testkit.traffic import CommandSender, Recorder
 from tests.fakes import FakeUnitOfWork
@@ -147,7 +147,7 @@ class Run:
             )
         for n in range(relays):
             self.start(f"relay-{n + 1}", "relay", **env)
-        wait_for_assignment(self.settings, self.services["consumer-1"])
+        wait_until_ready(self.services["consumer-1"])
         if relays:
             wait_until(lambda: self.leader() is not None, 60, "a relay to lead")
 

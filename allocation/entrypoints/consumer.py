@@ -38,6 +38,7 @@ from allocation.adapters.wire import COMMAND_DECODERS
 from allocation.config import Settings
 from allocation.domain import commands
 from allocation.domain.errors import DomainError
+from allocation.entrypoints.health import Health
 from allocation.entrypoints.retry import Backoff
 from allocation.service_layer.messagebus import MessageBus
 from allocation.service_layer.unit_of_work import Envelope
@@ -81,6 +82,7 @@ class CommandConsumer:
         stop: threading.Event,
         poll_size: int = 500,
         unexpected_attempts: int = 3,
+        health: Health | None = None,
     ) -> None:
         self._consumer_factory = consumer_factory
         self._consumer = consumer_factory()
@@ -94,6 +96,8 @@ class CommandConsumer:
         self._unexpected_attempts = unexpected_attempts
         self._backoff = Backoff(stop)
         self._positions = Positions()
+        self._assigned: set[Partition] = set()
+        self.health = health or Health()
         self.applied = 0  # includes duplicates, which are applied by doing nothing
         self.duplicates = 0
         self.dead_lettered = 0
@@ -111,6 +115,8 @@ class CommandConsumer:
                 except ConsumerBroken as exc:
                     logger.error("%s; replacing the Kafka consumer", exc)
                     self._positions.clear()
+                    self._assigned.clear()
+                    self._report()
                     with suppress(KafkaException, RuntimeError):
                         self._consumer.close()
                     self._consumer = self._consumer_factory()
@@ -121,9 +127,13 @@ class CommandConsumer:
 
     def _consume(self, poll_timeout: float) -> None:
         self._consumer.subscribe(
-            list(self._decoders), on_assign=_log_assignment, on_revoke=self._on_revoke
+            list(self._decoders),
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
         )
         while not self._stop.is_set():
+            self.health.beat()
             messages = [m for m in self._next_poll(poll_timeout) if not _is_error(m)]
             if messages:
                 self.process(messages)
@@ -255,9 +265,23 @@ class CommandConsumer:
     def _offsets(self, partitions: set[Partition] | None = None) -> list[TopicPartition]:
         return [TopicPartition(*position) for position in self._positions.to_commit(partitions)]
 
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        logger.info("assigned %s", _partition_list(partitions))
+        self._assigned.update((tp.topic, tp.partition) for tp in partitions)
+        self._report()
+
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         logger.info("revoked %s", _partition_list(partitions))
-        self._positions.forget((tp.topic, tp.partition) for tp in partitions)
+        revoked = [(tp.topic, tp.partition) for tp in partitions]
+        self._positions.forget(revoked)
+        self._assigned.difference_update(revoked)
+        self._report()
+
+    def _report(self) -> None:
+        if self._assigned:
+            self.health.ready(f"{len(self._assigned)} partitions assigned")
+        else:
+            self.health.not_ready("no partition assigned")
 
     def _commit_on_close(self) -> None:
         if not self._positions:
@@ -279,10 +303,6 @@ def _is_error(message: Message) -> bool:
     if error.code() != KafkaError._PARTITION_EOF:
         logger.warning("consumer error: %s", error)
     return True
-
-
-def _log_assignment(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
-    logger.info("assigned %s", _partition_list(partitions))
 
 
 def _partition_list(partitions: list[TopicPartition]) -> str:

@@ -35,6 +35,7 @@ from allocation.adapters.kafka import Headers
 from allocation.adapters.tables import LEADER_LOCK, OUTBOX_CHANNEL
 from allocation.adapters.wire import event_from_record, event_to_record
 from allocation.config import Settings
+from allocation.entrypoints.health import Health
 from allocation.entrypoints.relay_policy import Delivered, Delivery, RelayPolicy
 from allocation.entrypoints.retry import Backoff, Stopped
 
@@ -90,6 +91,7 @@ class OutboxRelay:
         codec: AvroCodec,
         stop: threading.Event,
         policy: RelayPolicy,
+        health: Health | None = None,
     ) -> None:
         self._dsn = dsn
         self._engine = engine
@@ -101,6 +103,7 @@ class OutboxRelay:
         self._next_prune = 0.0
         self._known_topics: set[str] = set()
         self._backoff = Backoff(stop)
+        self.health = health or Health()
         self.is_leader = threading.Event()
         self.published = 0
 
@@ -120,16 +123,20 @@ class OutboxRelay:
 
     def _lead_once(self) -> None:
         """Wait for the leader lock, then publish until stopped or the lock's connection fails."""
+        self.health.not_ready("connecting to the database")
         leader = leader_connection(self._dsn)
         try:
+            self.health.ready("standby: another relay leads")
             if not self._acquire(leader):
                 return
             logger.info("relay is the leader")
             self.is_leader.set()
+            self.health.ready("leader")
             with leader.cursor() as cursor:
                 cursor.execute(f"LISTEN {OUTBOX_CHANNEL}")
             checked = time.monotonic()
             while not self._stop.is_set():
+                self.health.beat()
                 if self._publish_chunk() < self._policy.chunk_size:
                     self._housekeeping()
                     self._wait_for_notify(leader)
@@ -140,10 +147,12 @@ class OutboxRelay:
                 checked = time.monotonic()
         finally:
             self.is_leader.clear()
+            self.health.not_ready("not connected to the database")
             leader.close()
 
     def _acquire(self, leader: psycopg2.extensions.connection) -> bool:
         while not self._stop.is_set():
+            self.health.beat()
             with leader.cursor() as cursor:
                 cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", LEADER_LOCK)
                 row = cursor.fetchone()

@@ -21,7 +21,7 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from sqlalchemy import Engine, text
 
 from allocation.config import Settings
-from testkit.processes import wait_for_assignment, wait_for_leader
+from testkit.processes import wait_for_leader, wait_until_ready
 from testkit.traffic import CommandSender
 from tests.chaos import SCALE, Run, rss_mib, stack, wire
 from tests.proxy import CuttableProxy
@@ -109,7 +109,7 @@ def test_registry_stopped_mid_load(run: Run, registry: SchemaRegistryClient) -> 
 def test_a_consumer_killed_then_a_third_joins(run: Run) -> None:
     run.prepare()
     run.start_pipeline(consumers=2)
-    wait_for_assignment(run.settings, run.services["consumer-2"])
+    wait_until_ready(run.services["consumer-2"])
     with run.load():
         run.warmed_up()
         with run.fault():

@@ -11,7 +11,7 @@ from confluent_kafka import Consumer
 from sqlalchemy import Engine
 
 from allocation.config import Settings
-from testkit.processes import Service, service_env, wait_for_assignment, wait_for_batches
+from testkit.processes import Service, service_env, wait_for_batches, wait_until_ready
 from testkit.traffic import CommandSender, DecodingReader
 from tests.conftest import random_batchref, random_orderid, random_sku
 
@@ -30,7 +30,7 @@ def test_a_fenced_static_member_replaces_its_client(
     consumer = Service(["consumer"], env, log_dir, "consumer").start()
     relay = Service(["relay"], env, log_dir, "relay").start()
     try:
-        wait_for_assignment(s, consumer)
+        wait_until_ready(consumer)
         # Another client joins with the same static identity: librdkafka fences the
         # service's client with a fatal error, as after a broker failover.
         intruder = Consumer(

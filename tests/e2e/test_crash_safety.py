@@ -19,10 +19,10 @@ from allocation.entrypoints.status import consumer_lag
 from testkit.processes import (
     Service,
     service_env,
-    wait_for_assignment,
     wait_for_batches,
     wait_for_leader,
     wait_until,
+    wait_until_ready,
 )
 from testkit.traffic import CommandSender, Decoded, DecodingReader
 from tests.chaos import expected_allocations, stored_allocations
@@ -76,7 +76,7 @@ def test_commands_apply_exactly_once_and_events_publish_once_through_sigkills(
     producing.start()
     kills: Counter[str] = Counter()
     ready = {
-        "consumer": lambda: wait_for_assignment(s, services["consumer"]),
+        "consumer": lambda: wait_until_ready(services["consumer"]),
         "relay": lambda: wait_for_leader(engine, services["relay"]),
     }
     while producing.is_alive() or sum(kills.values()) < 8:

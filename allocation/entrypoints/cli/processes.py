@@ -7,7 +7,7 @@ import argparse
 from allocation import bootstrap
 from allocation.adapters.database import migrate
 from allocation.config import Settings
-from allocation.entrypoints import consumer, relay, supervisor
+from allocation.entrypoints import consumer, health, relay, supervisor
 from allocation.entrypoints.cli.common import command, engine
 from allocation.entrypoints.cli.contract import schemas_register, topics_create
 from allocation.entrypoints.process import stop_on_signals
@@ -30,6 +30,7 @@ def run_consumer(settings: Settings, _args: argparse.Namespace, _: list[str]) ->
     stop = stop_on_signals()
     application = bootstrap.bootstrap(settings)
     process = consumer.build(settings, application, stop)
+    health.serve(process.health, settings.metrics_host, settings.consumer_metrics_port)
     try:
         process.run()
     except Stopped:
@@ -47,6 +48,7 @@ def run_relay(settings: Settings, _args: argparse.Namespace, _: list[str]) -> in
     stop = stop_on_signals()
     with engine(settings, pool_size=2) as pool:
         process = relay.build(settings, pool, stop)
+        health.serve(process.health, settings.metrics_host, settings.relay_metrics_port)
         process.run()
     print(f"relay stopped: {process.published} published")
     return 0
