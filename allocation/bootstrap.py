@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import Consumer, Producer
 from sqlalchemy import Engine
 
-from allocation.adapters import contract
+from allocation.adapters import contract, metrics
 from allocation.adapters.avro import AvroCodec, registry_client
 from allocation.adapters.database import SqlAlchemyUnitOfWork, make_engine, session_factory
 from allocation.adapters.kafka import DLQ_MAX_BYTES, command_consumer_config, producer_config
@@ -91,6 +91,8 @@ def client_id(role: str) -> str:
 def command_consumer_factory(settings: Settings) -> Callable[[], Consumer]:
     """Makes the command topics' Kafka consumer (again, when a broken one is replaced)."""
     config = command_consumer_config(settings, client_id("consumer"))
+    # The lag gauge comes from librdkafka's own statistics: no admin requests.
+    config.update({"statistics.interval.ms": 5000, "stats_cb": metrics.record_lag})
     return lambda: Consumer(config)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     dlq_retention_days: float = Field(default=30.0, gt=0)
 
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    # Traces: "console" prints spans; an OTLP endpoint exports them; neither, no SDK at all.
+    otel_traces_exporter: str | None = None
+    otel_exporter_otlp_endpoint: str | None = None
 
     # Optimistic-concurrency conflicts: how many times one unit of work is attempted.
     max_attempts: int = Field(default=5, ge=1)

@@ -29,6 +29,8 @@ EVENT_ID = "event_id"
 EVENT_TYPE = "event_type"
 OCCURRED_AT = "occurred_at"
 CAUSATION_ID = "causation_id"
+# W3C trace context, read on a command and written on an event.
+TRACEPARENT = "traceparent"
 
 # Headers the consumer adds to a dead letter, after the original ones.
 ERROR_TYPE = "error_type"

@@ -14,6 +14,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from allocation.adapters import contract
+from allocation.adapters.logs import LIBRDKAFKA
 from allocation.config import Settings
 
 Headers = list[tuple[str, str | bytes | None]]
@@ -30,6 +31,7 @@ def producer_config(settings: Settings, client_id: str, **overrides: Any) -> dic
     return {
         "bootstrap.servers": settings.kafka_bootstrap_servers,
         "client.id": client_id,
+        "logger": LIBRDKAFKA,
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,
@@ -46,6 +48,7 @@ def consumer_config(
         "bootstrap.servers": settings.kafka_bootstrap_servers,
         "group.id": group,
         "client.id": client_id,
+        "logger": LIBRDKAFKA,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",

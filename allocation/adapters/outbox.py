@@ -33,14 +33,15 @@ _LOCK_KEYS = text(
 _INSERT = text(
     """
     INSERT INTO outbox (event_id, event_type, topic, key, payload, occurred_at,
-                        causation_id, correlation_id)
-    SELECT event_id, event_type, topic, key, payload, occurred_at, causation_id, correlation_id
+                        causation_id, correlation_id, traceparent)
+    SELECT event_id, event_type, topic, key, payload, occurred_at, causation_id, correlation_id,
+           traceparent
     FROM unnest(CAST(:event_ids AS uuid[]), CAST(:types AS text[]), CAST(:topics AS text[]),
                 CAST(:keys AS text[]), CAST(:payloads AS jsonb[]),
                 CAST(:occurred AS timestamptz[]), CAST(:causes AS text[]),
-                CAST(:correlations AS text[]))
+                CAST(:correlations AS text[]), CAST(:traceparents AS text[]))
          WITH ORDINALITY AS rows (event_id, event_type, topic, key, payload, occurred_at,
-                                  causation_id, correlation_id, position)
+                                  causation_id, correlation_id, traceparent, position)
     ORDER BY position
     """
 )
@@ -68,6 +69,7 @@ class SqlOutbox(AbstractOutbox):
                 "occurred": [e.occurred_at for e in entries],
                 "causes": [e.causation_id for e in entries],
                 "correlations": [e.correlation_id for e in entries],
+                "traceparents": [e.traceparent for e in entries],
             },
         )
 
@@ -86,6 +88,8 @@ class PendingRow:
     causation_id: str | None
     correlation_id: str | None
     attempts: int
+    created_at: datetime | None = None  # when the writing transaction began
+    traceparent: str | None = None
 
 
 # Pending rows in commit order, except those of a key whose earlier row waits to be retried
@@ -107,7 +111,7 @@ _PENDING = text(
         GROUP BY key
     )
     SELECT id, event_id, event_type, topic, key, payload, occurred_at,
-           causation_id, correlation_id, attempts
+           causation_id, correlation_id, attempts, created_at, traceparent
     FROM outbox AS o
     WHERE published_at IS NULL AND parked_at IS NULL
       AND NOT EXISTS (SELECT 1 FROM held WHERE held.key = o.key AND held.from_id <= o.id)

@@ -88,6 +88,8 @@ outbox = Table(
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     Column("causation_id", String(512), nullable=True),
     Column("correlation_id", String(512), nullable=True),
+    # W3C trace context of the transaction that wrote the row: the relay sends under it.
+    Column("traceparent", String(55), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("published_at", DateTime(timezone=True), nullable=True),
     Column("attempts", Integer, nullable=False, server_default=text("0")),

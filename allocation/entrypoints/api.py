@@ -18,10 +18,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from sqlalchemy import text
 
+from allocation.adapters import tracing
 from allocation.adapters.faults import database_unavailable
 from allocation.bootstrap import Application
 from allocation.domain import commands, model
 from allocation.domain.errors import DomainError, DuplicateBatchRef
+from allocation.entrypoints import api_operations
 from allocation.service_layer.unit_of_work import ConcurrencyConflict, Envelope
 
 logger = logging.getLogger(__name__)
@@ -64,7 +66,14 @@ def create_app(application: Application) -> FastAPI:
 
     def envelope(request: Request) -> Envelope:
         correlation = request.headers.get("x-correlation-id")
-        return Envelope(f"http:{uuid.uuid4()}", correlation_id=correlation, deduplicate=False)
+        # A caller's W3C trace context goes on to the events the request causes.
+        traceparent = tracing.checked(request.headers.get("traceparent"))
+        return Envelope(
+            f"http:{uuid.uuid4()}",
+            correlation_id=correlation,
+            deduplicate=False,
+            traceparent=traceparent,
+        )
 
     @api.post(
         "/batches", status_code=201, responses={400: {"model": Problem}, 409: {"model": Problem}}
@@ -113,6 +122,7 @@ def create_app(application: Application) -> FastAPI:
         return {"status": "ok"}
 
     _install_error_handlers(api)
+    api_operations.install(api, application.engine)
     return api
 
 

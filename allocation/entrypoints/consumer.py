@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from functools import partial
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from opentelemetry.trace import Span
 
 from allocation import bootstrap
-from allocation.adapters import contract
+from allocation.adapters import contract, metrics, tracing
 from allocation.adapters.avro import AvroCodec, PoisonMessage
 from allocation.adapters.faults import is_transient
 from allocation.adapters.kafka import (
@@ -48,20 +49,26 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Inbound:
-    """A message decoded into a command, with the identity the inbox knows it by."""
+    """A message decoded into a command, with the identity the inbox knows it by, and the
+    span of applying it (ended once its poll is committed)."""
 
     message: Message
     command: commands.Command
     envelope: Envelope
+    span: Span
 
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """A message set aside for the DLQ, with what was wrong with it."""
+    """A message set aside for the DLQ, with what was wrong with it.
+
+    ``rejected``: a business rule refused the command (not poison: counted apart).
+    """
 
     message: Message
     error_type: str
     error_message: str
+    rejected: bool = False
 
 
 class ConsumerBroken(Exception):
@@ -97,6 +104,7 @@ class CommandConsumer:
         self._backoff = Backoff(stop)
         self._positions = Positions()
         self._assigned: set[Partition] = set()
+        self._poll_duplicates: set[int] = set()  # id() of this poll's re-delivered messages
         self.health = health or Health()
         self.applied = 0  # includes duplicates, which are applied by doing nothing
         self.duplicates = 0
@@ -154,7 +162,12 @@ class CommandConsumer:
 
     def process(self, messages: list[Message]) -> None:
         """Apply, dead-letter, then commit the offsets of one poll's messages."""
+        with metrics.POLL_SECONDS.time():
+            self._process(messages)
+
+    def _process(self, messages: list[Message]) -> None:
         started = time.perf_counter()
+        self._poll_duplicates.clear()
         inbound: list[Inbound] = []
         dead: list[DeadLetter] = []
         for message in messages:
@@ -176,6 +189,9 @@ class CommandConsumer:
         )
         self.applied += len(inbound) - len(rejected)
         self.dead_lettered += len(dead)
+        _count(inbound, dead, self._poll_duplicates)
+        for item in inbound:
+            item.span.end()
 
     def _decode(self, message: Message) -> Inbound | DeadLetter:
         topic = str(message.topic())
@@ -186,10 +202,20 @@ class CommandConsumer:
             return DeadLetter(message, exc.error_type, str(exc))
         except (KeyError, TypeError, ValueError) as exc:
             return DeadLetter(message, "InvalidRecord", f"{type(exc).__name__}: {exc}")
-        envelope = Envelope(
-            message_identity(message), correlation_id=header(message, contract.CORRELATION_ID)
+        span = tracing.start_process(
+            topic,
+            header(message, contract.TRACEPARENT),
+            {
+                "messaging.kafka.offset": message.offset() or 0,
+                "messaging.destination.partition.id": str(message.partition()),
+            },
         )
-        return Inbound(message, command, envelope)
+        envelope = Envelope(
+            message_identity(message),
+            correlation_id=header(message, contract.CORRELATION_ID),
+            traceparent=tracing.traceparent_of(span),
+        )
+        return Inbound(message, command, envelope, span)
 
     def _apply(self, inbound: list[Inbound]) -> list[DeadLetter]:
         if not inbound:
@@ -199,7 +225,9 @@ class CommandConsumer:
             outcomes = self._backoff.call(
                 "apply poll", lambda: self._bus.handle_many(items), is_transient
             )
-            self._count_duplicates(sum(outcome.duplicate for outcome in outcomes))
+            self._count_duplicates(
+                [i for i, o in zip(inbound, outcomes, strict=True) if o.duplicate]
+            )
             return []
         except Exception as exc:
             logger.info("poll of %d failed (%s); applying one by one", len(items), exc)
@@ -211,19 +239,20 @@ class CommandConsumer:
                 outcome = self._backoff.call(
                     "apply", lambda: self._bus.handle(item.command, item.envelope), is_transient
                 )
-                self._count_duplicates(int(outcome.duplicate))
+                self._count_duplicates([item] if outcome.duplicate else [])
                 return None
             except DomainError as exc:
-                return DeadLetter(item.message, type(exc).__name__, str(exc))
+                return DeadLetter(item.message, type(exc).__name__, str(exc), rejected=True)
             except Exception as exc:
                 logger.exception("unexpected error applying %s (attempt %d)", item.command, attempt)
                 last = exc
         return DeadLetter(item.message, type(last).__name__, f"unexpected error: {last}")
 
-    def _count_duplicates(self, duplicates: int) -> None:
+    def _count_duplicates(self, duplicates: list[Inbound]) -> None:
         if duplicates:
-            logger.info("%d re-delivered message(s) were already applied; skipped", duplicates)
-            self.duplicates += duplicates
+            logger.info("%d re-delivered message(s) were already applied; skipped", len(duplicates))
+            self.duplicates += len(duplicates)
+            self._poll_duplicates.update(id(item.message) for item in duplicates)
 
     def _dead_letter(self, dead: list[DeadLetter]) -> None:
         if dead:
@@ -238,6 +267,10 @@ class CommandConsumer:
                 letter.message.offset(),
                 letter.error_type,
                 letter.error_message,
+                extra={
+                    "message_id": message_identity(letter.message),
+                    "correlation_id": header(letter.message, contract.CORRELATION_ID),
+                },
             )
         produce_and_wait(self._dlq, [self._letter(letter) for letter in dead])
 
@@ -275,6 +308,9 @@ class CommandConsumer:
         revoked = [(tp.topic, tp.partition) for tp in partitions]
         self._positions.forget(revoked)
         self._assigned.difference_update(revoked)
+        for topic, partition in revoked:
+            with suppress(KeyError):  # never reported
+                metrics.CONSUMER_LAG.remove(topic, str(partition))
         self._report()
 
     def _report(self) -> None:
@@ -292,6 +328,19 @@ class CommandConsumer:
             logger.warning(
                 "final offset commit failed (%s); some messages may be re-delivered", exc
             )
+
+
+def _count(inbound: list[Inbound], dead: list[DeadLetter], duplicates: set[int]) -> None:
+    """Count each message of a poll once: applied, duplicate (already applied before),
+    rejected by a business rule, or dead-lettered as poison."""
+    failed = {id(letter.message) for letter in dead}
+    for item in inbound:
+        if id(item.message) not in failed:
+            outcome = "duplicate" if id(item.message) in duplicates else "applied"
+            metrics.COMMANDS.labels(str(item.message.topic()), outcome, "").inc()
+    for letter in dead:
+        outcome = "rejected" if letter.rejected else "dead_lettered"
+        metrics.COMMANDS.labels(str(letter.message.topic()), outcome, letter.error_type).inc()
 
 
 def _is_error(message: Message) -> bool:

@@ -8,16 +8,6 @@ import threading
 from types import FrameType
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # One line per registry request is noise at INFO.
-    for chatty in ("httpx", "httpx2", "httpcore"):
-        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
-
-
 def stop_on_signals() -> threading.Event:
     """An event set by SIGTERM or SIGINT; the loops finish the work in hand, then return."""
     stop = threading.Event()

@@ -23,11 +23,11 @@ from collections.abc import Callable
 
 import psycopg2
 import psycopg2.extensions
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 from sqlalchemy import Connection, Engine
 
 from allocation import bootstrap
-from allocation.adapters import contract, outbox
+from allocation.adapters import contract, metrics, outbox, tracing
 from allocation.adapters.avro import AvroCodec
 from allocation.adapters.faults import RegistryUnavailable, TransientFault, is_transient
 from allocation.adapters.inbox import prune_inbox
@@ -101,6 +101,7 @@ class OutboxRelay:
         self._stop = stop
         self._policy = policy
         self._next_prune = 0.0
+        self._next_observation = 0.0
         self._known_topics: set[str] = set()
         self._backoff = Backoff(stop)
         self.health = health or Health()
@@ -132,11 +133,13 @@ class OutboxRelay:
             logger.info("relay is the leader")
             self.is_leader.set()
             self.health.ready("leader")
+            metrics.RELAY_LEADER.set(1)
             with leader.cursor() as cursor:
                 cursor.execute(f"LISTEN {OUTBOX_CHANNEL}")
             checked = time.monotonic()
             while not self._stop.is_set():
                 self.health.beat()
+                self._observe_backlog()
                 if self._publish_chunk() < self._policy.chunk_size:
                     self._housekeeping()
                     self._wait_for_notify(leader)
@@ -147,6 +150,7 @@ class OutboxRelay:
                 checked = time.monotonic()
         finally:
             self.is_leader.clear()
+            metrics.RELAY_LEADER.set(0)
             self.health.not_ready("not connected to the database")
             leader.close()
 
@@ -175,11 +179,13 @@ class OutboxRelay:
         if not rows:
             return 0
         delivery = self._produce(rows)
+        published = delivery.publishable()
         with self._engine.begin() as connection:
-            outbox.mark_published(connection, delivery.publishable())
+            outbox.mark_published(connection, published)
             for row, error in delivery.refused:
                 self._hold_back(connection, row, error)
         self.published += len(delivery.acked)
+        _count_published([row for row in delivery.acked if row.id in set(published)])
         if delivery.fatal:
             raise ProducerBroken(f"fatal producer error: {delivery.fatal}")
         if delivery.lost:
@@ -229,6 +235,15 @@ class OutboxRelay:
             headers.append((contract.CAUSATION_ID, row.causation_id.encode()))
         if row.correlation_id:
             headers.append((contract.CORRELATION_ID, row.correlation_id.encode()))
+        span = tracing.start_send(row.topic, row.key, row.traceparent)
+        traceparent = tracing.traceparent_of(span)
+        if traceparent:
+            headers.append((contract.TRACEPARENT, traceparent.encode()))
+
+        def on_delivery(err: KafkaError | None, _msg: object) -> None:
+            span.end()
+            delivered(row, err)
+
         while True:
             try:
                 self._producer.produce(
@@ -236,7 +251,7 @@ class OutboxRelay:
                     key=row.key.encode(),
                     value=value,
                     headers=headers,
-                    on_delivery=lambda err, _msg: delivered(row, err),
+                    on_delivery=on_delivery,
                 )
                 return
             except BufferError:  # the local queue is full: let deliveries drain it
@@ -263,6 +278,16 @@ class OutboxRelay:
         )
         outbox.record_failure(connection, row, error, delay, park)
 
+    def _observe_backlog(self) -> None:
+        if time.monotonic() < self._next_observation:
+            return
+        self._next_observation = time.monotonic() + 5.0
+        with self._engine.connect() as connection:
+            backlog = outbox.backlog(connection)
+        metrics.OUTBOX_PENDING.set(backlog.pending)
+        metrics.OUTBOX_PARKED.set(backlog.parked)
+        metrics.OUTBOX_OLDEST_AGE.set(backlog.oldest_pending_age_s or 0.0)
+
     def _housekeeping(self) -> None:
         if time.monotonic() < self._next_prune:
             return
@@ -272,6 +297,14 @@ class OutboxRelay:
             forgotten = prune_inbox(connection, self._policy.inbox_retention)
         if pruned or forgotten:
             logger.info("pruned %d published outbox rows, %d inbox rows", pruned, forgotten)
+
+
+def _count_published(rows: list[outbox.PendingRow]) -> None:
+    now = time.time()
+    for row in rows:
+        metrics.EVENTS_PUBLISHED.labels(row.topic).inc()
+        if row.created_at is not None:
+            metrics.PUBLISH_DELAY.observe(max(0.0, now - row.created_at.timestamp()))
 
 
 def build(settings: Settings, engine: Engine, stop: threading.Event) -> OutboxRelay:

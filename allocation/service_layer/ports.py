@@ -27,6 +27,7 @@ class OutboxEntry:
     causation_id: str | None = None
     correlation_id: str | None = None
     event_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    traceparent: str | None = None
 
     @property
     def event_type(self) -> str:

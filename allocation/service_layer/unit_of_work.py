@@ -42,6 +42,8 @@ class Envelope:
     message_id: str
     correlation_id: str | None = None
     deduplicate: bool = True
+    # W3C trace context of the span applying the message; its events are sent under it.
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,7 @@ class AbstractUnitOfWork(abc.ABC):
                 occurred_at=datetime.now(UTC),
                 causation_id=envelope.message_id if envelope else None,
                 correlation_id=envelope.correlation_id if envelope else None,
+                traceparent=envelope.traceparent if envelope else None,
             )
         )
 

@@ -17,6 +17,7 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from allocation.adapters import logs
 from allocation.adapters.avro import RegistryTransportError
 from allocation.adapters.faults import RegistryUnavailable
 from allocation.adapters.schemas import IncompatibleSchema
@@ -24,7 +25,6 @@ from allocation.config import ConfigurationError, Settings, load_settings
 from allocation.domain.errors import DomainError
 from allocation.entrypoints.cli import console, contract, dlq, operations, processes
 from allocation.entrypoints.cli.common import Handler, ToolError
-from allocation.entrypoints.process import configure_logging
 
 USER_ERRORS = (
     ConfigurationError,
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     settings: Settings | None = None
     try:
         settings = load_settings()
-        configure_logging(settings.log_level)
+        logs.configure(settings.log_level, settings.log_format)
         handler: Handler = args.handler
         return handler(settings, args, extra)
     except USER_ERRORS as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from allocation import bootstrap
+from allocation.adapters import tracing
 from allocation.adapters.database import migrate
 from allocation.config import Settings
 from allocation.entrypoints import consumer, health, relay, supervisor
@@ -16,6 +17,13 @@ from allocation.entrypoints.retry import Stopped
 
 def run_all(settings: Settings, args: argparse.Namespace, extra: list[str]) -> int:
     prepare(settings, args, extra)
+    for name, host, port in (
+        ("consumer", settings.metrics_host, settings.consumer_metrics_port),
+        ("relay", settings.metrics_host, settings.relay_metrics_port),
+        ("API", settings.api_host, settings.api_port),
+    ):
+        where = f"at http://{host}:{port}" if port else "off (port 0)"
+        print(f"{name:<9} /metrics /livez /readyz {where}")
     return supervisor.run([["consumer"], ["relay"], ["api"]])
 
 
@@ -26,7 +34,14 @@ def prepare(settings: Settings, args: argparse.Namespace, extra: list[str]) -> i
     return 0
 
 
+def _trace(settings: Settings, role: str) -> None:
+    tracing.configure(
+        f"allocation-{role}", settings.otel_traces_exporter, settings.otel_exporter_otlp_endpoint
+    )
+
+
 def run_consumer(settings: Settings, _args: argparse.Namespace, _: list[str]) -> int:
+    _trace(settings, "consumer")
     stop = stop_on_signals()
     application = bootstrap.bootstrap(settings)
     process = consumer.build(settings, application, stop)
@@ -45,6 +60,7 @@ def run_consumer(settings: Settings, _args: argparse.Namespace, _: list[str]) ->
 
 
 def run_relay(settings: Settings, _args: argparse.Namespace, _: list[str]) -> int:
+    _trace(settings, "relay")
     stop = stop_on_signals()
     with engine(settings, pool_size=2) as pool:
         process = relay.build(settings, pool, stop)
@@ -59,6 +75,7 @@ def run_api(settings: Settings, args: argparse.Namespace, _: list[str]) -> int:
 
     from allocation.entrypoints.api import create_app
 
+    _trace(settings, "api")
     application = bootstrap.bootstrap(settings)
     try:
         uvicorn.run(

@@ -1,0 +1,77 @@
+"""Every Prometheus metric of the service's processes, defined once.
+
+Each process registers all of them but moves only its own; a scrape of the
+consumer shows the relay's at zero, which costs nothing and keeps one list.
+Names follow Prometheus conventions (``_total``, ``_seconds``, base units).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# Seconds: from a few milliseconds (one poll under light load) to a stalled minute.
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+# -- consumer -----------------------------------------------------------------------
+COMMANDS = Counter(
+    "allocation_commands",
+    "Inbound commands by what became of them: applied, duplicate (already applied), "
+    "rejected (a business rule said no) or dead_lettered (poison).",
+    ["topic", "outcome", "reason"],
+)
+CONSUMER_LAG = Gauge(
+    "allocation_consumer_lag",
+    "Messages between the consumer's position and the end of each assigned partition "
+    "(librdkafka's statistics).",
+    ["topic", "partition"],
+)
+POLL_SECONDS = Histogram(
+    "allocation_consumer_batch_seconds",
+    "Time to apply one poll of messages and hand its offsets to the broker.",
+    buckets=_LATENCY_BUCKETS,
+)
+CONSUMER_PAUSED = Gauge(
+    "allocation_consumer_paused", "1 while consumption is paused by a systemic fault."
+)
+
+# -- relay ----------------------------------------------------------------------------
+EVENTS_PUBLISHED = Counter(
+    "allocation_events_published", "Events acknowledged by the broker.", ["topic"]
+)
+OUTBOX_PENDING = Gauge("allocation_outbox_pending_rows", "Outbox rows waiting to be published.")
+OUTBOX_OLDEST_AGE = Gauge(
+    "allocation_outbox_oldest_pending_age_seconds",
+    "Age of the oldest outbox row waiting to be published (0 when none waits).",
+)
+OUTBOX_PARKED = Gauge(
+    "allocation_outbox_parked_rows", "Outbox rows the relay gave up on, waiting for an operator."
+)
+RELAY_LEADER = Gauge("allocation_relay_leader", "1 on the relay that leads, 0 on a standby.")
+PUBLISH_DELAY = Histogram(
+    "allocation_event_publish_delay_seconds",
+    "From the commit that wrote an event to the broker's acknowledgement of it.",
+    buckets=_LATENCY_BUCKETS,
+)
+
+# -- HTTP API -----------------------------------------------------------------------------
+HTTP_REQUESTS = Counter("http_requests", "HTTP requests answered.", ["method", "route", "status"])
+HTTP_SECONDS = Histogram(
+    "http_request_duration_seconds",
+    "Time to answer an HTTP request.",
+    ["method", "route"],
+    buckets=_LATENCY_BUCKETS,
+)
+
+
+def record_lag(statistics_json: str) -> None:
+    """librdkafka's statistics callback: each assigned partition's lag to the gauge."""
+    statistics: dict[str, Any] = json.loads(statistics_json)
+    for topic, described in statistics.get("topics", {}).items():
+        for partition, numbers in described.get("partitions", {}).items():
+            lag = numbers.get("consumer_lag", -1)
+            # -1: not assigned here, or not known yet; the internal partition is -1 too.
+            if partition != "-1" and lag >= 0:
+                CONSUMER_LAG.labels(topic, partition).set(lag)

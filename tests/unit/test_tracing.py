@@ -1,0 +1,44 @@
+import os
+import subprocess
+import sys
+
+from allocation.adapters import tracing
+
+TRACE = "0af7651916cd43dd8448eb211c80319c"
+PARENT = f"00-{TRACE}-b7ad6b7169203331-01"
+
+
+def test_without_an_exporter_the_callers_trace_still_travels() -> None:
+    span = tracing.start_process("allocate", PARENT, {})
+    carried = tracing.traceparent_of(span)
+    assert carried is not None
+    assert carried.split("-")[1] == TRACE
+
+
+def test_no_trace_in_gives_no_trace_out() -> None:
+    assert tracing.traceparent_of(tracing.start_process("allocate", None, {})) is None
+    assert tracing.checked("garbage") is None
+    assert tracing.checked(PARENT) == PARENT
+
+
+def test_the_console_exporter_prints_each_span_under_the_callers_trace() -> None:
+    script = (
+        "from allocation.adapters import tracing\n"
+        "tracing.configure('allocation-test', 'console', None)\n"
+        f"span = tracing.start_process('allocate', {PARENT!r}, {{}})\n"
+        "print('child', tracing.traceparent_of(span))\n"
+        "span.end()\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert out.returncode == 0, out.stderr
+    assert '"name": "process allocate"' in out.stdout
+    assert f"0x{TRACE}" in out.stdout
+    child = next(line for line in out.stdout.splitlines() if line.startswith("child"))
+    assert child.split("-")[1] == TRACE
+    assert child.split("-")[2] != "b7ad6b7169203331"  # a span of its own, recorded
