@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -159,13 +160,17 @@ def produce_and_wait(
     """Produce the messages and wait until the broker acknowledged every one.
 
     Raises KafkaException with the first refusal, or when an acknowledgement did
-    not come within ``timeout`` seconds; the messages acknowledged are returned.
+    not come within ``timeout`` seconds; the acknowledged messages are returned in
+    the order given (acknowledgements of several partitions come in any order).
     """
-    delivered: list[Message] = []
+    delivered: dict[int, Message] = {}
     failures: list[KafkaError] = []
 
-    def on_delivery(err: KafkaError | None, message: Message) -> None:
-        (failures.append(err) if err is not None else delivered.append(message))
+    def on_delivery(index: int, err: KafkaError | None, message: Message) -> None:
+        if err is not None:
+            failures.append(err)
+        else:
+            delivered[index] = message
 
     count = 0
     for m in messages:
@@ -173,7 +178,11 @@ def produce_and_wait(
         while True:
             try:
                 producer.produce(
-                    m.topic, key=m.key, value=m.value, headers=m.headers, on_delivery=on_delivery
+                    m.topic,
+                    key=m.key,
+                    value=m.value,
+                    headers=m.headers,
+                    on_delivery=partial(on_delivery, count - 1),
                 )
                 break
             except BufferError:  # the local queue is full: let deliveries drain it
@@ -185,4 +194,4 @@ def produce_and_wait(
         raise KafkaException(
             KafkaError(KafkaError._MSG_TIMED_OUT, f"no acknowledgement within {timeout:.0f} s")
         )
-    return delivered
+    return [delivered[index] for index in range(count)]

@@ -1,8 +1,8 @@
 """``allocation run``: the consumer, the relay and the API as child processes, for local use.
 
 Each runs as its own ``allocation`` process, exactly as in production. SIGTERM
-or SIGINT is passed on to all of them; if one exits on its own, the others are
-stopped too and ``run`` exits with an error, so nothing runs half-wired.
+or SIGINT (Ctrl-C) is passed on to all of them, once, as SIGTERM; if one exits on
+its own, the others are stopped too and ``run`` exits with an error, so nothing runs half-wired.
 """
 
 from __future__ import annotations
@@ -18,18 +18,25 @@ logger = logging.getLogger(__name__)
 
 
 def run(commands: list[list[str]], grace_s: float = 20.0) -> int:
+    # Each child in a session of its own: Ctrl-C reaches only this process, which asks
+    # each child once to stop. A child that got the terminal's SIGINT too would get a
+    # second one from here, and uvicorn takes a second as "quit now", with a traceback.
     children = [
-        subprocess.Popen([sys.executable, "-m", "allocation.entrypoints.cli", *command])
+        subprocess.Popen(
+            [sys.executable, "-m", "allocation.entrypoints.cli", *command], start_new_session=True
+        )
         for command in commands
     ]
     stopping = False
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         nonlocal stopping
+        if stopping:
+            return
         stopping = True
         for child in children:
             if child.poll() is None:
-                child.send_signal(signum)
+                child.send_signal(signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)

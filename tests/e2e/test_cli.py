@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -14,17 +18,20 @@ from allocation.adapters.kafka import admin_client
 from allocation.bootstrap import avro_codec
 from allocation.config import Settings
 from allocation.entrypoints.provision import create_contract_topics, register_contract_schemas
-from testkit.processes import Service, service_env, wait_for_batches
+from testkit.processes import Service, free_port, service_env, wait_for_batches, wait_until
 from testkit.traffic import CommandSender, DecodingReader
 from tests.conftest import random_batchref, random_orderid, random_sku, random_suffix
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def allocation(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+def allocation(
+    settings: Settings, *args: str, stdin: str | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "allocation.entrypoints.cli", *args],
         env=service_env(settings, **env),
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=120,
@@ -180,3 +187,74 @@ def test_replaying_every_dead_letter_ends_even_when_they_fail_again(
     finally:
         assert consumer.terminate() == 0
         admin_client(s).delete_topics(list(s.all_topics))
+
+
+def test_the_version_is_printed(e2e_settings: Settings) -> None:
+    shown = allocation(e2e_settings, "--version")
+    assert shown.returncode == 0, shown.stderr
+    assert re.fullmatch(r"allocation \d+\.\d+\.\d+\S*\n", shown.stdout), shown.stdout
+
+
+def test_produce_reads_json_lines_from_stdin_all_or_nothing(e2e_settings: Settings) -> None:
+    s = e2e_settings
+    sku = random_sku("bulk")
+    good = [json.dumps({"ref": random_batchref(n), "sku": sku, "qty": n + 1}) for n in range(3)]
+    bad = json.dumps({"ref": random_batchref("bad"), "sku": sku, "qty": -1})
+
+    refused = allocation(s, "produce", s.topic_add_batch, "-", stdin="\n".join([*good, bad]))
+    assert refused.returncode == 1
+    assert "line 4" in refused.stderr
+    assert "nothing was sent" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+    sent = allocation(s, "produce", s.topic_add_batch, "-", stdin="\n".join(good) + "\n\n")
+    assert sent.returncode == 0, sent.stderr
+    assert [r["key"] for r in json_lines(sent.stdout)] == [sku] * 3
+    assert len({r["message_id"] for r in json_lines(sent.stdout)}) == 3
+    watched = allocation(s, "consume", s.topic_add_batch, "--from-beginning", "--timeout", "5")
+    assert sorted(r["value"]["qty"] for r in json_lines(watched.stdout) if r["key"] == sku) == [
+        1,
+        2,
+        3,
+    ]
+
+
+def test_ctrl_c_on_run_stops_every_process_without_a_traceback(
+    e2e_settings: Settings, log_dir: Path
+) -> None:
+    s = e2e_settings.with_prefix(f"run-{random_suffix()}")
+    env = service_env(
+        s,
+        API_PORT=str(free_port()),
+        CONSUMER_METRICS_PORT=str(free_port()),
+        RELAY_METRICS_PORT=str(free_port()),
+    )
+    output = log_dir / "run.log"
+    with output.open("wb") as out:
+        run = subprocess.Popen(
+            [sys.executable, "-m", "allocation.entrypoints.cli", "run"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, as a terminal's foreground job
+        )
+    try:
+        api = f"http://127.0.0.1:{env['API_PORT']}/readyz"
+        wait_until(lambda: _answers(api), 120, "the API of `allocation run` to answer")
+        os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C does: the whole group gets SIGINT
+        assert run.wait(60) == 0
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+        admin_client(s).delete_topics(list(s.all_topics))
+    text = output.read_text()
+    assert "Traceback" not in text, text[-3000:]
+    assert "CancelledError" not in text
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            return answer.status == 200
+    except OSError:
+        return False

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from importlib import metadata
 
 from confluent_kafka import KafkaException
 from confluent_kafka.schema_registry.error import SchemaRegistryError
@@ -74,11 +75,19 @@ def explain(exc: BaseException, settings: Settings | None) -> str:
     return where + (text[0] if text else type(exc).__name__)
 
 
+def _version() -> str:
+    try:
+        return metadata.version("allocation")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every subcommand."""
     parser = argparse.ArgumentParser(
         prog="allocation", description="Allocate order lines to batches of stock over Kafka."
     )
+    parser.add_argument("--version", action="version", version=f"allocation {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in (processes, contract, console, dlq, operations):
         group.add_commands(sub)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,32 +17,68 @@ from confluent_kafka import KafkaException, Producer
 from allocation import bootstrap
 from allocation.adapters import contract
 from allocation.adapters.avro import AvroCodec, PoisonMessage
-from allocation.adapters.kafka import Headers, Outgoing, produce_and_wait, producer_config
+from allocation.adapters.kafka import (
+    Headers,
+    Outgoing,
+    produce_and_wait,
+    producer_config,
+)
 from allocation.adapters.topic_reader import Received, TopicReader
 from allocation.adapters.wire import COMMAND_DECODERS, Record, check_command
 from allocation.config import Settings
+from allocation.domain.errors import DomainError
 from allocation.entrypoints.cli.common import ToolError, command, print_json
 
 
 def produce(settings: Settings, args: argparse.Namespace, extra: list[str]) -> int:
-    record = record_from_cli(settings, args.topic, args.json, extra)
+    """One command from flags or --json; with ``-``, one per JSON line of stdin, all or none."""
+    if extra == ["-"]:
+        records = [
+            _line_record(settings, args.topic, n, line)
+            for n, line in enumerate(sys.stdin, start=1)
+            if line.strip()
+        ]
+    else:
+        records = [record_from_cli(settings, args.topic, args.json, extra)]
     name = contract.topic_records(settings)[args.topic]
     if not args.no_check:
-        check_command(COMMAND_DECODERS[name](record))
-    message_id = str(uuid.uuid4())
-    headers: Headers = [(contract.MESSAGE_ID, message_id.encode())]
-    if args.correlation_id:
-        headers.append((contract.CORRELATION_ID, args.correlation_id.encode()))
-    key = args.key or str(record[contract.key_field(name)])
-    value = bootstrap.avro_codec(settings).encode(args.topic, record)
+        for n, record in enumerate(records, start=1):
+            try:
+                check_command(COMMAND_DECODERS[name](record))
+            except DomainError as exc:
+                where = f"line {n}: " if extra == ["-"] else ""
+                raise ToolError(f"{where}{exc}; nothing was sent") from None
+    codec = bootstrap.avro_codec(settings)
+    outgoing, ids = [], []
+    for record in records:
+        ids.append(str(uuid.uuid4()))
+        headers: Headers = [(contract.MESSAGE_ID, ids[-1].encode())]
+        if args.correlation_id:
+            headers.append((contract.CORRELATION_ID, args.correlation_id.encode()))
+        key = args.key or str(record[contract.key_field(name)])
+        outgoing.append(
+            Outgoing(args.topic, key.encode(), codec.encode(args.topic, record), headers)
+        )
     producer = Producer(producer_config(settings, "allocation-cli"))
     try:
-        (sent,) = produce_and_wait(producer, [Outgoing(args.topic, key.encode(), value, headers)])
+        sent = produce_and_wait(producer, outgoing)
     except KafkaException as exc:
         raise ToolError(f"could not produce to {args.topic}: {exc}") from None
-    produced = {"topic": args.topic, "partition": sent.partition(), "offset": sent.offset()}
-    print_json({**produced, "key": key, "message_id": message_id})
+    for message_id, message, acked in zip(ids, outgoing, sent, strict=True):
+        coordinates = {
+            "topic": args.topic,
+            "partition": acked.partition(),
+            "offset": acked.offset(),
+        }
+        print_json({**coordinates, "key": (message.key or b"").decode(), "message_id": message_id})
     return 0
+
+
+def _line_record(settings: Settings, topic: str, number: int, line: str) -> Record:
+    try:
+        return record_from_cli(settings, topic, line, [])
+    except ToolError as exc:
+        raise ToolError(f"line {number}: {exc}; nothing was sent") from None
 
 
 def consume(settings: Settings, args: argparse.Namespace, _: list[str]) -> int:
@@ -134,9 +171,9 @@ def _json_record(text: str) -> Record:
     try:
         record = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ToolError(f"--json is not valid JSON: {exc}") from None
+        raise ToolError(f"not valid JSON: {exc}") from None
     if not isinstance(record, dict):
-        raise ToolError("--json must be a JSON object")
+        raise ToolError("the record must be a JSON object")
     if isinstance(record.get("eta"), str):
         record["eta"] = _iso_date(record["eta"])
     return record
@@ -158,7 +195,12 @@ def _iso_date(text: str) -> date:
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add this module's subcommands to the parser."""
-    p = command(sub, "produce", produce, "send one command; fields as --name value or --json")
+    p = command(
+        sub,
+        "produce",
+        produce,
+        "send one command (fields as --name value, or --json); with -, one per JSON line of stdin",
+    )
     p.add_argument("topic")
     p.add_argument("--json", help="the record as a JSON object")
     p.add_argument("--key", help="message key (default: the contract's key field)")
