@@ -18,18 +18,29 @@ def create_contract_topics(
 ) -> dict[str, str]:
     """Create every topic of the contract that is missing; ``{topic: "created" | "exists"}``.
 
-    The dead-letter topic keeps letters ``dlq_retention_days`` and takes records up to
-    DLQ_MAX_BYTES, so that whatever a command topic accepted can be dead-lettered whole.
+    Every topic is replicated ``topic_replication_factor`` times and accepts a write
+    once ``min_insync_replicas`` of them have it, so one broker lost loses no
+    acknowledged record and stops no writer. The dead-letter topic keeps letters
+    ``dlq_retention_days`` and takes records up to DLQ_MAX_BYTES, so that whatever a
+    command topic accepted can be dead-lettered whole.
     """
+    replicated = {"min.insync.replicas": str(min_insync_replicas(settings))}
     dead_letters = {
+        **replicated,
         "retention.ms": str(int(settings.dlq_retention_days * 86_400_000)),
         "max.message.bytes": str(DLQ_MAX_BYTES),
     }
-    chosen = {settings.topic_dlq: dead_letters}
+    chosen = {topic: dict(replicated) for topic in settings.all_topics}
+    chosen[settings.topic_dlq] = dead_letters
     for topic, config in (configs or {}).items():
         chosen[topic] = {**chosen.get(topic, {}), **config}
     count = partitions or settings.topic_partitions
     return create_topics(settings, settings.all_topics, count, configs=chosen)
+
+
+def min_insync_replicas(settings: Settings) -> int:
+    """RF - 1, at least 1: a write survives one broker lost, and one broker down stops none."""
+    return max(1, settings.topic_replication_factor - 1)
 
 
 def register_contract_schemas(settings: Settings) -> list[Registered]:

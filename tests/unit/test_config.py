@@ -1,6 +1,7 @@
 import pytest
 
 from allocation.config import ConfigurationError, load_settings, settings_from
+from allocation.entrypoints.provision import min_insync_replicas
 
 
 def test_defaults_are_the_contracts() -> None:
@@ -51,3 +52,8 @@ def test_renamed_variables_still_work_with_a_warning(
     assert (settings.consumer_poll_size, settings.relay_chunk_size) == (42, 7)
     assert "CONSUMER_BATCH_SIZE is deprecated" in caplog.text
     assert "set RELAY_CHUNK_SIZE instead" in caplog.text
+
+
+def test_topics_tolerate_one_broker_lost_without_stopping_writers() -> None:
+    factors = [settings_from(topic_replication_factor=rf) for rf in (1, 2, 3)]
+    assert [min_insync_replicas(settings) for settings in factors] == [1, 1, 2]

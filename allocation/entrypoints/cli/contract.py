@@ -10,6 +10,7 @@ from allocation.config import Settings
 from allocation.entrypoints.provision import (
     check_contract_schemas,
     create_contract_topics,
+    min_insync_replicas,
     register_contract_schemas,
 )
 
@@ -17,6 +18,10 @@ from allocation.entrypoints.provision import (
 def topics_create(settings: Settings, args: argparse.Namespace, _: list[str]) -> int:
     for topic, result in create_contract_topics(settings, args.partitions).items():
         print(f"{topic:<22} {result}")
+    print(
+        f"replication factor {settings.topic_replication_factor}, "
+        f"min.insync.replicas {min_insync_replicas(settings)} (for topics created now)"
+    )
     return 0
 
 
