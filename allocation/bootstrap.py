@@ -32,7 +32,7 @@ from allocation.service_layer.unit_of_work import AbstractUnitOfWork, EventRoute
 def avro_codec(settings: Settings) -> AvroCodec:
     """The Avro codec of every contract topic, backed by the schema registry."""
     schemas = {topic: load_schema(name) for topic, name in topic_records(settings).items()}
-    return AvroCodec(registry_client(settings.schema_registry_url), schemas)
+    return AvroCodec(registry_client(settings), schemas)
 
 
 def event_routes(settings: Settings) -> EventRoutes:

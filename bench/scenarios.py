@@ -15,6 +15,7 @@ from pathlib import Path
 from confluent_kafka import Producer
 from sqlalchemy import delete, func, insert, select, text
 
+from allocation.adapters.security import kafka_client_security
 from allocation.adapters.tables import allocations, batches, outbox, products
 from allocation.bootstrap import avro_codec, bootstrap
 from allocation.config import Settings
@@ -80,6 +81,7 @@ def fast_producer(settings: Settings) -> Producer:
     return Producer(
         {
             "bootstrap.servers": settings.kafka_bootstrap_servers,
+            **kafka_client_security(settings),
             "enable.idempotence": True,
             "linger.ms": 5,
             "batch.num.messages": 10_000,
@@ -159,7 +161,11 @@ def latency(db: BenchDatabase, sizes: Sizes) -> list[float]:
         with processes(settings, ["consumer", "relay"]):
             time.sleep(2.0)
             producer = Producer(
-                {"bootstrap.servers": settings.kafka_bootstrap_servers, "linger.ms": 0}
+                {
+                    "bootstrap.servers": settings.kafka_bootstrap_servers,
+                    **kafka_client_security(settings),
+                    "linger.ms": 0,
+                }
             )
             started = time.monotonic()
             for n, (orderid, sku, value) in enumerate(values):

@@ -12,6 +12,7 @@ from confluent_kafka import Consumer
 
 from allocation.adapters.avro import AvroCodec
 from allocation.adapters.kafka import header
+from allocation.adapters.security import kafka_client_security
 from allocation.config import Settings
 
 
@@ -26,6 +27,7 @@ class EventWatcher(threading.Thread):
         self._consumer = Consumer(
             {
                 "bootstrap.servers": settings.kafka_bootstrap_servers,
+                **kafka_client_security(settings),
                 "group.id": f"bench-watch-{uuid.uuid4().hex[:8]}",
                 "auto.offset.reset": "earliest",
                 "enable.auto.commit": False,

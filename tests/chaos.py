@@ -30,6 +30,7 @@ from sqlalchemy import Engine, func, select
 
 from allocation.adapters.avro import AvroCodec
 from allocation.adapters.kafka import admin_client, message_headers
+from allocation.adapters.security import kafka_client_security
 from allocation.adapters.tables import allocations, batches, inbox, outbox
 from allocation.bootstrap import avro_codec, bootstrap
 from allocation.config import Settings
@@ -104,6 +105,7 @@ class Recorder(threading.Thread):
         self._consumer = Consumer(
             {
                 "bootstrap.servers": settings.kafka_bootstrap_servers,
+                **kafka_client_security(settings),
                 "group.id": f"chaos-recorder-{uuid.uuid4().hex[:8]}",
                 "auto.offset.reset": "earliest",
                 "enable.auto.commit": False,

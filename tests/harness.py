@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Producer
+from pydantic import SecretStr
 from sqlalchemy import Engine, func, select
 
 from allocation.adapters.avro import AvroCodec
 from allocation.adapters.kafka import message_headers
+from allocation.adapters.security import kafka_client_security
 from allocation.adapters.tables import batches
 from allocation.config import Settings
 
@@ -29,7 +31,11 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The process environment that makes ``allocation`` use exactly these settings."""
     env = dict(os.environ)
     for name, value in settings.model_dump().items():
-        if value is not None:
+        if isinstance(value, SecretStr):
+            env[name.upper()] = value.get_secret_value()
+        elif name == "kafka_config":
+            env.update({f"KAFKA_CONFIG_{k.upper().replace('.', '_')}": v for k, v in value.items()})
+        elif value is not None:
             env[name.upper()] = str(value)
     env.update(extra)
     return env
@@ -125,6 +131,7 @@ class CommandSender:
         self._producer = Producer(
             {
                 "bootstrap.servers": settings.kafka_bootstrap_servers,
+                **kafka_client_security(settings),
                 "enable.idempotence": True,
                 "message.max.bytes": max_bytes,
             }
@@ -172,6 +179,7 @@ class TopicReader:
         self._consumer = Consumer(
             {
                 "bootstrap.servers": settings.kafka_bootstrap_servers,
+                **kafka_client_security(settings),
                 "group.id": f"test-reader-{uuid.uuid4().hex[:8]}",
                 "auto.offset.reset": "earliest",
                 "enable.auto.commit": False,

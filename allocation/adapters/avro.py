@@ -22,7 +22,9 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from fastavro.read import SchemaResolutionError
 
+from allocation.adapters.security import AccessDenied, registry_client_config
 from allocation.adapters.wire import Record
+from allocation.config import Settings
 
 try:  # the HTTP library the registry client itself uses (httpx2, or httpx before it)
     from confluent_kafka.schema_registry.common._httpx_compat import httpx as _registry_http
@@ -63,8 +65,13 @@ class RegistryUnavailable(Exception):
     """The schema registry could not be asked; the same call may succeed later."""
 
 
-def registry_client(url: str) -> SchemaRegistryClient:
-    return SchemaRegistryClient({"url": url, "timeout": 10})
+def registry_client(settings: Settings) -> SchemaRegistryClient:
+    return SchemaRegistryClient(registry_client_config(settings))
+
+
+def _refused(exc: Exception) -> bool:
+    # Wrong or missing credentials: not the message's fault, and no retry will help.
+    return isinstance(exc, SchemaRegistryError) and exc.http_status_code in (401, 403)
 
 
 def _unavailable(exc: Exception) -> bool:
@@ -134,6 +141,8 @@ class AvroCodec:
             except Exception as exc:
                 if _unavailable(exc):
                     raise RegistryUnavailable(f"schema registry: {exc}") from exc
+                if _refused(exc):
+                    raise AccessDenied(f"schema registry refused access: {exc}") from exc
                 raise LookupError(
                     f"schema for {subject} is not registered (run `allocation schemas register`)"
                 ) from exc
@@ -151,6 +160,8 @@ class AvroCodec:
         except Exception as exc:
             if _unavailable(exc):
                 raise RegistryUnavailable(f"schema registry: {exc}") from exc
+            if _refused(exc):
+                raise AccessDenied(f"schema registry refused access: {exc}") from exc
             raise UnknownSchemaId(f"schema id {schema_id} is unknown to the registry") from exc
         if found.schema_type not in (None, "AVRO"):
             raise WrongRecordType(f"schema id {schema_id} is {found.schema_type}, not Avro")

@@ -9,6 +9,7 @@ from typing import Any
 from confluent_kafka import KafkaException, Message
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from allocation.adapters.security import kafka_client_security
 from allocation.config import Settings
 
 Headers = list[tuple[str, str | bytes | None]]
@@ -28,6 +29,7 @@ def producer_config(settings: Settings, client_id: str, **overrides: Any) -> dic
         "acks": "all",
         "linger.ms": 5,
         "compression.type": "lz4",
+        **kafka_client_security(settings),
         **overrides,
     }
 
@@ -44,6 +46,7 @@ def consumer_config(
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",
+        **kafka_client_security(settings),
         **overrides,
     }
 
@@ -62,7 +65,9 @@ def command_consumer_config(settings: Settings, client_id: str) -> dict[str, Any
 
 
 def admin_client(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    return AdminClient(
+        {"bootstrap.servers": settings.kafka_bootstrap_servers, **kafka_client_security(settings)}
+    )
 
 
 def create_topics(

@@ -26,6 +26,7 @@ from allocation.adapters.avro import RegistryTransportError, RegistryUnavailable
 from allocation.adapters.database import make_engine, migrate
 from allocation.adapters.kafka import admin_client, header
 from allocation.adapters.schemas import IncompatibleSchema
+from allocation.adapters.security import AccessDenied, is_refusal, refused
 from allocation.adapters.wire import load_schema, topic_records
 from allocation.config import ConfigurationError, Settings, load_settings
 from allocation.domain.errors import DomainError
@@ -38,6 +39,7 @@ Handler = Callable[[Settings, argparse.Namespace, list[str]], int]
 
 USER_ERRORS = (
     ConfigurationError,
+    AccessDenied,
     tools.ToolError,
     IncompatibleSchema,
     DomainError,
@@ -81,7 +83,11 @@ def _engine(settings: Settings, pool_size: int = 1) -> Iterator[Engine]:
 def _explain(exc: BaseException, settings: Settings | None) -> str:
     """One line: what failed, and where when a server could not be reached."""
     where = ""
-    if settings is not None and isinstance(exc, RegistryTransportError | RegistryUnavailable):
+    if isinstance(exc, KafkaException) and exc.args and is_refusal(exc.args[0]):
+        exc = refused(exc.args[0])
+    if settings is not None and settings.kafka_sasl_username and isinstance(exc, AccessDenied):
+        where = f"as principal User:{settings.kafka_sasl_username}: "
+    elif settings is not None and isinstance(exc, RegistryTransportError | RegistryUnavailable):
         where = f"schema registry at {settings.schema_registry_url} unreachable: "
     elif settings is not None and isinstance(exc, DBAPIError) and exc.connection_invalidated:
         where = "database connection lost: "

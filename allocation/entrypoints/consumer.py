@@ -25,6 +25,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from allocation.adapters.avro import AvroCodec, PoisonMessage, RegistryUnavailable
 from allocation.adapters.database import is_unavailable
 from allocation.adapters.kafka import dead_letter_headers, header, message_identity
+from allocation.adapters.security import is_refusal, refused
 from allocation.adapters.wire import COMMAND_DECODERS
 from allocation.domain import commands
 from allocation.domain.errors import DomainError
@@ -288,6 +289,8 @@ def _is_error(message: Message) -> bool:
         return False
     if _fatal(error):
         raise ConsumerBroken(f"fatal consumer error: {error.str()}")
+    if is_refusal(error):  # no ACL for the group or a topic: waiting will not grant one
+        raise refused(error)
     if error.code() != KafkaError._PARTITION_EOF:
         logger.warning("consumer error: %s", error)
     return True

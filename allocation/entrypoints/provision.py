@@ -35,4 +35,4 @@ def create_contract_topics(
 def register_contract_schemas(settings: Settings) -> list[Registered]:
     """Register each topic's schema under ``<topic>-value`` with BACKWARD compatibility."""
     schemas = {topic: load_schema(name) for topic, name in topic_records(settings).items()}
-    return register_all(registry_client(settings.schema_registry_url), schemas)
+    return register_all(registry_client(settings), schemas)

@@ -33,6 +33,7 @@ from allocation.adapters.avro import AvroCodec, RegistryUnavailable
 from allocation.adapters.database import is_unavailable
 from allocation.adapters.inbox import prune_inbox
 from allocation.adapters.kafka import Headers
+from allocation.adapters.security import is_refusal, refused
 from allocation.adapters.tables import OUTBOX_CHANNEL
 from allocation.adapters.wire import event_from_payload, event_to_record
 from allocation.entrypoints.retry import Backoff, Stopped
@@ -59,6 +60,8 @@ class Delivery:
     def record(self, row: outbox.PendingRow, err: KafkaError | None) -> None:
         if err is None:
             self.acked.append(row.id)
+        elif is_refusal(err):  # not this row's fault: no row could be sent; stop, park none
+            raise refused(err)
         elif err.retriable() or err.code() == KafkaError._MSG_TIMED_OUT:
             self.lost.append(err.str())  # the broker may take it next time
         else:
@@ -189,8 +192,14 @@ class OutboxRelay:
         """Which of the topics exist; asking the broker is also how an outage shows up early."""
         if wanted <= self._known_topics:
             return self._known_topics
+        self._producer.poll(0)  # serves error_cb, which raises AccessDenied on failed login
         try:
             metadata = self._producer.list_topics(timeout=10)
+            # Topics we may not describe are left out of a full listing: ask for them by name.
+            for name in wanted - set(metadata.topics):
+                error = self._producer.list_topics(name, timeout=10).topics[name].error
+                if error is not None and is_refusal(error):
+                    raise refused(error)
         except KafkaException as exc:
             raise NotDelivered(f"broker metadata unavailable: {exc}") from exc
         self._known_topics = {name for name, t in metadata.topics.items() if t.error is None}

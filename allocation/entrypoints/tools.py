@@ -21,6 +21,7 @@ from allocation.adapters.kafka import (
     message_headers,
     producer_config,
 )
+from allocation.adapters.security import is_refusal
 from allocation.adapters.wire import COMMAND_DECODERS, Record, check_command, topic_records
 from allocation.config import Settings
 
@@ -125,9 +126,10 @@ def read(
                 if idle_timeout is not None and silent and silent > idle_timeout:
                     return
                 continue
-            if message.error() is not None:
-                if message.error().fatal():  # type: ignore[union-attr]
-                    raise KafkaException(message.error())
+            error = message.error()
+            if error is not None:
+                if error.fatal() or is_refusal(error):  # no ACL to read: waiting will not help
+                    raise KafkaException(error)
                 continue
             seen += 1
             last_activity[:] = [time.monotonic()]

@@ -9,6 +9,7 @@ from pathlib import Path
 from confluent_kafka import Consumer
 from sqlalchemy import Engine
 
+from allocation.adapters.security import kafka_client_security
 from allocation.config import Settings
 from tests.conftest import random_batchref, random_orderid, random_sku
 from tests.harness import CommandSender, Service, TopicReader, service_env, wait_for_batches
@@ -34,6 +35,7 @@ def test_a_fenced_static_member_replaces_its_client(
         intruder = Consumer(
             {
                 "bootstrap.servers": s.kafka_bootstrap_servers,
+                **kafka_client_security(s),
                 "group.id": s.consumer_group,
                 "group.instance.id": instance,
                 "session.timeout.ms": 10_000,
