@@ -174,13 +174,19 @@ class Received:
 class TopicReader:
     """Reads topics from the beginning with a throwaway group, decoding what it can."""
 
-    def __init__(self, settings: Settings, codec: AvroCodec, topics: list[str]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        codec: AvroCodec,
+        topics: list[str],
+        group_prefix: str = "test-reader",
+    ) -> None:
         self._codec = codec
         self._consumer = Consumer(
             {
                 "bootstrap.servers": settings.kafka_bootstrap_servers,
                 **kafka_client_security(settings),
-                "group.id": f"test-reader-{uuid.uuid4().hex[:8]}",
+                "group.id": f"{group_prefix}-{uuid.uuid4().hex[:8]}",
                 "auto.offset.reset": "earliest",
                 "enable.auto.commit": False,
             }
