@@ -74,6 +74,14 @@ def _refused(exc: Exception) -> bool:
     return isinstance(exc, SchemaRegistryError) and exc.http_status_code in (401, 403)
 
 
+def _registry_refused(exc: Exception) -> AccessDenied:
+    status = getattr(exc, "http_status_code", None)
+    return AccessDenied(
+        f"schema registry refused access (HTTP {status}): check "
+        "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO (not retried)"
+    )
+
+
 def _unavailable(exc: Exception) -> bool:
     if isinstance(exc, RegistryTransportError):
         return True
@@ -142,7 +150,7 @@ class AvroCodec:
                 if _unavailable(exc):
                     raise RegistryUnavailable(f"schema registry: {exc}") from exc
                 if _refused(exc):
-                    raise AccessDenied(f"schema registry refused access: {exc}") from exc
+                    raise _registry_refused(exc) from exc
                 raise LookupError(
                     f"schema for {subject} is not registered (run `allocation schemas register`)"
                 ) from exc
@@ -161,7 +169,7 @@ class AvroCodec:
             if _unavailable(exc):
                 raise RegistryUnavailable(f"schema registry: {exc}") from exc
             if _refused(exc):
-                raise AccessDenied(f"schema registry refused access: {exc}") from exc
+                raise _registry_refused(exc) from exc
             raise UnknownSchemaId(f"schema id {schema_id} is unknown to the registry") from exc
         if found.schema_type not in (None, "AVRO"):
             raise WrongRecordType(f"schema id {schema_id} is {found.schema_type}, not Avro")

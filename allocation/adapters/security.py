@@ -79,6 +79,10 @@ def registry_client_config(settings: Settings) -> dict[str, Any]:
 
 def is_refusal(error: KafkaError) -> bool:
     """Did the broker refuse who we are or what we asked (not a fault that may clear)?"""
+    if error.code() == KafkaError._AUTHENTICATION:
+        # librdkafka also says _AUTHENTICATION when the connection drops mid-handshake
+        reason = error.str().lower()
+        return "authentication fail" in reason and "transport failure" not in reason
     return error.code() in _REFUSALS
 
 

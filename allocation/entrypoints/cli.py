@@ -85,7 +85,7 @@ def _explain(exc: BaseException, settings: Settings | None) -> str:
     where = ""
     if isinstance(exc, KafkaException) and exc.args and is_refusal(exc.args[0]):
         exc = refused(exc.args[0])
-    if settings is not None and settings.kafka_sasl_username and isinstance(exc, AccessDenied):
+    if settings and settings.kafka_sasl_username and str(exc).startswith("Kafka refused"):
         where = f"as principal User:{settings.kafka_sasl_username}: "
     elif settings is not None and isinstance(exc, RegistryTransportError | RegistryUnavailable):
         where = f"schema registry at {settings.schema_registry_url} unreachable: "
@@ -174,7 +174,12 @@ def topics_create(settings: Settings, args: argparse.Namespace, _: list[str]) ->
 
 
 def topics_list(settings: Settings, _args: argparse.Namespace, _: list[str]) -> int:
-    metadata = admin_client(settings).list_topics(timeout=10)
+    admin = admin_client(settings)
+    try:
+        metadata = admin.list_topics(timeout=10)
+    except KafkaException:
+        admin.poll(0)  # a failed login reaches error_cb only: let it raise AccessDenied
+        raise
     for topic in settings.all_topics:
         found = metadata.topics.get(topic)
         state = "missing" if found is None else f"{len(found.partitions)} partitions"

@@ -231,6 +231,20 @@ class TestRefusals:
         assert not is_refusal(KafkaError(code))
         raise_refusal(KafkaError(code))  # the client goes on retrying by itself
 
+    def test_a_connection_lost_during_the_handshake_is_not_a_refusal(self) -> None:
+        lost = KafkaError(
+            KafkaError._AUTHENTICATION,
+            "SASL authentication error: SaslAuthenticateRequest failed: "
+            "Local: Broker transport failure",
+        )
+        assert not is_refusal(lost)
+        wrong = KafkaError(
+            KafkaError._AUTHENTICATION,
+            "SASL authentication error: Authentication failed during authentication due to "
+            "invalid credentials with SASL mechanism SCRAM-SHA-512",
+        )
+        assert is_refusal(wrong)
+
     def test_the_relay_stops_on_a_refused_delivery_instead_of_parking_the_row(self) -> None:
         delivery = Delivery()
         with pytest.raises(AccessDenied, match="TOPIC_AUTHORIZATION_FAILED"):
