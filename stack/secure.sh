@@ -290,6 +290,19 @@ secure_registry_database() {
 }
 if [[ -f $SECURE_DIR/.complete ]]; then secure_registry_database; fi
 
+eval "plain_$(declare -f cmd_status)"
+
+cmd_status() {
+    plain_cmd_status
+    local pid answers="NOT answering"
+    if pid=$(nginx_pid); then
+        registry_proxy_answers && answers=answers
+        printf '%-9s running  pid %-8s port %-6s %s\n' proxy "$pid" "$STACK_REGISTRY_PROXY_PORT" "$answers"
+    else
+        printf '%-9s stopped  %-12s port %-6s\n' proxy "" "$STACK_REGISTRY_PROXY_PORT"
+    fi
+}
+
 eval "plain_$(declare -f cmd_down)"
 
 cmd_down() {

@@ -684,8 +684,9 @@ cmd_psql() {
     exec "$PG_BIN/psql" -X -h "$PG_SOCK" -p "$STACK_PG_PORT" -U postgres "$@"
 }
 
-# STACK_SECURITY=on: TLS, SASL, ACLs and passwords everywhere (stack/secure.sh redefines some of the above).
-if [[ ${STACK_SECURITY:-off} == on ]]; then
+# STACK_SECURITY=on: TLS, SASL, ACLs and passwords everywhere (stack/secure.sh redefines some of the
+# above). A STACK_HOME once secured stays so, lest a plain `up` open its data to anyone.
+if [[ ${STACK_SECURITY:-off} == on || -f $STACK_HOME/secure/.complete ]]; then
     # shellcheck source=secure.sh
     source "$STACK_SRC/secure.sh"
 fi
