@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv stack-up stack-down stack-status lint typecheck test test-unit run bench bench-quick chaos clean
+.PHONY: help venv stack-up stack-down stack-status lint typecheck test test-unit test-security run bench bench-quick chaos clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ test-unit: $(STAMP)  ## unit tests only (no server needed)
 
 test: $(STAMP) lint typecheck stack-up  ## the README's test command: lint, types, then every test on the real stack
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-security: $(STAMP)  ## e2e tests on a secured stack of their own (SASL_SSL, ACLs, TLS; ~2 min)
+	STACK_SECURITY_TESTS=on $(BIN)/pytest tests/e2e/test_security.py $(PYTEST_ARGS)
 
 run: $(STAMP) stack-up  ## the main job: stack up, migrate, topics, schemas, then consumer+relay+API
 	$(BIN)/allocation run

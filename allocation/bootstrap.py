@@ -28,9 +28,7 @@ from allocation.service_layer.unit_of_work import AbstractUnitOfWork, EventRoute
 
 def avro_codec(settings: Settings) -> AvroCodec:
     """The Avro codec of every contract topic, backed by the schema registry."""
-    return AvroCodec(
-        registry_client(settings.schema_registry_url), contract.topic_schemas(settings)
-    )
+    return AvroCodec(registry_client(settings), contract.topic_schemas(settings))
 
 
 def event_routes(settings: Settings) -> EventRoutes:

@@ -3,6 +3,11 @@
 Every field maps to the upper-case environment variable of the same name
 (``database_url`` <- ``DATABASE_URL``). Defaults are the ones of the design
 contract, so a developer machine with ``make stack-up`` needs no variable at all.
+
+Secrets can come from files instead (``<NAME>_FILE``), and librdkafka properties the
+settings do not name pass through as ``KAFKA_CONFIG_<PROPERTY>`` (``settings_sources``).
+No secret is shown by ``repr(settings)``: secrets are ``SecretStr`` and the
+password of DATABASE_URL is masked.
 """
 
 from __future__ import annotations
@@ -11,17 +16,24 @@ import logging
 import os
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from allocation.settings_sources import (
+    DEFAULT_DATABASE_URL,
+    ConfigurationError,
+    FromFilesAndPassThrough,
+    check_pass_through,
+    mask_password,
+    masked_property,
+)
+
+__all__ = ["ConfigurationError", "Settings", "load_settings", "mask_password", "settings_from"]
 
 logger = logging.getLogger(__name__)
 
 # Variables renamed, old -> new; the old name still works, with a warning.
 RENAMED = {"CONSUMER_BATCH_SIZE": "CONSUMER_POLL_SIZE", "RELAY_BATCH_SIZE": "RELAY_CHUNK_SIZE"}
-
-
-class ConfigurationError(Exception):
-    """A setting from the environment is missing or malformed."""
 
 
 class Settings(BaseSettings):
@@ -30,8 +42,20 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="ignore")
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (librdkafka's security.protocol).
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_ca_location: str | None = None  # PEM file of the CA(s) that signed the brokers
+    # librdkafka properties passed through as they are (KAFKA_CONFIG_<PROPERTY>).
+    kafka_config: dict[str, str] = Field(default_factory=dict)
     schema_registry_url: str = "http://127.0.0.1:8081/apis/ccompat/v7"
-    database_url: str = "postgresql://allocation:allocation@127.0.0.1:5432/allocation"
+    # HTTP basic auth to the registry, Confluent's convention: "user:password".
+    schema_registry_basic_auth_user_info: SecretStr | None = None
+    schema_registry_ca_location: str | None = None  # PEM file to verify an https:// registry
+    # TLS to PostgreSQL goes in the URL: ?sslmode=verify-full&sslrootcert=/path/ca.pem
+    database_url: str = DEFAULT_DATABASE_URL
 
     topic_add_batch: str = "add-batch"
     topic_allocate: str = "allocate"
@@ -88,12 +112,53 @@ class Settings(BaseSettings):
     # Optimistic-concurrency conflicts: how many times one unit of work is attempted.
     max_attempts: int = Field(default=5, ge=1)
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, FromFilesAndPassThrough(settings_cls), env_settings)
+
     @field_validator("database_url")
     @classmethod
     def _postgres_only(cls, value: str) -> str:
         if not value.startswith(("postgresql://", "postgresql+psycopg2://")):
-            raise ValueError("must be a postgresql:// URL")
+            raise ValueError("must be a postgresql:// URL")  # the URL itself is never echoed
         return value
+
+    @field_validator("kafka_security_protocol")
+    @classmethod
+    def _known_protocol(cls, value: str) -> str:
+        value = value.upper()
+        if value not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
+            raise ValueError("must be PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
+        return value
+
+    @field_validator("schema_registry_basic_auth_user_info")
+    @classmethod
+    def _user_colon_password(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and ":" not in value.get_secret_value():
+            raise ValueError("must be user:password")
+        return value
+
+    @field_validator("kafka_config")
+    @classmethod
+    def _not_reserved(cls, value: dict[str, str]) -> dict[str, str]:
+        check_pass_through(value)
+        return value
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            if name in ("database_url", "schema_registry_url") and isinstance(value, str):
+                yield name, mask_password(value)
+            elif name == "kafka_config" and isinstance(value, dict):
+                yield name, {k: masked_property(k, v) for k, v in value.items()}
+            else:
+                yield name, value
 
     def with_prefix(self, prefix: str, **changes: object) -> Settings:
         """A copy whose topics and consumer group are all named ``<prefix>-<name>``.

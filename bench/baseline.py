@@ -17,6 +17,7 @@ from confluent_kafka import Consumer, Producer
 from allocation.adapters.contract import topic_records
 from allocation.adapters.database import SqlAlchemyUnitOfWork, make_engine, session_factory
 from allocation.adapters.products import start_mappers
+from allocation.adapters.security import kafka_client_security
 from allocation.adapters.wire import COMMAND_DECODERS, event_to_record
 from allocation.bootstrap import avro_codec, event_routes
 from allocation.config import load_settings
@@ -44,13 +45,16 @@ def main() -> int:
     consumer = Consumer(
         {
             "bootstrap.servers": settings.kafka_bootstrap_servers,
+            **kafka_client_security(settings),
             "group.id": settings.consumer_group,
             "client.id": f"bench-baseline-{os.getpid()}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": True,
         }
     )
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    producer = Producer(
+        {"bootstrap.servers": settings.kafka_bootstrap_servers, **kafka_client_security(settings)}
+    )
     consumer.subscribe(list(settings.command_topics))
     print("baseline consuming", flush=True)
     stopping: list[int] = []

@@ -16,6 +16,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import delete, func, insert, select, text
 
+from allocation.adapters.security import kafka_client_security
 from allocation.adapters.tables import allocations, batches, outbox, products
 from allocation.bootstrap import avro_codec, bootstrap
 from allocation.config import Settings
@@ -87,6 +88,7 @@ def fast_producer(settings: Settings) -> Producer:
     return Producer(
         {
             "bootstrap.servers": settings.kafka_bootstrap_servers,
+            **kafka_client_security(settings),
             "enable.idempotence": True,
             "linger.ms": 5,
             "batch.num.messages": 10_000,
@@ -128,7 +130,9 @@ def processes(
 
 def baseline_assigned(settings: Settings, baseline: Service) -> bool:
     """Whether the broker gave the book's consumer (a dynamic member) its partitions."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    admin = AdminClient(
+        {"bootstrap.servers": settings.kafka_bootstrap_servers, **kafka_client_security(settings)}
+    )
     group = admin.describe_consumer_groups([settings.consumer_group])[settings.consumer_group]
     return any(
         member.client_id == f"bench-baseline-{baseline.pid}" and member.assignment.topic_partitions
@@ -180,7 +184,11 @@ def latency(db: BenchDatabase, sizes: Sizes) -> list[float]:
         sent: dict[str, float] = {}
         with processes(db, settings, ["consumer", "relay"]):
             producer = Producer(
-                {"bootstrap.servers": settings.kafka_bootstrap_servers, "linger.ms": 0}
+                {
+                    "bootstrap.servers": settings.kafka_bootstrap_servers,
+                    **kafka_client_security(settings),
+                    "linger.ms": 0,
+                }
             )
             started = time.monotonic()
             for n, (orderid, sku, value) in enumerate(values):

@@ -32,6 +32,10 @@
 # stack/common.sh. State lives in $STACK_HOME, default .stack/ (git-ignored): cache/ downloads,
 # data/ server data, log/ server logs, run/ pid files and generated config. Stacks with different
 # STACK_HOMEs (and ports) run side by side and never touch each other's processes.
+#
+# STACK_SECURITY=on (best in a STACK_HOME of its own): Kafka on SASL_SSL with SCRAM and ACLs, the
+# registry behind nginx with TLS and basic auth (STACK_REGISTRY_PROXY_PORT), PostgreSQL with TLS and
+# passwords only; `up` prints the service's settings. Details: stack/secure.sh.
 set -euo pipefail
 umask 022
 
@@ -49,6 +53,12 @@ KAFKA_LOG=$LOG_DIR/kafka/server.log
 KAFKA_OUT=$LOG_DIR/kafka.out
 REGISTRY_LOG=$LOG_DIR/registry.log
 REGISTRY_URL=http://127.0.0.1:$STACK_REGISTRY_PORT/apis/ccompat/v7
+# Set otherwise by stack/secure.sh (STACK_SECURITY=on): extra broker properties and storage
+# format arguments, the registry's database password and JDBC URL parameters.
+kafka_extra_properties() { :; }
+KAFKA_FORMAT_ARGS=()
+APICURIO_DB_PASSWORD=apicurio
+APICURIO_JDBC_QUERY=""
 
 # ---------------------------------------------------------------- helpers ---
 
@@ -369,14 +379,17 @@ kafka_start() {
     ensure_kafka_jars
     local data=$DATA_DIR/kafka
     mkdir -p "$data" "$LOG_DIR/kafka"
-    sed -e "s|@PORT@|$STACK_KAFKA_PORT|g" -e "s|@CONTROLLER_PORT@|$STACK_KAFKA_CONTROLLER_PORT|g" \
-        -e "s|@PROXIED_PORT@|$STACK_KAFKA_PROXIED_PORT|g" -e "s|@PROXIED_BIND_PORT@|$STACK_KAFKA_PROXIED_BIND_PORT|g" \
-        -e "s|@DATA_DIR@|$data|g" "$STACK_SRC/kafka/server.properties.in" >"$KAFKA_PROPS"
+    {
+        sed -e "s|@PORT@|$STACK_KAFKA_PORT|g" -e "s|@CONTROLLER_PORT@|$STACK_KAFKA_CONTROLLER_PORT|g" \
+            -e "s|@PROXIED_PORT@|$STACK_KAFKA_PROXIED_PORT|g" -e "s|@PROXIED_BIND_PORT@|$STACK_KAFKA_PROXIED_BIND_PORT|g" \
+            -e "s|@DATA_DIR@|$data|g" "$STACK_SRC/kafka/server.properties.in"
+        kafka_extra_properties
+    } >"$KAFKA_PROPS"
     if [[ ! -f $data/meta.properties ]]; then
         local cluster_id
         cluster_id=$(kafka_java kafka.tools.StorageTool random-uuid) || die "could not run Kafka's StorageTool (java -cp $KAFKA_LIBS/*)"
         say "formatting Kafka storage in $data (cluster id $cluster_id)"
-        kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_PROPS" >"$LOG_DIR/kafka-format.log" 2>&1 \
+        kafka_java kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_PROPS" "${KAFKA_FORMAT_ARGS[@]}" >"$LOG_DIR/kafka-format.log" 2>&1 \
             || { log_tail "$LOG_DIR/kafka-format.log"; die "formatting Kafka storage failed; read $LOG_DIR/kafka-format.log"; }
     fi
     say "starting Kafka $KAFKA_VERSION on 127.0.0.1:$STACK_KAFKA_PORT (PROXIED: bound $STACK_KAFKA_PROXIED_BIND_PORT, advertised $STACK_KAFKA_PROXIED_PORT) ..."
@@ -396,8 +409,8 @@ registry_start() {
     (
         cd "$RUN_DIR"
         export APICURIO_STORAGE_KIND=sql APICURIO_STORAGE_SQL_KIND=postgresql \
-            APICURIO_DATASOURCE_URL="jdbc:postgresql://127.0.0.1:$STACK_PG_PORT/apicurio" \
-            APICURIO_DATASOURCE_USERNAME=apicurio APICURIO_DATASOURCE_PASSWORD=apicurio \
+            APICURIO_DATASOURCE_URL="jdbc:postgresql://127.0.0.1:$STACK_PG_PORT/apicurio$APICURIO_JDBC_QUERY" \
+            APICURIO_DATASOURCE_USERNAME=apicurio APICURIO_DATASOURCE_PASSWORD=$APICURIO_DB_PASSWORD \
             APICURIO_DATASOURCE_JDBC_INITIAL_SIZE=2 APICURIO_DATASOURCE_JDBC_MIN_SIZE=2 \
             APICURIO_DATASOURCE_JDBC_MAX_SIZE=20 \
             QUARKUS_HTTP_PORT="$STACK_REGISTRY_PORT" QUARKUS_HTTP_HOST=127.0.0.1 \
@@ -670,6 +683,13 @@ cmd_psql() {
     running_pid postgres >/dev/null || die "the stack's PostgreSQL is not running (make stack-up)"
     exec "$PG_BIN/psql" -X -h "$PG_SOCK" -p "$STACK_PG_PORT" -U postgres "$@"
 }
+
+# STACK_SECURITY=on: TLS, SASL, ACLs and passwords everywhere (stack/secure.sh redefines some of the
+# above). A STACK_HOME once secured stays so, lest a plain `up` open its data to anyone.
+if [[ ${STACK_SECURITY:-off} == on || -f $STACK_HOME/secure/.complete ]]; then
+    # shellcheck source=secure.sh
+    source "$STACK_SRC/secure.sh"
+fi
 
 case ${1:-} in
     up) cmd_up ;;

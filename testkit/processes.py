@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from pydantic import SecretStr
 from sqlalchemy import Engine, func, select, text
 
 from allocation.adapters.tables import LEADER_LOCK, batches
@@ -24,7 +25,11 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The process environment that makes ``allocation`` use exactly these settings."""
     env = dict(os.environ)
     for name, value in settings.model_dump().items():
-        if value is not None:
+        if isinstance(value, SecretStr):
+            env[name.upper()] = value.get_secret_value()
+        elif name == "kafka_config":
+            env.update({f"KAFKA_CONFIG_{k.upper().replace('.', '_')}": v for k, v in value.items()})
+        elif value is not None:
             env[name.upper()] = str(value)
     env.update(extra)
     return env

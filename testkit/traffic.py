@@ -12,6 +12,7 @@ from confluent_kafka import Producer
 
 from allocation.adapters import contract
 from allocation.adapters.avro import AvroCodec
+from allocation.adapters.security import kafka_client_security
 from allocation.adapters.topic_reader import Received, TopicReader
 from allocation.config import Settings
 
@@ -26,6 +27,7 @@ class CommandSender:
         self._producer = Producer(
             {
                 "bootstrap.servers": settings.kafka_bootstrap_servers,
+                **kafka_client_security(settings),
                 "enable.idempotence": True,
                 "message.max.bytes": max_bytes,
             }
@@ -110,9 +112,15 @@ class DecodingReader:
     """Reads topics from the beginning, decoding each value as its topic's record
     (a dead letter's as its source topic's)."""
 
-    def __init__(self, settings: Settings, codec: AvroCodec, topics: list[str]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        codec: AvroCodec,
+        topics: list[str],
+        group_prefix: str = "test-reader",
+    ) -> None:
         self._codec = codec
-        self._reader = TopicReader(settings, topics, client_id="test-reader")
+        self._reader = TopicReader(settings, topics, client_id=group_prefix)
         self.received: list[Decoded] = []
 
     def read_until(self, done: Callable[[list[Decoded]], bool], timeout: float) -> list[Decoded]:

@@ -24,6 +24,7 @@ from allocation.adapters.database import (
     session_factory,
 )
 from allocation.adapters.products import start_mappers
+from allocation.adapters.security import kafka_client_security, registry_client_config
 from allocation.bootstrap import event_routes
 from allocation.config import Settings, load_settings
 from tests.servers import server_missing
@@ -93,7 +94,9 @@ def engine(settings: Settings) -> Iterator[Engine]:
 
 @pytest.fixture(scope="session")
 def admin(settings: Settings) -> AdminClient:
-    client = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    client = AdminClient(
+        {"bootstrap.servers": settings.kafka_bootstrap_servers, **kafka_client_security(settings)}
+    )
     try:
         client.list_topics(timeout=10)
     except KafkaException as exc:
@@ -103,7 +106,7 @@ def admin(settings: Settings) -> AdminClient:
 
 @pytest.fixture(scope="session")
 def registry(settings: Settings) -> SchemaRegistryClient:
-    client = SchemaRegistryClient({"url": settings.schema_registry_url, "timeout": 10})
+    client = SchemaRegistryClient(registry_client_config(settings))
     try:
         client.get_subjects()
     except Exception as exc:

@@ -25,7 +25,9 @@ from fastavro.read import SchemaResolutionError
 
 from allocation.adapters.contract import Schema, subject
 from allocation.adapters.faults import RegistryUnavailable
+from allocation.adapters.security import AccessDenied, registry_client_config
 from allocation.adapters.wire import Record
+from allocation.config import Settings
 
 try:  # the HTTP library the registry client itself uses (httpx2, or httpx before it)
     from confluent_kafka.schema_registry.common._httpx_compat import httpx as _registry_http
@@ -62,9 +64,22 @@ class InvalidRecord(PoisonMessage):
     error_type = "InvalidRecord"
 
 
-def registry_client(url: str) -> SchemaRegistryClient:
-    """A client of the schema registry at ``url``."""
-    return SchemaRegistryClient({"url": url, "timeout": 10})
+def registry_client(settings: Settings) -> SchemaRegistryClient:
+    """A client of the schema registry, with the credentials the settings give."""
+    return SchemaRegistryClient(registry_client_config(settings))
+
+
+def _refused(exc: Exception) -> bool:
+    # Wrong or missing credentials: not the message's fault, and no retry will help.
+    return isinstance(exc, SchemaRegistryError) and exc.http_status_code in (401, 403)
+
+
+def _registry_refused(exc: Exception) -> AccessDenied:
+    status = getattr(exc, "http_status_code", None)
+    return AccessDenied(
+        f"schema registry refused access (HTTP {status}): check "
+        "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO (not retried)"
+    )
 
 
 def _unavailable(exc: Exception) -> bool:
@@ -136,6 +151,8 @@ class AvroCodec:
             except Exception as exc:
                 if _unavailable(exc):
                     raise RegistryUnavailable(f"schema registry: {exc}") from exc
+                if _refused(exc):
+                    raise _registry_refused(exc) from exc
                 raise LookupError(
                     f"schema for {name} is not registered (run `allocation schemas register`)"
                 ) from exc
@@ -153,6 +170,8 @@ class AvroCodec:
         except Exception as exc:
             if _unavailable(exc):
                 raise RegistryUnavailable(f"schema registry: {exc}") from exc
+            if _refused(exc):
+                raise _registry_refused(exc) from exc
             raise UnknownSchemaId(f"schema id {schema_id} is unknown to the registry") from exc
         if found.schema_type not in (None, "AVRO"):
             raise WrongRecordType(f"schema id {schema_id} is {found.schema_type}, not Avro")

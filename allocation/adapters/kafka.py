@@ -16,6 +16,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from allocation.adapters import contract
 from allocation.adapters.logs import LIBRDKAFKA
+from allocation.adapters.security import kafka_client_security
 from allocation.config import Settings
 
 Headers = list[tuple[str, str | bytes | None]]
@@ -37,6 +38,7 @@ def producer_config(settings: Settings, client_id: str, **overrides: Any) -> dic
         "acks": "all",
         "linger.ms": 5,
         "compression.type": "lz4",
+        **kafka_client_security(settings),
         **overrides,
     }
 
@@ -54,6 +56,7 @@ def consumer_config(
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",
+        **kafka_client_security(settings),
         **overrides,
     }
 
@@ -73,7 +76,9 @@ def command_consumer_config(settings: Settings, client_id: str) -> dict[str, Any
 
 def admin_client(settings: Settings) -> AdminClient:
     """A client for topic and group administration."""
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    return AdminClient(
+        {"bootstrap.servers": settings.kafka_bootstrap_servers, **kafka_client_security(settings)}
+    )
 
 
 def create_topics(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from allocation.adapters.kafka import consumer_config, message_headers
+from allocation.adapters.security import is_refusal
 from allocation.config import Settings
 
 
@@ -57,7 +58,7 @@ class TopicReader:
         for message in ready:
             error = message.error()
             if error is not None:
-                if error.fatal():
+                if error.fatal() or is_refusal(error):  # no ACL to read: waiting will not help
                     raise KafkaException(error)
                 continue
             received.append(_received(message, now))

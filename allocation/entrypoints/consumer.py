@@ -35,6 +35,7 @@ from allocation.adapters.kafka import (
     produce_and_wait,
 )
 from allocation.adapters.positions import Partition, Positions, is_fatal
+from allocation.adapters.security import is_refusal, refused
 from allocation.adapters.wire import COMMAND_DECODERS
 from allocation.config import Settings
 from allocation.domain import commands
@@ -349,6 +350,8 @@ def _is_error(message: Message) -> bool:
         return False
     if is_fatal(error):
         raise ConsumerBroken(f"fatal consumer error: {error.str()}")
+    if is_refusal(error):  # no ACL for the group or a topic: waiting will not grant one
+        raise refused(error)
     if error.code() != KafkaError._PARTITION_EOF:
         logger.warning("consumer error: %s", error)
     return True

@@ -45,11 +45,11 @@ def min_insync_replicas(settings: Settings) -> int:
 
 def register_contract_schemas(settings: Settings) -> list[Registered]:
     """Register each topic's schema under ``<topic>-value`` at its direction's compatibility."""
-    registry = registry_client(settings.schema_registry_url)
+    registry = registry_client(settings)
     return register_all(registry, topic_schemas(settings), compatibility_levels(settings))
 
 
 def check_contract_schemas(settings: Settings) -> list[Checked]:
     """What registering the working tree's schemas would do; registers nothing."""
-    registry = registry_client(settings.schema_registry_url)
+    registry = registry_client(settings)
     return check_all(registry, topic_schemas(settings), compatibility_levels(settings))

@@ -32,6 +32,7 @@ from allocation.adapters.avro import AvroCodec
 from allocation.adapters.faults import RegistryUnavailable, TransientFault, is_transient
 from allocation.adapters.inbox import prune_inbox
 from allocation.adapters.kafka import Headers
+from allocation.adapters.security import is_refusal, refused
 from allocation.adapters.tables import LEADER_LOCK, OUTBOX_CHANNEL
 from allocation.adapters.wire import event_from_record, event_to_record
 from allocation.config import Settings
@@ -218,8 +219,14 @@ class OutboxRelay:
         """Which of the topics exist; asking the broker is also how an outage shows up early."""
         if wanted <= self._known_topics:
             return self._known_topics
+        self._producer.poll(0)  # serves error_cb, which raises AccessDenied on failed login
         try:
             metadata = self._producer.list_topics(timeout=10)
+            # Topics we may not describe are left out of a full listing: ask for them by name.
+            for name in wanted - set(metadata.topics):
+                error = self._producer.list_topics(name, timeout=10).topics[name].error
+                if error is not None and is_refusal(error):
+                    raise refused(error)
         except KafkaException as exc:
             raise NotDelivered(f"broker metadata unavailable: {exc}") from exc
         self._known_topics = {name for name, t in metadata.topics.items() if t.error is None}

@@ -9,6 +9,7 @@ from datetime import timedelta
 from confluent_kafka import KafkaError
 
 from allocation.adapters import outbox
+from allocation.adapters.security import is_refusal, refused
 from allocation.config import Settings
 
 Delivered = Callable[[outbox.PendingRow, KafkaError | None], None]
@@ -26,6 +27,8 @@ class Delivery:
     def record(self, row: outbox.PendingRow, err: KafkaError | None) -> None:
         if err is None:
             self.acked.append(row)
+        elif is_refusal(err):  # not this row's fault: no row could be sent; stop, park none
+            raise refused(err)
         elif err.fatal():
             self.fatal = err.str()  # the row stays pending, for the next producer
             self.lost.append(row)

@@ -20,6 +20,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from sqlalchemy import Engine, text
 
+from allocation.adapters.security import kafka_client_security
 from allocation.config import Settings
 from testkit.processes import wait_for_leader, wait_until_ready
 from testkit.traffic import CommandSender
@@ -280,7 +281,11 @@ def table_sizes(run: Run) -> tuple[int, int]:
 def dead_letters_trimmed(run: Run) -> bool:
     """Whether Kafka deleted old dead letters (the DLQ topic's retention at work)."""
     consumer = Consumer(
-        {"bootstrap.servers": run.settings.kafka_bootstrap_servers, "group.id": "x"}
+        {
+            "bootstrap.servers": run.settings.kafka_bootstrap_servers,
+            **kafka_client_security(run.settings),
+            "group.id": "x",
+        }
     )
     try:
         metadata = consumer.list_topics(run.settings.topic_dlq, timeout=10)

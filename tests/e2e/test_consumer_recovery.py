@@ -10,6 +10,7 @@ from pathlib import Path
 from confluent_kafka import Consumer
 from sqlalchemy import Engine
 
+from allocation.adapters.security import kafka_client_security
 from allocation.config import Settings
 from testkit.processes import Service, service_env, wait_for_batches, wait_until_ready
 from testkit.traffic import CommandSender, DecodingReader
@@ -36,6 +37,7 @@ def test_a_fenced_static_member_replaces_its_client(
         intruder = Consumer(
             {
                 "bootstrap.servers": s.kafka_bootstrap_servers,
+                **kafka_client_security(s),
                 "group.id": s.consumer_group,
                 "group.instance.id": instance,
                 "session.timeout.ms": 10_000,

@@ -11,18 +11,22 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from sqlalchemy import Engine, text
 
+from allocation.adapters.security import kafka_client_security
 from allocation.config import Settings
 
 
 def test_kafka_round_trips_a_message(settings: Settings, admin: AdminClient) -> None:
     topic = f"smoke-{uuid.uuid4().hex[:8]}"
     admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(30)
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    producer = Producer(
+        {"bootstrap.servers": settings.kafka_bootstrap_servers, **kafka_client_security(settings)}
+    )
     producer.produce(topic, key=b"k", value=b"hello kafka", headers=[("h", b"1")])
     assert producer.flush(30) == 0
     consumer = Consumer(
         {
             "bootstrap.servers": settings.kafka_bootstrap_servers,
+            **kafka_client_security(settings),
             "group.id": topic,
             "auto.offset.reset": "earliest",
         }
@@ -51,7 +55,11 @@ def test_kafka_is_a_kraft_broker_without_automatic_topic_creation(
         int(settings.kafka_bootstrap_servers.rsplit(":", 1)[1])
     ]
     producer = Producer(
-        {"bootstrap.servers": settings.kafka_bootstrap_servers, "message.timeout.ms": 3000}
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            **kafka_client_security(settings),
+            "message.timeout.ms": 3000,
+        }
     )
     errors: list[object] = []
     missing = f"never-created-{uuid.uuid4().hex[:8]}"

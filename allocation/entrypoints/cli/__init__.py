@@ -22,6 +22,7 @@ from allocation.adapters import logs
 from allocation.adapters.avro import RegistryTransportError
 from allocation.adapters.faults import RegistryUnavailable
 from allocation.adapters.schemas import IncompatibleSchema
+from allocation.adapters.security import AccessDenied, is_refusal, refused
 from allocation.config import ConfigurationError, Settings, load_settings
 from allocation.domain.errors import DomainError
 from allocation.entrypoints.cli import console, contract, dlq, operations, processes
@@ -29,6 +30,7 @@ from allocation.entrypoints.cli.common import Handler, ToolError
 
 USER_ERRORS = (
     ConfigurationError,
+    AccessDenied,
     ToolError,
     IncompatibleSchema,
     DomainError,
@@ -64,7 +66,11 @@ def main(argv: list[str] | None = None) -> int:
 def explain(exc: BaseException, settings: Settings | None) -> str:
     """One line: what failed, and where when a server could not be reached."""
     where = ""
-    if settings is not None and isinstance(exc, RegistryTransportError | RegistryUnavailable):
+    if isinstance(exc, KafkaException) and exc.args and is_refusal(exc.args[0]):
+        exc = refused(exc.args[0])
+    if settings and settings.kafka_sasl_username and str(exc).startswith("Kafka refused"):
+        where = f"as principal User:{settings.kafka_sasl_username}: "
+    elif settings is not None and isinstance(exc, RegistryTransportError | RegistryUnavailable):
         where = f"schema registry at {settings.schema_registry_url} unreachable: "
     elif settings is not None and isinstance(exc, DBAPIError) and exc.connection_invalidated:
         where = "database connection lost: "

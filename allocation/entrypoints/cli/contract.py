@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from confluent_kafka import KafkaException
+
 from allocation.adapters.kafka import admin_client
 from allocation.config import Settings
 from allocation.entrypoints.provision import (
@@ -26,7 +28,12 @@ def topics_create(settings: Settings, args: argparse.Namespace, _: list[str]) ->
 
 
 def topics_list(settings: Settings, _args: argparse.Namespace, _: list[str]) -> int:
-    metadata = admin_client(settings).list_topics(timeout=10)
+    admin = admin_client(settings)
+    try:
+        metadata = admin.list_topics(timeout=10)
+    except KafkaException:
+        admin.poll(0)  # a failed login reaches error_cb only: let it raise AccessDenied
+        raise
     for topic in settings.all_topics:
         found = metadata.topics.get(topic)
         state = "missing" if found is None else f"{len(found.partitions)} partitions"
