@@ -32,6 +32,8 @@
 # stack/common.sh. State lives in $STACK_HOME, default .stack/ (git-ignored): cache/ downloads,
 # data/ server data, log/ server logs, run/ pid files and generated config. Stacks with different
 # STACK_HOMEs (and ports) run side by side and never touch each other's processes.
+# STACK_TOPOLOGY=cluster (default single): 3 Kafka nodes, 2 PostgreSQL under Patroni, 3 etcd;
+# its commands and ports: stack/cluster.sh.
 set -euo pipefail
 umask 022
 
@@ -670,6 +672,18 @@ cmd_psql() {
     running_pid postgres >/dev/null || die "the stack's PostgreSQL is not running (make stack-up)"
     exec "$PG_BIN/psql" -X -h "$PG_SOCK" -p "$STACK_PG_PORT" -U postgres "$@"
 }
+
+# STACK_TOPOLOGY=cluster: 3 Kafka nodes, PostgreSQL under Patroni and etcd (stack/cluster.sh).
+case ${STACK_TOPOLOGY:-single} in
+    single) ;;
+    cluster)
+        # shellcheck source=cluster.sh
+        source "$STACK_SRC/cluster.sh"
+        cluster_main "$@"
+        exit
+        ;;
+    *) die "STACK_TOPOLOGY must be single or cluster, not '$STACK_TOPOLOGY'" ;;
+esac
 
 case ${1:-} in
     up) cmd_up ;;
