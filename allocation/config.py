@@ -175,8 +175,21 @@ class Settings(BaseSettings):
 
     @property
     def sqlalchemy_url(self) -> str:
-        """DATABASE_URL with the driver SQLAlchemy should use spelled out."""
-        return self.database_url.replace("postgresql://", "postgresql+psycopg2://", 1)
+        """DATABASE_URL with the driver SQLAlchemy should use spelled out.
+
+        libpq's multi-host form (``@h1:5432,h2:5433/db``, a Patroni cluster) is one SQLAlchemy's
+        URL parser rejects: it becomes ``@/db?host=h1:5432&host=h2:5433``, which psycopg2 gets
+        back as libpq's lists, so ``target_session_attrs`` still picks the primary.
+        """
+        url = self.database_url.replace("postgresql://", "postgresql+psycopg2://", 1)
+        scheme, _, rest = url.partition("://")
+        credentials, at, location = rest.rpartition("@")
+        hosts, _, path = location.partition("/")
+        if "," not in hosts:
+            return url
+        database, _, query = path.partition("?")
+        params = "&".join([*(f"host={host}" for host in hosts.split(",")), *filter(None, [query])])
+        return f"{scheme}://{credentials}{at}/{database}?{params}"
 
     @property
     def command_topics(self) -> tuple[str, str, str]:

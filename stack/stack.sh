@@ -36,6 +36,9 @@
 # STACK_SECURITY=on (best in a STACK_HOME of its own): Kafka on SASL_SSL with SCRAM and ACLs, the
 # registry behind nginx with TLS and basic auth (STACK_REGISTRY_PROXY_PORT), PostgreSQL with TLS and
 # passwords only; `up` prints the service's settings. Details: stack/secure.sh.
+#
+# STACK_TOPOLOGY=cluster (default single): 3 Kafka nodes, 2 PostgreSQL under Patroni, 3 etcd;
+# its commands and ports: stack/cluster.sh.
 set -euo pipefail
 umask 022
 
@@ -690,6 +693,18 @@ if [[ ${STACK_SECURITY:-off} == on || -f $STACK_HOME/secure/.complete ]]; then
     # shellcheck source=secure.sh
     source "$STACK_SRC/secure.sh"
 fi
+#
+# STACK_TOPOLOGY=cluster: 3 Kafka nodes, PostgreSQL under Patroni and etcd (stack/cluster.sh).
+case ${STACK_TOPOLOGY:-single} in
+    single) ;;
+    cluster)
+        # shellcheck source=cluster.sh
+        source "$STACK_SRC/cluster.sh"
+        cluster_main "$@"
+        exit
+        ;;
+    *) die "STACK_TOPOLOGY must be single or cluster, not '$STACK_TOPOLOGY'" ;;
+esac
 
 case ${1:-} in
     up) cmd_up ;;

@@ -8,8 +8,9 @@ from types import TracebackType
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -32,13 +33,25 @@ _CONFLICT_CODES = frozenset({"40001", "40P01", "55P03", "23505"})
 
 def make_engine(url: str, pool_size: int = 5) -> Engine:
     """An engine whose transactions are REPEATABLE READ, the isolation the service relies on."""
-    return create_engine(
+    engine = create_engine(
         url,
         isolation_level="REPEATABLE READ",
         pool_pre_ping=True,
         pool_size=pool_size,
         max_overflow=pool_size,
     )
+    event.listen(engine, "handle_error", _read_only_is_a_disconnect)
+    return engine
+
+
+def _read_only_is_a_disconnect(context: ExceptionContext) -> None:
+    """read_only_sql_transaction: this connection reached a server that is no primary (any more).
+
+    During a failover a demoted primary may answer for a moment. Counting it as a disconnect
+    drops the pool, so the retry connects anew and target_session_attrs finds the new primary.
+    """
+    if getattr(context.original_exception, "pgcode", None) == "25006":
+        context.is_disconnect = True
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

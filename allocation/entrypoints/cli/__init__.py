@@ -75,7 +75,7 @@ def explain(exc: BaseException, settings: Settings | None) -> str:
     elif settings is not None and isinstance(exc, DBAPIError) and exc.connection_invalidated:
         where = "database connection lost: "
     elif settings is not None and isinstance(exc, OperationalError):
-        where = f"database at {make_url(settings.database_url).render_as_string()}: "
+        where = f"database at {make_url(settings.sqlalchemy_url).render_as_string()}: "
     original = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
     text = str(original).strip().splitlines()
     return where + (text[0] if text else type(exc).__name__)

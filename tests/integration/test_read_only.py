@@ -1,0 +1,34 @@
+"""A server that refuses writes (a demoted primary during a failover) is a transient fault."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
+
+from allocation.adapters.database import make_engine
+from allocation.adapters.faults import database_unavailable as is_unavailable
+from allocation.config import Settings
+
+
+@pytest.fixture
+def own_engine(settings: Settings, engine: Engine) -> Engine:
+    return make_engine(settings.sqlalchemy_url, pool_size=1)
+
+
+def test_a_read_only_server_drops_the_connection_and_counts_as_unavailable(
+    own_engine: Engine,
+) -> None:
+    with own_engine.connect() as connection:
+        before = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        connection.commit()
+        connection.execute(text("SET TRANSACTION READ ONLY"))
+        with pytest.raises(DBAPIError) as error:
+            connection.execute(text("CREATE TABLE read_only_probe (id int)"))
+    assert getattr(error.value.orig, "pgcode", None) == "25006"
+    assert error.value.connection_invalidated
+    assert is_unavailable(error.value)
+    # the retry gets a new connection, which target_session_attrs sends to the primary
+    with own_engine.connect() as connection:
+        assert connection.execute(text("SELECT pg_backend_pid()")).scalar_one() != before
+    own_engine.dispose()
