@@ -347,7 +347,8 @@ cluster_registry_start() {
         cd "$RUN_DIR" || exit
         : >"$REGISTRY_LOG"
         # targetServerType=primary: pgjdbc's target_session_attrs=read-write, so new connections
-        # find the primary after a failover.
+        # find the primary after a failover; the pool validates a connection before lending it,
+        # or the connections to the old primary would fail one request each after a failover.
         spawn "$REGISTRY_LOG" env APICURIO_STORAGE_KIND=sql APICURIO_STORAGE_SQL_KIND=postgresql \
             APICURIO_DATASOURCE_URL="jdbc:postgresql://${hosts[*]}/apicurio?targetServerType=primary&connectTimeout=5&socketTimeout=30" \
             APICURIO_DATASOURCE_USERNAME=apicurio APICURIO_DATASOURCE_PASSWORD=apicurio \
@@ -355,7 +356,8 @@ cluster_registry_start() {
             APICURIO_DATASOURCE_JDBC_MAX_SIZE=20 \
             QUARKUS_HTTP_PORT="$STACK_REGISTRY_PORT" QUARKUS_HTTP_HOST=127.0.0.1 \
             QUARKUS_HTTP_ACCESS_LOG_ENABLED=false \
-            java -Xms128m -Xmx384m -jar "$APICURIO_JAR"
+            java -Xms128m -Xmx384m -Dquarkus.datasource.postgresql.jdbc.validate-on-borrow=true \
+            -Dquarkus.datasource.postgresql.jdbc.background-validation-interval=5S -jar "$APICURIO_JAR"
     )
 }
 
