@@ -13,6 +13,7 @@ with STACK_TOPOLOGY_TESTS=cluster, which `make chaos-cluster` sets.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from sqlalchemy import Engine, text
 
 from allocation.adapters import orm
@@ -210,6 +212,10 @@ def test_the_postgres_primary_crashed(run: Run, cluster: Cluster) -> None:
     run.settle()
     with run.engine.connect() as connection:
         assert connection.execute(text("SELECT NOT pg_is_in_recovery()")).scalar_one()
+    # the registry's pool followed the primary too: a write (a new subject) goes through
+    registry = SchemaRegistryClient({"url": run.settings.schema_registry_url, "timeout": 10})
+    probe = {"type": "record", "name": "FailoverProbe", "fields": []}
+    assert registry.register_schema(f"{run.name}-probe-value", Schema(json.dumps(probe), "AVRO"))
     run.verdict(
         note=f"primary SIGKILLed: promoted {promoted[1]}s, old one sync standby {failover:.1f}s; "
         f"stall {stall(run):.1f}s"
