@@ -104,6 +104,7 @@ install_cluster() {
 pids_with() { # SIGNATURE
     local dir line
     local -a args
+    [[ -n $1 ]] || die "internal error: an empty process signature would match every process"
     for dir in /proc/[0-9]*; do
         args=()
         { mapfile -d '' args <"$dir/cmdline"; } 2>/dev/null || continue
@@ -128,6 +129,7 @@ signature_of() { # NODE
         patroni-*) printf '%s' "patroni $RUN_DIR/$1.yml" ;;
         postmaster-*) printf '%s' "postgres -D $(pg_node_data "${1#postmaster-}")" ;;
         registry) printf '%s' "-jar $APICURIO_JAR" ;;
+        *) die "internal error: no process signature for '$1'" ;;
     esac
 }
 
@@ -505,7 +507,7 @@ cluster_status() {
         fi
     }
     for n in "${ETCD_NODES[@]}"; do
-        if etcd_healthy "$n"; then answers=healthy; else answers="NOT healthy"; fi
+        if port_open "$(etcd_port "$n")" && etcd_healthy "$n"; then answers=healthy; else answers="NOT healthy"; fi
         line "etcd-$n" "$(etcd_port "$n")" "$answers"
     done
     for n in "${PG_NODES[@]}"; do
@@ -513,12 +515,14 @@ cluster_status() {
         if pid=$(node_pid "patroni-$n"); then
             printf '%-11s running  pid %-8s port %-6s %s (patroni REST %s)\n' "postgres-$n" "$pid" \
                 "$(node_pg_port "$n")" "$answers" "$(rest_port "$n")"
+        elif port_open "$(node_pg_port "$n")"; then
+            printf '%-11s stopped  %-12s port %-6s in use by another program\n' "postgres-$n" "" "$(node_pg_port "$n")"
         else
-            line "postgres-$n" "$(node_pg_port "$n")" ""
+            printf '%-11s stopped  %-12s port %-6s\n' "postgres-$n" "" "$(node_pg_port "$n")"
         fi
     done
     for n in "${KAFKA_NODES[@]}"; do
-        answers=$(python3 "$STACK_SRC/kafka_probe.py" "127.0.0.1:$(kafka_port "$n")" 2 2>/dev/null) \
+        port_open "$(kafka_port "$n")" && answers=$(python3 "$STACK_SRC/kafka_probe.py" "127.0.0.1:$(kafka_port "$n")" 2 2>/dev/null) \
             || answers="NOT answering"
         line "kafka-$n" "$(kafka_port "$n")" "$answers"
     done
