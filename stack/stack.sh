@@ -11,6 +11,8 @@
 #   status            one line per server: running or not, pid, port, answering or not
 #   psql [ARGS]       psql as the superuser over the stack's own unix socket
 #   install-postgres  apt-get install Debian's PostgreSQL if its server binaries are missing
+# STACK_TOPOLOGY=cluster (default single): 3 Kafka nodes, 2 PostgreSQL under Patroni, 3 etcd,
+# with other commands and ports: stack/cluster.sh.
 # One server at a time (SERVER: postgres, kafka or registry), for fault-injection tests:
 #   start SERVER      start it unless it runs; return once it answers. The registry needs PostgreSQL.
 #   stop SERVER [--signal TERM|KILL] [--mode smart|fast|immediate]
@@ -32,8 +34,6 @@
 # stack/common.sh. State lives in $STACK_HOME, default .stack/ (git-ignored): cache/ downloads,
 # data/ server data, log/ server logs, run/ pid files and generated config. Stacks with different
 # STACK_HOMEs (and ports) run side by side and never touch each other's processes.
-# STACK_TOPOLOGY=cluster (default single): 3 Kafka nodes, 2 PostgreSQL under Patroni, 3 etcd;
-# its commands and ports: stack/cluster.sh.
 set -euo pipefail
 umask 022
 
@@ -666,14 +666,8 @@ cmd_status() {
     done
 }
 
-cmd_psql() {
-    PG_BIN=$(pg_bin_dir) || die "PostgreSQL is not installed (stack/stack.sh install-postgres)"
-    pg_paths
-    running_pid postgres >/dev/null || die "the stack's PostgreSQL is not running (make stack-up)"
-    exec "$PG_BIN/psql" -X -h "$PG_SOCK" -p "$STACK_PG_PORT" -U postgres "$@"
-}
-
-# STACK_TOPOLOGY=cluster: 3 Kafka nodes, PostgreSQL under Patroni and etcd (stack/cluster.sh).
+# STACK_TOPOLOGY=cluster: 3 Kafka nodes, PostgreSQL under Patroni and etcd (stack/cluster.sh),
+# which uses the helpers above.
 case ${STACK_TOPOLOGY:-single} in
     single) ;;
     cluster)
@@ -684,6 +678,13 @@ case ${STACK_TOPOLOGY:-single} in
         ;;
     *) die "STACK_TOPOLOGY must be single or cluster, not '$STACK_TOPOLOGY'" ;;
 esac
+
+cmd_psql() {
+    PG_BIN=$(pg_bin_dir) || die "PostgreSQL is not installed (stack/stack.sh install-postgres)"
+    pg_paths
+    running_pid postgres >/dev/null || die "the stack's PostgreSQL is not running (make stack-up)"
+    exec "$PG_BIN/psql" -X -h "$PG_SOCK" -p "$STACK_PG_PORT" -U postgres "$@"
+}
 
 case ${1:-} in
     up) cmd_up ;;
