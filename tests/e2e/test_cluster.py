@@ -45,14 +45,15 @@ pytestmark = [
 # primary crash: the leader key expires after Patroni's ttl of 15 s, then the old node rejoins).
 CLUSTER = Scale(orders=3000, skus=60, rate=100, outage_s=0, hostile_random=0, soak_s=0, soak_rate=0)
 
-# Ports of the test's cluster; each can be moved by the same variables as the stack's.
+# Ports of the test's cluster, below Linux's ephemeral range (32768-60999: a client connection's
+# local port there makes a bind fail now and then); each can be moved with CLUSTER_TEST_<variable>.
 PORTS = {
-    "STACK_KAFKA_PORT": "39092",  # nodes on 39092, 39192, 39292
-    "STACK_KAFKA_CONTROLLER_PORT": "39093",
-    "STACK_PG_PORT": "35432",  # and 35433
-    "STACK_PATRONI_PORT": "38008",
-    "STACK_ETCD_PORT": "32379",
-    "STACK_REGISTRY_PORT": "38081",
+    "STACK_KAFKA_PORT": "26092",  # nodes on 26092, 26192, 26292
+    "STACK_KAFKA_CONTROLLER_PORT": "26093",
+    "STACK_PG_PORT": "26432",  # and 26433
+    "STACK_PATRONI_PORT": "26008",
+    "STACK_ETCD_PORT": "26379",
+    "STACK_REGISTRY_PORT": "26081",
 }
 
 
