@@ -104,6 +104,7 @@ install_cluster() {
 pids_with() { # SIGNATURE
     local dir line
     local -a args
+    [[ -n $1 ]] || die "internal error: an empty process signature would match every process"
     for dir in /proc/[0-9]*; do
         args=()
         { mapfile -d '' args <"$dir/cmdline"; } 2>/dev/null || continue
@@ -128,6 +129,7 @@ signature_of() { # NODE
         patroni-*) printf '%s' "patroni $RUN_DIR/$1.yml" ;;
         postmaster-*) printf '%s' "postgres -D $(pg_node_data "${1#postmaster-}")" ;;
         registry) printf '%s' "-jar $APICURIO_JAR" ;;
+        *) die "internal error: no process signature for '$1'" ;;
     esac
 }
 
@@ -347,7 +349,8 @@ cluster_registry_start() {
         cd "$RUN_DIR" || exit
         : >"$REGISTRY_LOG"
         # targetServerType=primary: pgjdbc's target_session_attrs=read-write, so new connections
-        # find the primary after a failover.
+        # find the primary after a failover; the pool validates a connection before lending it,
+        # or the connections to the old primary would fail one request each after a failover.
         spawn "$REGISTRY_LOG" env APICURIO_STORAGE_KIND=sql APICURIO_STORAGE_SQL_KIND=postgresql \
             APICURIO_DATASOURCE_URL="jdbc:postgresql://${hosts[*]}/apicurio?targetServerType=primary&connectTimeout=5&socketTimeout=30" \
             APICURIO_DATASOURCE_USERNAME=apicurio APICURIO_DATASOURCE_PASSWORD=apicurio \
@@ -355,7 +358,8 @@ cluster_registry_start() {
             APICURIO_DATASOURCE_JDBC_MAX_SIZE=20 \
             QUARKUS_HTTP_PORT="$STACK_REGISTRY_PORT" QUARKUS_HTTP_HOST=127.0.0.1 \
             QUARKUS_HTTP_ACCESS_LOG_ENABLED=false \
-            java -Xms128m -Xmx384m -jar "$APICURIO_JAR"
+            java -Xms128m -Xmx384m -Dquarkus.datasource.postgresql.jdbc.validate-on-borrow=true \
+            -Dquarkus.datasource.postgresql.jdbc.background-validation-interval=5S -jar "$APICURIO_JAR"
     )
 }
 
@@ -503,7 +507,7 @@ cluster_status() {
         fi
     }
     for n in "${ETCD_NODES[@]}"; do
-        if etcd_healthy "$n"; then answers=healthy; else answers="NOT healthy"; fi
+        if port_open "$(etcd_port "$n")" && etcd_healthy "$n"; then answers=healthy; else answers="NOT healthy"; fi
         line "etcd-$n" "$(etcd_port "$n")" "$answers"
     done
     for n in "${PG_NODES[@]}"; do
@@ -511,12 +515,14 @@ cluster_status() {
         if pid=$(node_pid "patroni-$n"); then
             printf '%-11s running  pid %-8s port %-6s %s (patroni REST %s)\n' "postgres-$n" "$pid" \
                 "$(node_pg_port "$n")" "$answers" "$(rest_port "$n")"
+        elif port_open "$(node_pg_port "$n")"; then
+            printf '%-11s stopped  %-12s port %-6s in use by another program\n' "postgres-$n" "" "$(node_pg_port "$n")"
         else
-            line "postgres-$n" "$(node_pg_port "$n")" ""
+            printf '%-11s stopped  %-12s port %-6s\n' "postgres-$n" "" "$(node_pg_port "$n")"
         fi
     done
     for n in "${KAFKA_NODES[@]}"; do
-        answers=$(python3 "$STACK_SRC/kafka_probe.py" "127.0.0.1:$(kafka_port "$n")" 2 2>/dev/null) \
+        port_open "$(kafka_port "$n")" && answers=$(python3 "$STACK_SRC/kafka_probe.py" "127.0.0.1:$(kafka_port "$n")" 2 2>/dev/null) \
             || answers="NOT answering"
         line "kafka-$n" "$(kafka_port "$n")" "$answers"
     done

@@ -11,6 +11,8 @@
 #   status            one line per server: running or not, pid, port, answering or not
 #   psql [ARGS]       psql as the superuser over the stack's own unix socket
 #   install-postgres  apt-get install Debian's PostgreSQL if its server binaries are missing
+# STACK_TOPOLOGY=cluster (default single): 3 Kafka nodes, 2 PostgreSQL under Patroni, 3 etcd,
+# with other commands and ports: stack/cluster.sh.
 # One server at a time (SERVER: postgres, kafka or registry), for fault-injection tests:
 #   start SERVER      start it unless it runs; return once it answers. The registry needs PostgreSQL.
 #   stop SERVER [--signal TERM|KILL] [--mode smart|fast|immediate]
@@ -36,9 +38,6 @@
 # STACK_SECURITY=on (best in a STACK_HOME of its own): Kafka on SASL_SSL with SCRAM and ACLs, the
 # registry behind nginx with TLS and basic auth (STACK_REGISTRY_PROXY_PORT), PostgreSQL with TLS and
 # passwords only; `up` prints the service's settings. Details: stack/secure.sh.
-#
-# STACK_TOPOLOGY=cluster (default single): 3 Kafka nodes, 2 PostgreSQL under Patroni, 3 etcd;
-# its commands and ports: stack/cluster.sh.
 set -euo pipefail
 umask 022
 
@@ -680,21 +679,15 @@ cmd_status() {
     done
 }
 
-cmd_psql() {
-    PG_BIN=$(pg_bin_dir) || die "PostgreSQL is not installed (stack/stack.sh install-postgres)"
-    pg_paths
-    running_pid postgres >/dev/null || die "the stack's PostgreSQL is not running (make stack-up)"
-    exec "$PG_BIN/psql" -X -h "$PG_SOCK" -p "$STACK_PG_PORT" -U postgres "$@"
-}
-
 # STACK_SECURITY=on: TLS, SASL, ACLs and passwords everywhere (stack/secure.sh redefines some of the
 # above). A STACK_HOME once secured stays so, lest a plain `up` open its data to anyone.
 if [[ ${STACK_SECURITY:-off} == on || -f $STACK_HOME/secure/.complete ]]; then
     # shellcheck source=secure.sh
     source "$STACK_SRC/secure.sh"
 fi
-#
-# STACK_TOPOLOGY=cluster: 3 Kafka nodes, PostgreSQL under Patroni and etcd (stack/cluster.sh).
+
+# STACK_TOPOLOGY=cluster: 3 Kafka nodes, PostgreSQL under Patroni and etcd (stack/cluster.sh),
+# which uses the helpers above.
 case ${STACK_TOPOLOGY:-single} in
     single) ;;
     cluster)
@@ -705,6 +698,13 @@ case ${STACK_TOPOLOGY:-single} in
         ;;
     *) die "STACK_TOPOLOGY must be single or cluster, not '$STACK_TOPOLOGY'" ;;
 esac
+
+cmd_psql() {
+    PG_BIN=$(pg_bin_dir) || die "PostgreSQL is not installed (stack/stack.sh install-postgres)"
+    pg_paths
+    running_pid postgres >/dev/null || die "the stack's PostgreSQL is not running (make stack-up)"
+    exec "$PG_BIN/psql" -X -h "$PG_SOCK" -p "$STACK_PG_PORT" -U postgres "$@"
+}
 
 case ${1:-} in
     up) cmd_up ;;

@@ -13,6 +13,7 @@ with STACK_TOPOLOGY_TESTS=cluster, which `make chaos-cluster` sets.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from sqlalchemy import Engine, text
 
 from allocation.adapters.database import make_engine, migrate
@@ -43,14 +45,15 @@ pytestmark = [
 # primary crash: the leader key expires after Patroni's ttl of 15 s, then the old node rejoins).
 CLUSTER = Scale(orders=3000, skus=60, rate=100, outage_s=0, hostile_random=0, soak_s=0, soak_rate=0)
 
-# Ports of the test's cluster; each can be moved by the same variables as the stack's.
+# Ports of the test's cluster, below Linux's ephemeral range (32768-60999: a client connection's
+# local port there makes a bind fail now and then); each can be moved with CLUSTER_TEST_<variable>.
 PORTS = {
-    "STACK_KAFKA_PORT": "39092",  # nodes on 39092, 39192, 39292
-    "STACK_KAFKA_CONTROLLER_PORT": "39093",
-    "STACK_PG_PORT": "35432",  # and 35433
-    "STACK_PATRONI_PORT": "38008",
-    "STACK_ETCD_PORT": "32379",
-    "STACK_REGISTRY_PORT": "38081",
+    "STACK_KAFKA_PORT": "26092",  # nodes on 26092, 26192, 26292
+    "STACK_KAFKA_CONTROLLER_PORT": "26093",
+    "STACK_PG_PORT": "26432",  # and 26433
+    "STACK_PATRONI_PORT": "26008",
+    "STACK_ETCD_PORT": "26379",
+    "STACK_REGISTRY_PORT": "26081",
 }
 
 
@@ -210,6 +213,10 @@ def test_the_postgres_primary_crashed(run: Run, cluster: Cluster) -> None:
     run.settle()
     with run.engine.connect() as connection:
         assert connection.execute(text("SELECT NOT pg_is_in_recovery()")).scalar_one()
+    # the registry's pool followed the primary too: a write (a new subject) goes through
+    registry = SchemaRegistryClient({"url": run.settings.schema_registry_url, "timeout": 10})
+    probe = {"type": "record", "name": "FailoverProbe", "fields": []}
+    assert registry.register_schema(f"{run.name}-probe-value", Schema(json.dumps(probe), "AVRO"))
     run.verdict(
         note=f"primary SIGKILLed: promoted {promoted[1]}s, old one sync standby {failover:.1f}s; "
         f"stall {stall(run):.1f}s"

@@ -1,6 +1,4 @@
 import pytest
-from sqlalchemy import create_engine
-from sqlalchemy.engine import make_url
 
 from allocation.config import ConfigurationError, load_settings, settings_from
 from allocation.entrypoints.provision import min_insync_replicas
@@ -59,16 +57,3 @@ def test_renamed_variables_still_work_with_a_warning(
 def test_topics_tolerate_one_broker_lost_without_stopping_writers() -> None:
     factors = [settings_from(topic_replication_factor=rf) for rf in (1, 2, 3)]
     assert [min_insync_replicas(settings) for settings in factors] == [1, 1, 2]
-
-
-def test_a_multi_host_url_becomes_sqlalchemys_host_list() -> None:
-    settings = settings_from(
-        database_url="postgresql://u:p@h1:5432,h2:5433/d?target_session_attrs=read-write"
-    )
-    assert settings.sqlalchemy_url == (
-        "postgresql+psycopg2://u:p@/d?host=h1:5432&host=h2:5433&target_session_attrs=read-write"
-    )
-    connect = create_engine(settings.sqlalchemy_url).dialect.create_connect_args
-    _, params = connect(make_url(settings.sqlalchemy_url))
-    assert (params["host"], params["port"]) == ("h1,h2", "5432,5433")
-    assert params["target_session_attrs"] == "read-write"
