@@ -8,10 +8,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv stack-up stack-down stack-status lint typecheck test test-unit run bench bench-quick chaos clean
+.PHONY: help venv stack-up stack-down stack-status lint typecheck test test-unit run bench bench-quick chaos clean \
+	observability-check observe observe-down prometheus-installed
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +55,25 @@ bench-quick: $(STAMP) stack-up  ## the same figures at small sizes (under 2 minu
 
 chaos: $(STAMP) stack-up  ## fault-injection scenarios at full scale (20 s outages, 10-min soak), table at the end
 	CHAOS_SIZE=full $(BIN)/pytest tests/e2e/test_chaos.py tests/integration/test_api_fuzz.py --timeout 1800 $(PYTEST_ARGS)
+
+# Debian's prometheus package brings promtool and /usr/bin/prometheus; no recommends (a node
+# exporter). Quick when both are there; needs root (as CI runs) the first time.
+prometheus-installed:
+	@command -v promtool >/dev/null && test -x /usr/bin/prometheus || { \
+		echo "installing Debian's prometheus (promtool, prometheus)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+observability-check: prometheus-installed  ## promtool: the Prometheus config, the alert rules and their unit tests
+	promtool check config observability/prometheus.yml
+	promtool check rules observability/rules.yml
+	promtool test rules observability/rules_test.yml
+
+observe: prometheus-installed  ## Prometheus on 127.0.0.1:9090 scraping `make run`'s processes (natively)
+	@bash observability/observe.sh up
+
+observe-down:  ## stop the Prometheus of make observe
+	@bash observability/observe.sh down
 
 clean:  ## remove caches (keeps .venv and the stack's downloads)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache
