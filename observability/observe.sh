@@ -25,7 +25,7 @@ up() {
     fi
     if listening; then
         # Debian's package enables its own service on :9090 where systemd runs.
-        echo "something else listens on $LISTEN (Debian's prometheus service? " \
+        echo "something else listens on $LISTEN (Debian's prometheus service?" \
             "systemctl disable --now prometheus), or set PROMETHEUS_LISTEN" >&2
         return 1
     fi
@@ -47,7 +47,8 @@ up() {
         fi
         sleep 0.2
     done
-    echo "prometheus: http://$LISTEN (graphs), /targets (what it scrapes), /alerts (rules.yml)"
+    # Debian's build serves the classic web UI only.
+    echo "prometheus: http://$LISTEN/classic/graph, /classic/targets, /classic/alerts"
     echo "  pid $(cat "$PID_FILE"), log $LOG; stop it with make observe-down"
 }
 
