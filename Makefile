@@ -8,10 +8,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv stack-up stack-down stack-status lint typecheck test test-unit test-security run bench bench-quick chaos chaos-cluster clean
+.PHONY: help venv stack-up stack-down stack-status lint typecheck test test-unit test-security run bench bench-quick chaos chaos-cluster clean \
+	observability-check observe observe-down prometheus-installed
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +62,25 @@ chaos: $(STAMP) stack-up  ## fault-injection scenarios at full scale (20 s outag
 .PHONY: chaos-cluster
 chaos-cluster: $(STAMP)  ## the cluster topology (3 brokers, Patroni) of its own, under node faults (~5 min)
 	STACK_TOPOLOGY_TESTS=cluster $(BIN)/pytest tests/e2e/test_cluster.py --timeout 900 $(PYTEST_ARGS)
+
+# Debian's prometheus package brings promtool and /usr/bin/prometheus; no recommends (a node
+# exporter). Quick when both are there; needs root (as CI runs) the first time.
+prometheus-installed:
+	@command -v promtool >/dev/null && test -x /usr/bin/prometheus || { \
+		echo "installing Debian's prometheus (promtool, prometheus)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+observability-check: prometheus-installed  ## promtool: the Prometheus config, the alert rules and their unit tests
+	promtool check config observability/prometheus.yml
+	promtool check rules observability/rules.yml
+	promtool test rules observability/rules_test.yml
+
+observe: prometheus-installed  ## Prometheus on 127.0.0.1:9090 scraping `make run`'s processes (natively)
+	@bash observability/observe.sh up
+
+observe-down:  ## stop the Prometheus of make observe
+	@bash observability/observe.sh down
 
 clean:  ## remove caches (keeps .venv and the stack's downloads)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache
