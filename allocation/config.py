@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     # Static group membership: a consumer restarted with the same id gets its
     # partitions back at once instead of waiting out a rebalance.
     consumer_instance_id: str | None = None
+    # "consumer": KIP-848's broker-driven rebalances (the broker sets the session timeout);
+    # "classic": the older protocol, cooperative-sticky, with the timeout below.
+    consumer_group_protocol: Literal["consumer", "classic"] = "consumer"
     consumer_session_timeout_ms: int = Field(default=10_000, ge=1_000)
     # /metrics, /livez and /readyz of each process; 0 serves nothing. Several consumers
     # or relays on one host each need a port of their own.

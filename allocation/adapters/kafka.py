@@ -62,13 +62,22 @@ def consumer_config(
 
 
 def command_consumer_config(settings: Settings, client_id: str) -> dict[str, Any]:
-    """The command consumer's group membership, static when an instance id is set."""
-    config = consumer_config(
-        settings,
-        settings.consumer_group,
-        client_id,
-        **{"session.timeout.ms": settings.consumer_session_timeout_ms},
-    )
+    """The command consumer's group membership, static when an instance id is set.
+
+    With the broker-driven protocol of KIP-848 (``consumer``, the default) the broker
+    assigns partitions incrementally and decides the session timeout
+    (``group.consumer.session.timeout.ms``, 10 s in the stack); with ``classic`` the
+    client asks for cooperative-sticky assignment and its own session timeout.
+    """
+    if settings.consumer_group_protocol == "consumer":
+        group: dict[str, Any] = {"group.protocol": "consumer"}
+    else:
+        group = {
+            "group.protocol": "classic",
+            "partition.assignment.strategy": "cooperative-sticky",
+            "session.timeout.ms": settings.consumer_session_timeout_ms,
+        }
+    config = consumer_config(settings, settings.consumer_group, client_id, **group)
     if settings.consumer_instance_id:
         config["group.instance.id"] = settings.consumer_instance_id
     return config

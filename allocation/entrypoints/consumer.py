@@ -139,7 +139,7 @@ class CommandConsumer:
             list(self._decoders),
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
-            on_lost=self._on_revoke,
+            on_lost=self._on_lost,
         )
         while not self._stop.is_set():
             self.health.beat()
@@ -304,9 +304,25 @@ class CommandConsumer:
         self._assigned.update((tp.topic, tp.partition) for tp in partitions)
         self._report()
 
-    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         logger.info("revoked %s", _partition_list(partitions))
         revoked = [(tp.topic, tp.partition) for tp in partitions]
+        # What was applied is committed before the partitions move, so their next owner
+        # starts where this one stopped instead of re-reading what the inbox would absorb.
+        applied = self._offsets(set(revoked))
+        if applied:
+            try:
+                consumer.commit(offsets=applied, asynchronous=False)
+            except KafkaException as exc:
+                logger.warning("offsets of revoked partitions not committed (%s)", exc)
+        self._forget(revoked)
+
+    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Already another member's: committing now could only overwrite its offsets.
+        logger.warning("lost %s", _partition_list(partitions))
+        self._forget([(tp.topic, tp.partition) for tp in partitions])
+
+    def _forget(self, revoked: list[Partition]) -> None:
         self._positions.forget(revoked)
         self._assigned.difference_update(revoked)
         for topic, partition in revoked:

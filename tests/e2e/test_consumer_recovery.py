@@ -27,7 +27,9 @@ def test_a_fenced_static_member_replaces_its_client(
     # A group of its own, so that the intruder below disturbs no other test's consumer.
     s = e2e_settings.model_copy(update={"consumer_group": f"fenced-{uuid.uuid4().hex[:6]}"})
     instance = f"fenced-{uuid.uuid4().hex[:6]}"
-    env = service_env(s, CONSUMER_INSTANCE_ID=instance)
+    # Only the classic protocol fences a static member for good when another client takes
+    # its identity (KIP-848 refuses the newcomer instead); the replacement path is the same.
+    env = service_env(s, CONSUMER_INSTANCE_ID=instance, CONSUMER_GROUP_PROTOCOL="classic")
     consumer = Service(["consumer"], env, log_dir, "consumer").start()
     relay = Service(["relay"], env, log_dir, "relay").start()
     try:
@@ -41,6 +43,7 @@ def test_a_fenced_static_member_replaces_its_client(
                 "group.id": s.consumer_group,
                 "group.instance.id": instance,
                 "session.timeout.ms": 10_000,
+                "partition.assignment.strategy": "cooperative-sticky",  # the service's
             }
         )
         intruder.subscribe([s.topic_allocate], on_assign=lambda *_: fenced.set())
