@@ -1,0 +1,158 @@
+"""Kafka's console tools with the Avro serde (stack/bin/kafka-avro-console-*) drive the service."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import selectors
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from allocation.config import Settings
+from tests.conftest import random_batchref, random_orderid, random_sku
+from tests.harness import Service, wait_for_batches
+
+BIN = Path(__file__).resolve().parents[2] / "stack" / "bin"
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# The first run on a machine fetches the tools' jars with Maven and compiles two classes.
+TOOL_TIMEOUT = 300
+
+
+def tool_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env["KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers
+    env["SCHEMA_REGISTRY_URL"] = settings.schema_registry_url
+    return env
+
+
+def produce(
+    settings: Settings, topic: str, lines: list[str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "kafka-avro-console-producer"), "--topic", topic, *args],
+        input="".join(f"{line}\n" for line in lines),
+        env=tool_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=TOOL_TIMEOUT,
+        check=False,
+    )
+
+
+def produce_keyed(settings: Settings, topic: str, key: str, record: dict[str, object]) -> None:
+    done = produce(
+        settings,
+        topic,
+        [f"{key}:{json.dumps(record)}"],
+        "--property",
+        "parse.key=true",
+        "--property",
+        "key.separator=:",
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def consume_until(
+    settings: Settings, topic: str, wanted: Callable[[str], bool], timeout: float = 90
+) -> str:
+    """Runs the Avro console consumer from the beginning until it prints a line that is wanted."""
+    process = subprocess.Popen(
+        [
+            str(BIN / "kafka-avro-console-consumer"),
+            "--topic",
+            topic,
+            "--from-beginning",
+            "--property",
+            "print.key=true",
+            "--property",
+            "print.headers=true",
+        ],
+        env=tool_env(settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in lines_of(process, TOOL_TIMEOUT + timeout):
+            if wanted(line):
+                return line
+        raise AssertionError(f"no wanted line on {topic}; stderr: {process.stderr.read()}")  # type: ignore[union-attr]
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def lines_of(process: subprocess.Popen[str], timeout: float) -> Iterator[str]:
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if not selector.select(timeout=max(0.0, deadline - time.monotonic())):
+                break
+            line = process.stdout.readline()
+            if not line:
+                return
+            yield line.rstrip("\n")
+    raise AssertionError(f"timed out after {timeout:.0f}s reading the console consumer")
+
+
+def fields(line: str) -> tuple[dict[str, str], str, dict[str, object]]:
+    """headers, key, value of a line printed with print.headers=true and print.key=true."""
+    headers_text, key, value = line.split("\t", 2)
+    headers = dict(item.split(":", 1) for item in headers_text.split(",") if ":" in item)
+    return headers, key, json.loads(value)
+
+
+def test_an_allocate_typed_into_the_producer_is_applied_and_its_allocated_printed(
+    e2e_settings: Settings, engine: Engine, services: dict[str, Service]
+) -> None:
+    s = e2e_settings
+    sku, ref, orderid = random_sku("console"), random_batchref("console"), random_orderid()
+    produce_keyed(
+        s, s.topic_add_batch, sku, {"ref": ref, "sku": sku, "qty": 10, "eta": "2026-12-01"}
+    )
+    wait_for_batches(engine, [ref])
+    produce_keyed(s, s.topic_allocate, sku, {"orderid": orderid, "sku": sku, "qty": 3})
+
+    line = consume_until(s, s.topic_line_allocated, lambda line: f'"{orderid}"' in line)
+    headers, key, value = fields(line)
+    assert key == sku
+    assert value == {"orderid": orderid, "sku": sku, "qty": 3, "batchref": ref}
+    assert headers["event_type"] == "Allocated"
+
+    # The typed command carried a message_id, the identity the service acted on (its inbox key
+    # and the event's causation), and dates print as dates, not day numbers.
+    command_line = consume_until(s, s.topic_allocate, lambda line: f'"{orderid}"' in line)
+    message_id = fields(command_line)[0]["message_id"]
+    assert UUID.fullmatch(message_id)
+    assert headers["causation_id"].endswith(message_id)
+    batch_line = consume_until(s, s.topic_add_batch, lambda line: f'"{ref}"' in line)
+    assert fields(batch_line)[2]["eta"] == "2026-12-01"
+
+
+@pytest.mark.parametrize(
+    ("line", "args", "reason"),
+    [
+        ('{"orderid": "o-1", "sku": "LAMP", "qty": "ten"}', [], 'field "qty": expected an int'),
+        ('{"orderid": "o-1", "qty": 1}', [], 'field "sku": missing'),
+        ('{"orderid": "o-1", "sku": "LAMP", "qty": 1, "x": 1}', [], 'field "x": not a field'),
+        ("not json", [], "not JSON"),
+        ('{"orderid": "o-1", "sku": "LAMP", "qty": 1}', ["value.schema.id=987654"], "987654"),
+    ],
+)
+def test_the_producer_refuses_a_record_that_does_not_fit_with_one_clear_line(
+    e2e_settings: Settings, line: str, args: list[str], reason: str
+) -> None:
+    properties = [arg for prop in args for arg in ("--property", prop)]
+    done = produce(e2e_settings, e2e_settings.topic_allocate, [line], *properties)
+    assert done.returncode == 1
+    assert reason in done.stderr
+    assert "Exception" not in done.stderr, done.stderr
+    assert "\tat " not in done.stderr, done.stderr
