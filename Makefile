@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv stack-up stack-down stack-status lint typecheck test test-unit run bench bench-quick chaos clean
+.PHONY: help venv stack-up stack-down stack-status lint typecheck test test-unit run bench bench-quick chaos clean asyncapi-validate
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -54,6 +54,15 @@ bench-quick: $(STAMP) stack-up  ## the same figures at small sizes (under 2 minu
 
 chaos: $(STAMP) stack-up  ## fault-injection scenarios at full scale (20 s outages, 10-min soak), table at the end
 	CHAOS_SIZE=full $(BIN)/pytest tests/e2e/test_chaos.py tests/integration/test_api_fuzz.py --timeout 1800 $(PYTEST_ARGS)
+
+# The AsyncAPI CLI, pinned by tools/asyncapi/package-lock.json, installed there (not globally).
+ASYNCAPI := tools/asyncapi/node_modules/.bin/asyncapi
+$(ASYNCAPI): tools/asyncapi/package.json tools/asyncapi/package-lock.json
+	npm ci --prefix tools/asyncapi --no-audit --no-fund --loglevel=error
+	touch $(ASYNCAPI)
+
+asyncapi-validate: $(ASYNCAPI)  ## validate asyncapi.yaml (and the .avsc files it references) with the AsyncAPI CLI
+	ASYNCAPI_METRICS_CONFIG_PATH=$(CURDIR)/tools/asyncapi/analytics.json $(ASYNCAPI) validate asyncapi.yaml
 
 clean:  ## remove caches (keeps .venv and the stack's downloads)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache
