@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .PHONY: help venv stack-up stack-down stack-status lint typecheck test test-unit test-security run bench bench-quick chaos chaos-cluster clean \
-	observability-check observe observe-down prometheus-installed
+	observability-check observe observe-down prometheus-installed asyncapi-validate
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -81,6 +81,15 @@ observe: prometheus-installed  ## Prometheus on 127.0.0.1:9090 scraping `make ru
 
 observe-down:  ## stop the Prometheus of make observe
 	@bash observability/observe.sh down
+
+# The AsyncAPI CLI, pinned by tools/asyncapi/package-lock.json, installed there (not globally).
+ASYNCAPI := tools/asyncapi/node_modules/.bin/asyncapi
+$(ASYNCAPI): tools/asyncapi/package.json tools/asyncapi/package-lock.json
+	npm ci --prefix tools/asyncapi --no-audit --no-fund --loglevel=error
+	touch $(ASYNCAPI)
+
+asyncapi-validate: $(ASYNCAPI)  ## validate asyncapi.yaml (and the .avsc files it references) with the AsyncAPI CLI
+	ASYNCAPI_METRICS_CONFIG_PATH=$(CURDIR)/tools/asyncapi/analytics.json $(ASYNCAPI) validate asyncapi.yaml
 
 clean:  ## remove caches (keeps .venv and the stack's downloads)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache

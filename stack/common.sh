@@ -5,6 +5,7 @@
 # --- versions: the one place to change them --------------------------------
 KAFKA_VERSION=4.1.1          # org.apache.kafka:kafka_2.13 + kafka-tools (stack/kafka/pom.xml)
 APICURIO_VERSION=3.0.9       # io.apicurio:apicurio-registry-app:<v>:tar.gz:all (3.1+ needs Java 21)
+APICURIO_SERDE_VERSION=3.1.7 # io.apicurio:apicurio-registry-avro-serde-kafka, Avro console tools (Java 17; 3.0.x is not on Central)
 # PostgreSQL: Debian's package, newest /usr/lib/postgresql/<major> installed.
 
 # --- ports (override by environment) --------------------------------------

@@ -27,6 +27,7 @@ from allocation.adapters.products import start_mappers
 from allocation.adapters.security import kafka_client_security, registry_client_config
 from allocation.bootstrap import event_routes
 from allocation.config import Settings, load_settings
+from tests.containers import docker_missing, running_servers, servers_mode
 from tests.servers import server_missing
 
 
@@ -55,13 +56,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def settings() -> Iterator[Settings]:
+def servers() -> Iterator[dict[str, str]]:
+    """Server addresses overriding the environment's: none for the native stack (the default);
+    with TEST_SERVERS=containers, those of containers started from docker-compose.kafka.yml."""
+    if servers_mode() == "native":
+        yield {}
+        return
+    reason = docker_missing()
+    if reason is not None:
+        pytest.skip(reason)
+    with running_servers() as addresses:
+        yield addresses
+
+
+@pytest.fixture(scope="session")
+def settings(servers: dict[str, str]) -> Iterator[Settings]:
     """The environment's settings, pointed at a throwaway database of this test session.
 
     Tests then see no row of a running service, nor of an earlier run, and the
     relay's leader lock is theirs alone.
     """
-    base = load_settings()
+    base = load_settings().model_copy(update={k.lower(): v for k, v in servers.items()})
     name = f"allocation_test_{uuid.uuid4().hex[:10]}"
     # No pool: a connection kept from before a database restart would be dead at teardown.
     admin = create_engine(base.sqlalchemy_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
