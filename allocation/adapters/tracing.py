@@ -72,29 +72,30 @@ def traceparent_of(span: Span) -> str | None:
 
 def start_process(topic: str, traceparent: str | None, attributes: Mapping[str, str | int]) -> Span:
     """The span of applying one inbound message of ``topic``; the caller ends it."""
-    return _tracer().start_span(
-        f"process {topic}",
-        context=parent(traceparent),
-        kind=SpanKind.CONSUMER,
-        attributes={
-            "messaging.system": "kafka",
-            "messaging.operation.type": "process",
-            "messaging.destination.name": topic,
-            **attributes,
-        },
-    )
+    return _messaging_span("process", SpanKind.CONSUMER, topic, traceparent, attributes)
 
 
 def start_send(topic: str, key: str, traceparent: str | None) -> Span:
     """The span of publishing one event to ``topic``; the caller ends it."""
+    attributes = {"messaging.kafka.message.key": key}
+    return _messaging_span("send", SpanKind.PRODUCER, topic, traceparent, attributes)
+
+
+def _messaging_span(
+    operation: str,
+    kind: SpanKind,
+    topic: str,
+    traceparent: str | None,
+    attributes: Mapping[str, str | int],
+) -> Span:
     return _tracer().start_span(
-        f"send {topic}",
+        f"{operation} {topic}",
         context=parent(traceparent),
-        kind=SpanKind.PRODUCER,
+        kind=kind,
         attributes={
             "messaging.system": "kafka",
-            "messaging.operation.type": "send",
+            "messaging.operation.type": operation,
             "messaging.destination.name": topic,
-            "messaging.kafka.message.key": key,
+            **attributes,
         },
     )
