@@ -179,7 +179,12 @@ def produce_and_wait(
     if failures:
         raise KafkaException(failures[0])
     if left > 0 or len(delivered) < count:
+        # Retriable: the broker may be back a moment later (faults.classify agrees).
         raise KafkaException(
-            KafkaError(KafkaError._MSG_TIMED_OUT, f"no acknowledgement within {timeout:.0f} s")
+            KafkaError(
+                KafkaError._MSG_TIMED_OUT,
+                f"no acknowledgement within {timeout:.0f} s",
+                retriable=True,
+            )
         )
     return delivered
