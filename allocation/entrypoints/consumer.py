@@ -25,7 +25,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from allocation import bootstrap
 from allocation.adapters import contract
 from allocation.adapters.avro import AvroCodec, PoisonMessage
-from allocation.adapters.faults import is_transient
+from allocation.adapters.faults import classify, is_transient
 from allocation.adapters.kafka import (
     Outgoing,
     dead_letter_headers,
@@ -34,7 +34,7 @@ from allocation.adapters.kafka import (
     produce_and_wait,
 )
 from allocation.adapters.positions import Partition, Positions, is_fatal
-from allocation.adapters.wire import COMMAND_DECODERS
+from allocation.adapters.wire import COMMAND_DECODERS, check_command
 from allocation.config import Settings
 from allocation.domain import commands
 from allocation.domain.errors import DomainError
@@ -172,13 +172,16 @@ class CommandConsumer:
         try:
             record = self._codec.decode(topic, message.value())
             command = self._decoders[topic](record)
-        except PoisonMessage as exc:
-            return DeadLetter(message, exc.error_type, str(exc))
+            # The limits, checked at the edge: a value over one never reaches the database.
+            check_command(command)
+            envelope = Envelope(
+                message_identity(message), correlation_id=header(message, contract.CORRELATION_ID)
+            )
+        except (PoisonMessage, DomainError) as exc:
+            fault = classify(exc)
+            return DeadLetter(message, fault.name, fault.reason)
         except (KeyError, TypeError, ValueError) as exc:
             return DeadLetter(message, "InvalidRecord", f"{type(exc).__name__}: {exc}")
-        envelope = Envelope(
-            message_identity(message), correlation_id=header(message, contract.CORRELATION_ID)
-        )
         return Inbound(message, command, envelope)
 
     def _apply(self, inbound: list[Inbound]) -> list[DeadLetter]:

@@ -25,6 +25,9 @@ DLQ_HEADERS = {
 }
 
 
+LONG = "\U0001d11e" * 64  # 64 characters, 256 bytes of UTF-8
+
+
 def wire(schema_id: int, body: bytes) -> bytes:
     return struct.pack(">bI", 0, schema_id) + body
 
@@ -98,10 +101,28 @@ def test_every_kind_of_poison_is_dead_lettered_and_a_valid_command_behind_it_app
             "DuplicateBatchRef",
         ),
         ("empty-sku", s.topic_add_batch, {"ref": ref + "x", "sku": "", "qty": 5}, "InvalidValue"),
+        # 64 characters of 4 bytes: within 255 characters, over 255 bytes. Applied, the
+        # pair below made an index row PostgreSQL refuses (54000) and stalled the consumer.
+        (
+            "oversize-identifiers",
+            s.topic_add_batch,
+            {"ref": LONG, "sku": LONG, "qty": 5},
+            "InvalidValue",
+        ),
+        (
+            "oversize-orderid",
+            s.topic_allocate,
+            {"orderid": LONG, "sku": LONG, "qty": 1},
+            "InvalidValue",
+        ),
     ]
     for case, topic, record, kind in record_cases:
         sender.send(topic, record, sku, headers=[("case", case.encode())])
         topics[case], expected[case] = topic, kind
+    long_correlation = [("case", b"long-correlation-id"), ("correlation_id", b"c" * 513)]
+    sender.send(s.topic_allocate, {**o, "qty": 1}, sku, headers=long_correlation)
+    topics["long-correlation-id"] = s.topic_allocate
+    expected["long-correlation-id"] = "InvalidValue"
     orderid = random_orderid()
     sender.send(s.topic_allocate, {"orderid": orderid, "sku": sku, "qty": 7}, sku)
     sender.flush()

@@ -21,13 +21,16 @@ from allocation.adapters.topic_reader import Received, TopicReader
 from allocation.adapters.wire import COMMAND_DECODERS, Record, check_command
 from allocation.config import Settings
 from allocation.entrypoints.cli.common import ToolError, command, print_json
+from allocation.service_layer.unit_of_work import require_correlation_id
 
 
 def produce(settings: Settings, args: argparse.Namespace, extra: list[str]) -> int:
     record = record_from_cli(settings, args.topic, args.json, extra)
     name = contract.topic_records(settings)[args.topic]
-    if not args.no_check:
+    if not args.no_check:  # the limits the consumer applies, before anything is sent
         check_command(COMMAND_DECODERS[name](record))
+        if args.correlation_id is not None:
+            require_correlation_id(args.correlation_id)
     message_id = str(uuid.uuid4())
     headers: Headers = [(contract.MESSAGE_ID, message_id.encode())]
     if args.correlation_id:
