@@ -1,13 +1,12 @@
 """The command consumer: Kafka command topics -> message bus -> PostgreSQL, exactly once.
 
-Each poll returns up to ``consumer_poll_size`` messages. Messages that cannot
-become a command are set aside for the dead-letter queue; the rest are applied
-in ONE transaction that also records each message in the inbox. If that
-transaction fails for a reason other than a transient fault, the poll is applied
-again one message at a time, so a rejected message goes to the DLQ alone. Only
-when the transaction committed and the dead letters were acknowledged does the
-consumer commit the offsets. A crash anywhere re-delivers the poll, and the
-inbox turns the re-delivery into a no-op.
+Each poll returns up to ``consumer_poll_size`` messages; ``inbound`` decodes them
+at the edge, ``applier`` applies them (one transaction, or one by one to isolate
+poison). Only when the transaction committed and the dead letters were
+acknowledged does the consumer commit the offsets. A crash anywhere re-delivers
+the poll, and the inbox turns the re-delivery into a no-op. A systemic fault (a
+missing table, a refused permission) pauses consumption: nothing is
+dead-lettered, the poll in hand is tried again, and the first success resumes.
 """
 
 from __future__ import annotations
@@ -17,50 +16,24 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass
 from functools import partial
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from allocation import bootstrap
 from allocation.adapters import contract
-from allocation.adapters.avro import AvroCodec, PoisonMessage
-from allocation.adapters.faults import classify, is_transient
-from allocation.adapters.kafka import (
-    Outgoing,
-    dead_letter_headers,
-    header,
-    message_identity,
-    produce_and_wait,
-)
+from allocation.adapters.avro import AvroCodec
+from allocation.adapters.faults import is_transient
+from allocation.adapters.kafka import produce_and_wait
 from allocation.adapters.positions import Partition, Positions, is_fatal
-from allocation.adapters.wire import COMMAND_DECODERS, check_command
 from allocation.config import Settings
-from allocation.domain import commands
-from allocation.domain.errors import DomainError
-from allocation.entrypoints.retry import Backoff
+from allocation.entrypoints.applier import Applier, SystemicFault
+from allocation.entrypoints.inbound import DeadLetter, Decoder, Inbound
+from allocation.entrypoints.pause import Pause
+from allocation.entrypoints.retry import Backoff, Stopped
 from allocation.service_layer.messagebus import MessageBus
-from allocation.service_layer.unit_of_work import Envelope
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Inbound:
-    """A message decoded into a command, with the identity the inbox knows it by."""
-
-    message: Message
-    command: commands.Command
-    envelope: Envelope
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """A message set aside for the DLQ, with what was wrong with it."""
-
-    message: Message
-    error_type: str
-    error_message: str
 
 
 class ConsumerBroken(Exception):
@@ -86,17 +59,21 @@ class CommandConsumer:
         self._consumer = consumer_factory()
         self._dlq = dlq
         self._dlq_topic = dlq_topic
-        self._codec = codec
-        self._bus = bus
-        self._decoders = {topic: COMMAND_DECODERS[name] for topic, name in records.items()}
+        self._decoder = Decoder(codec, records)
         self._stop = stop
         self._poll_size = poll_size
-        self._unexpected_attempts = unexpected_attempts
         self._backoff = Backoff(stop)
+        self._applier = Applier(bus, self._backoff, unexpected_attempts)
         self._positions = Positions()
+        self._pause = Pause()
         self.applied = 0  # includes duplicates, which are applied by doing nothing
         self.duplicates = 0
         self.dead_lettered = 0
+
+    @property
+    def paused(self) -> bool:
+        """Consumption is held back by a systemic fault (what readiness reports)."""
+        return self._pause.paused
 
     def run(self, poll_timeout: float = 0.5) -> None:
         """Consume until stopped; a Kafka client that breaks for good is replaced by a new one.
@@ -121,7 +98,7 @@ class CommandConsumer:
 
     def _consume(self, poll_timeout: float) -> None:
         self._consumer.subscribe(
-            list(self._decoders), on_assign=_log_assignment, on_revoke=self._on_revoke
+            self._decoder.topics, on_assign=_log_assignment, on_revoke=self._on_revoke
         )
         while not self._stop.is_set():
             messages = [m for m in self._next_poll(poll_timeout) if not _is_error(m)]
@@ -143,18 +120,40 @@ class CommandConsumer:
         return [first, *self._consumer.consume(self._poll_size - 1, timeout=0)]
 
     def process(self, messages: list[Message]) -> None:
-        """Apply, dead-letter, then commit the offsets of one poll's messages."""
+        """Apply, dead-letter, then commit the offsets of one poll's messages.
+
+        On a systemic fault nothing is dead-lettered nor committed: the same poll
+        is tried again, with growing pauses up to 5 s, until it goes through (the
+        probe). What it applied one by one before the fault comes again as
+        duplicates, which the inbox absorbs.
+        """
+        delay = 0.5
+        while True:
+            try:
+                self._process(messages)
+            except SystemicFault as exc:
+                self._pause.hold(exc.fault.reason)
+                if self._stop.wait(delay):
+                    raise Stopped("paused consumption") from exc
+                delay = min(delay * 2, 5.0)
+                continue
+            self._pause.lift()
+            return
+
+    def _process(self, messages: list[Message]) -> None:
         started = time.perf_counter()
         inbound: list[Inbound] = []
         dead: list[DeadLetter] = []
         for message in messages:
-            decoded = self._backoff.call("decode", partial(self._decode, message), is_transient)
+            decoded = self._backoff.call(
+                "decode", partial(self._decoder.decode, message), is_transient
+            )
             if isinstance(decoded, Inbound):
                 inbound.append(decoded)
             else:
                 dead.append(decoded)
-        rejected = self._apply(inbound)
-        dead.extend(rejected)
+        applied = self._applier.apply(inbound)
+        dead.extend(applied.rejected)
         self._dead_letter(dead)
         applied_at = time.perf_counter()
         self._commit(messages)
@@ -164,79 +163,20 @@ class CommandConsumer:
             (applied_at - started) * 1000,
             (time.perf_counter() - applied_at) * 1000,
         )
-        self.applied += len(inbound) - len(rejected)
+        if applied.duplicates:
+            logger.info(
+                "%d re-delivered message(s) were already applied; skipped", applied.duplicates
+            )
+        self.duplicates += applied.duplicates
+        self.applied += len(inbound) - len(applied.rejected)
         self.dead_lettered += len(dead)
-
-    def _decode(self, message: Message) -> Inbound | DeadLetter:
-        topic = str(message.topic())
-        try:
-            record = self._codec.decode(topic, message.value())
-            command = self._decoders[topic](record)
-            # The limits, checked at the edge: a value over one never reaches the database.
-            check_command(command)
-            envelope = Envelope(
-                message_identity(message), correlation_id=header(message, contract.CORRELATION_ID)
-            )
-        except (PoisonMessage, DomainError) as exc:
-            fault = classify(exc)
-            return DeadLetter(message, fault.name, fault.reason)
-        except (KeyError, TypeError, ValueError) as exc:
-            return DeadLetter(message, "InvalidRecord", f"{type(exc).__name__}: {exc}")
-        return Inbound(message, command, envelope)
-
-    def _apply(self, inbound: list[Inbound]) -> list[DeadLetter]:
-        if not inbound:
-            return []
-        items = [(i.command, i.envelope) for i in inbound]
-        try:
-            outcomes = self._backoff.call(
-                "apply poll", lambda: self._bus.handle_many(items), is_transient
-            )
-            self._count_duplicates(sum(outcome.duplicate for outcome in outcomes))
-            return []
-        except Exception as exc:
-            logger.info("poll of %d failed (%s); applying one by one", len(items), exc)
-        return [dead for item in inbound if (dead := self._apply_one(item)) is not None]
-
-    def _apply_one(self, item: Inbound) -> DeadLetter | None:
-        for attempt in range(1, self._unexpected_attempts + 1):
-            try:
-                outcome = self._backoff.call(
-                    "apply", lambda: self._bus.handle(item.command, item.envelope), is_transient
-                )
-                self._count_duplicates(int(outcome.duplicate))
-                return None
-            except DomainError as exc:
-                return DeadLetter(item.message, type(exc).__name__, str(exc))
-            except Exception as exc:
-                logger.exception("unexpected error applying %s (attempt %d)", item.command, attempt)
-                last = exc
-        return DeadLetter(item.message, type(last).__name__, f"unexpected error: {last}")
-
-    def _count_duplicates(self, duplicates: int) -> None:
-        if duplicates:
-            logger.info("%d re-delivered message(s) were already applied; skipped", duplicates)
-            self.duplicates += duplicates
 
     def _dead_letter(self, dead: list[DeadLetter]) -> None:
         if dead:
-            self._backoff.call("dead-letter", lambda: self._produce_dead(dead), is_transient)
+            self._backoff.call("dead-letter", lambda: self._produce_dead(dead), _dlq_transient)
 
     def _produce_dead(self, dead: list[DeadLetter]) -> None:
-        for letter in dead:
-            logger.warning(
-                "dead-lettering %s[%s]@%s: %s: %s",
-                letter.message.topic(),
-                letter.message.partition(),
-                letter.message.offset(),
-                letter.error_type,
-                letter.error_message,
-            )
-        produce_and_wait(self._dlq, [self._letter(letter) for letter in dead])
-
-    def _letter(self, letter: DeadLetter) -> Outgoing:
-        headers = dead_letter_headers(letter.message, letter.error_type, letter.error_message)
-        return Outgoing(self._dlq_topic, letter.message.key(), letter.message.value(), headers)
+        produce_and_wait(self._dlq, [letter.outgoing(self._dlq_topic) for letter in dead])
 
     def _commit(self, messages: list[Message]) -> None:
         """Commit the poll's offsets without waiting for the broker's answer.
@@ -271,6 +211,12 @@ class CommandConsumer:
             logger.warning(
                 "final offset commit failed (%s); some messages may be re-delivered", exc
             )
+
+
+def _dlq_transient(exc: Exception) -> bool:
+    # Any refusal by the broker of a dead letter is waited out, never a reason to
+    # exit: the letter's offset is not committed, so nothing is lost meanwhile.
+    return is_transient(exc) or isinstance(exc, KafkaException)
 
 
 def _is_error(message: Message) -> bool:
