@@ -1,7 +1,9 @@
-"""The operator's faults (a missing table) pause the consumer; nothing is dead-lettered."""
+"""The operator's faults (a missing table, an old schema) pause or stop; nothing dead-lettered."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,3 +104,22 @@ def test_a_missing_table_pauses_the_consumer_until_it_is_back_and_dead_letters_n
         print(f"--- consumer log ---\n{consumer.log()[-4000:]}")
         engine.dispose()
     assert code == 0
+
+
+@pytest.mark.parametrize("process", ["consumer", "relay"])
+def test_a_process_refuses_to_start_on_a_database_without_the_schema(
+    world: Settings, process: str
+) -> None:
+    started = subprocess.run(
+        [sys.executable, "-m", "allocation.entrypoints.cli", process],
+        env=service_env(world),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert started.returncode == 1, started.stderr
+    lines = started.stderr.strip().splitlines()
+    assert len(lines) == 1, started.stderr
+    assert "allocation db upgrade" in lines[0]
+    assert "Traceback" not in started.stderr
+    assert dead_letter_count(world) == 0

@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from allocation.adapters.avro import RegistryTransportError
+from allocation.adapters.database import SchemaTooOld
 from allocation.adapters.faults import RegistryUnavailable
 from allocation.adapters.schemas import IncompatibleSchema
 from allocation.config import ConfigurationError, Settings, load_settings
@@ -35,6 +36,7 @@ USER_ERRORS = (
     SchemaRegistryError,
     RegistryUnavailable,
     RegistryTransportError,
+    SchemaTooOld,
     DBAPIError,
     LookupError,
     ValueError,

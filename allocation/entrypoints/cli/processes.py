@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import threading
+
+from sqlalchemy import Engine
 
 from allocation import bootstrap
-from allocation.adapters.database import migrate
+from allocation.adapters.database import migrate, require_schema
+from allocation.adapters.faults import is_transient
 from allocation.config import Settings
 from allocation.entrypoints import consumer, relay, supervisor
 from allocation.entrypoints.cli.common import command, engine
 from allocation.entrypoints.cli.contract import schemas_register, topics_create
 from allocation.entrypoints.process import stop_on_signals
-from allocation.entrypoints.retry import Stopped
+from allocation.entrypoints.retry import Backoff, Stopped
 
 
 def run_all(settings: Settings, args: argparse.Namespace, extra: list[str]) -> int:
@@ -29,8 +33,10 @@ def prepare(settings: Settings, args: argparse.Namespace, extra: list[str]) -> i
 def run_consumer(settings: Settings, _args: argparse.Namespace, _: list[str]) -> int:
     stop = stop_on_signals()
     application = bootstrap.bootstrap(settings)
-    process = consumer.build(settings, application, stop)
     try:
+        if application.engine is not None:
+            _check_schema(application.engine, stop)
+        process = consumer.build(settings, application, stop)
         process.run()
     except Stopped:
         pass
@@ -46,10 +52,19 @@ def run_consumer(settings: Settings, _args: argparse.Namespace, _: list[str]) ->
 def run_relay(settings: Settings, _args: argparse.Namespace, _: list[str]) -> int:
     stop = stop_on_signals()
     with engine(settings, pool_size=2) as pool:
+        _check_schema(pool, stop)
         process = relay.build(settings, pool, stop)
         process.run()
     print(f"relay stopped: {process.published} published")
     return 0
+
+
+def _check_schema(pool: Engine, stop: threading.Event) -> None:
+    """Refuse to start on a schema older than the code needs; wait out a database restarting."""
+    try:
+        Backoff(stop).call("schema check", lambda: require_schema(pool), is_transient)
+    except Stopped:
+        raise SystemExit(0) from None
 
 
 def run_api(settings: Settings, args: argparse.Namespace, _: list[str]) -> int:
