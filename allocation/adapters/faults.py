@@ -144,13 +144,6 @@ def is_transient(exc: BaseException) -> bool:
     return classify(exc).kind is Kind.TRANSIENT
 
 
-def database_unavailable(exc: BaseException) -> bool:
-    """The database cannot be reached, went away or is busy: wait and try again."""
-    return isinstance(exc, sa_exc.DBAPIError | psycopg2.Error | sa_exc.TimeoutError) and (
-        is_transient(exc)
-    )
-
-
 def _database(exc: sa_exc.DBAPIError | psycopg2.Error) -> Fault:
     original = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
     code = getattr(original, "pgcode", None) or _SQLSTATE_OF_CLASS.get(type(original))

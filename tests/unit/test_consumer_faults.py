@@ -15,6 +15,7 @@ from sqlalchemy import exc as sa_exc
 
 from allocation.domain import commands
 from allocation.entrypoints.consumer import CommandConsumer
+from allocation.entrypoints.retry import Stopped
 from allocation.service_layer.messagebus import Outcome
 from allocation.service_layer.unit_of_work import Envelope
 
@@ -94,7 +95,9 @@ class FakeBus:
         return self.handle_many([(command, envelope)])[0]
 
 
-def consumer(bus: FakeBus, dlq: FakeProducer, attempts: int = 1) -> CommandConsumer:
+def consumer(
+    bus: FakeBus, dlq: FakeProducer, attempts: int = 1, stop: threading.Event | None = None
+) -> CommandConsumer:
     return CommandConsumer(
         consumer_factory=FakeKafkaConsumer,  # type: ignore[arg-type]
         dlq=dlq,  # type: ignore[arg-type]
@@ -102,7 +105,7 @@ def consumer(bus: FakeBus, dlq: FakeProducer, attempts: int = 1) -> CommandConsu
         codec=FakeCodec(),  # type: ignore[arg-type]
         bus=bus,  # type: ignore[arg-type]
         records={TOPIC: "Allocate"},
-        stop=threading.Event(),
+        stop=stop or threading.Event(),
         unexpected_attempts=attempts,
     )
 
@@ -138,6 +141,21 @@ def test_a_missing_table_pauses_consumption_dead_letters_nothing_and_resumes() -
     assert not process.paused
     assert bus.applied == ["o1", "o2"]
     assert process.dead_lettered == 0
+
+
+@pytest.mark.timeout(20)
+def test_a_stop_while_paused_ends_the_wait_and_dead_letters_nothing() -> None:
+    stop, dlq = threading.Event(), FakeProducer()
+
+    def missing_table(_: commands.Allocate) -> Exception | None:
+        if process.paused:
+            stop.set()  # SIGTERM arrives while paused
+        return database_error("42P01", 'relation "products" does not exist')
+
+    process = consumer(FakeBus(missing_table), dlq, stop=stop)
+    with pytest.raises(Stopped):
+        process.process(poll("o1"))
+    assert dlq.sent == []
 
 
 @pytest.mark.timeout(20)

@@ -91,7 +91,6 @@ def test_pool_exhaustion_and_conflicts_are_transient() -> None:
     assert kind(sa_exc.TimeoutError("QueuePool limit of size 5 overflow 5 reached")) == (
         "transient"
     )
-    assert faults.database_unavailable(sa_exc.TimeoutError("QueuePool limit reached"))
     assert kind(ConcurrencyConflict("version changed")) == "transient"
     assert kind(faults.RegistryUnavailable("registry down")) == "transient"
 
