@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,22 @@ def settings(servers: dict[str, str]) -> Iterator[Settings]:
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@contextmanager
+def fresh_database(settings: Settings) -> Iterator[Settings]:
+    """Settings on a new, empty database beside the session's (no migration applied)."""
+    name = f"allocation_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(settings.sqlalchemy_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(settings.database_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield settings.model_copy(update={"database_url": url})
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @pytest.fixture(scope="session")

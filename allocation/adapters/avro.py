@@ -24,7 +24,7 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from fastavro.read import SchemaResolutionError
 
 from allocation.adapters.contract import Schema, subject
-from allocation.adapters.faults import RegistryUnavailable
+from allocation.adapters.faults import MessageFault, RegistryUnavailable
 from allocation.adapters.security import AccessDenied, registry_client_config
 from allocation.adapters.wire import Record
 from allocation.config import Settings
@@ -40,7 +40,7 @@ RegistryTransportError: type[Exception] = _registry_http.HTTPError
 _HEADER = struct.Struct(">bI")
 
 
-class PoisonMessage(Exception):
+class PoisonMessage(MessageFault):
     """The bytes of a message can never become a command; ``error_type`` names why."""
 
     error_type = "PoisonMessage"

@@ -8,7 +8,9 @@ from types import TracebackType
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event
+from alembic.script import ScriptDirectory
+from alembic.script.revision import RevisionError
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.orm import Session, sessionmaker
@@ -113,10 +115,47 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
         self.session.rollback()
 
 
-def migrate(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` with the Alembic migrations shipped in the package."""
+class SchemaTooOld(Exception):
+    """The database's schema predates what this code needs: migrate it first."""
+
+
+def _alembic_config() -> AlembicConfig:
     config = AlembicConfig()
     config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    return config
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision`` with the Alembic migrations shipped in the package."""
+    config = _alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+
+
+def require_schema(engine: Engine, oldest: str = migrations.OLDEST_SCHEMA_REVISION) -> None:
+    """SchemaTooOld unless the database is at ``oldest`` or a later revision.
+
+    A revision these migrations do not know is a newer one (a later release
+    migrated first, as in a rolling deploy): accepted.
+    """
+    script = ScriptDirectory.from_config(_alembic_config())
+    # Read directly: alembic's MigrationContext logs two lines even for a question.
+    with engine.connect() as connection:
+        current: list[str] = []
+        if inspect(connection).has_table("alembic_version"):
+            query = text("SELECT version_num FROM alembic_version")
+            current = list(connection.execute(query).scalars())
+    advice = "run `allocation db upgrade`"
+    if not current:
+        raise SchemaTooOld(f"the database has no schema (no migration applied); {advice}")
+    for head in current:
+        try:
+            reached = {r.revision for r in script.iterate_revisions(head, "base")}
+        except RevisionError:
+            continue
+        if oldest not in reached:
+            raise SchemaTooOld(
+                f"the database schema is at revision {head}, older than {oldest}, the oldest"
+                f" this code runs on; {advice}"
+            )

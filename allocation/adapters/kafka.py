@@ -120,35 +120,53 @@ def create_topics(
     return outcome
 
 
-def message_headers(message: Message) -> list[tuple[str, bytes]]:
-    """A message's headers as (name, bytes) pairs; headers without a value are left out."""
-    raw = message.headers() or []
+MessageHeaders = list[tuple[str, bytes]]
+
+
+def message_headers(message: Message) -> MessageHeaders:
+    """A message's headers as (name, bytes) pairs; headers without a value are left out.
+
+    Call it ONCE per message and pass the result on. confluent-kafka raises (a
+    SystemError over a UnicodeDecodeError) converting a header name that is not
+    UTF-8, keeps the half-built list, and a second ``headers()`` call on that
+    message crashes the process. Such a message is taken as having no headers,
+    so a header can never stop a consumer.
+    """
+    try:
+        raw = message.headers() or []
+    except (SystemError, UnicodeError):
+        return []
     pairs = raw.items() if isinstance(raw, dict) else raw
     return [(k, v.encode() if isinstance(v, str) else v) for k, v in pairs if v is not None]
 
 
-def header(message: Message, name: str) -> str | None:
-    """The first header called ``name``, as text; None when absent."""
-    for key, value in message_headers(message):
+def header(headers: MessageHeaders, name: str) -> str | None:
+    """The first header called ``name``, as text; None when absent or not UTF-8."""
+    for key, value in headers:
         if key == name:
-            return value.decode("utf-8", "replace")
+            try:
+                return value.decode("utf-8")
+            except UnicodeDecodeError:
+                return None
     return None
 
 
-def message_identity(message: Message) -> str:
+def message_identity(message: Message, headers: MessageHeaders) -> str:
     """The inbox key of an inbound message: its ``message_id`` header, else its coordinates."""
-    message_id = header(message, contract.MESSAGE_ID)
+    message_id = header(headers, contract.MESSAGE_ID)
     # An id the inbox cannot store (unprintable, or longer than its key) is ignored.
     if message_id and len(message_id) <= 200 and message_id.isprintable():
         return "id:" + message_id
     return f"{message.topic()}:{message.partition()}:{message.offset()}"
 
 
-def dead_letter_headers(message: Message, error_type: str, error_message: str) -> Headers:
+def dead_letter_headers(
+    message: Message, headers: MessageHeaders, error_type: str, error_message: str
+) -> Headers:
     """The original headers, then the contract's DLQ headers saying what failed and where."""
     reason = error_message if len(error_message) <= 2000 else error_message[:1997] + "..."
     return [
-        *message_headers(message),
+        *headers,
         (contract.ERROR_TYPE, error_type.encode()),
         (contract.ERROR_MESSAGE, reason.encode("utf-8", "replace")),
         (contract.SOURCE_TOPIC, str(message.topic()).encode()),
@@ -205,7 +223,12 @@ def produce_and_wait(
     if failures:
         raise KafkaException(failures[0])
     if left > 0 or len(delivered) < count:
+        # Retriable: the broker may be back a moment later (faults.classify agrees).
         raise KafkaException(
-            KafkaError(KafkaError._MSG_TIMED_OUT, f"no acknowledgement within {timeout:.0f} s")
+            KafkaError(
+                KafkaError._MSG_TIMED_OUT,
+                f"no acknowledgement within {timeout:.0f} s",
+                retriable=True,
+            )
         )
     return [delivered[index] for index in range(count)]

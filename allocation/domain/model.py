@@ -10,27 +10,39 @@ from datetime import date
 from allocation.domain import events
 from allocation.domain.errors import InvalidBatchRef, InvalidQuantity, InvalidSku, InvalidValue
 
-MAX_IDENTIFIER_LENGTH = 255
+# Limits that keep every value storable: PostgreSQL's btree refuses an index
+# entry over about 2,700 bytes, and the read model's key holds three identifiers,
+# so they are counted in bytes of UTF-8, not characters. Quantities are
+# PostgreSQL integers. The README's "Limits" table lists the same numbers.
+MAX_IDENTIFIER_BYTES = 255
+MAX_QUANTITY = 2**31 - 1
 
 
 def require_text(field: str, value: object) -> str:
-    """An identifier: a non-blank string of printable characters, at most 255 of them."""
+    """An identifier: a non-blank string of printable characters, at most 255 bytes of UTF-8."""
     if not isinstance(value, str) or not value.strip():
         raise InvalidValue(f"{field} must be a non-empty string, got {value!r:.80}")
-    if len(value) > MAX_IDENTIFIER_LENGTH:
-        raise InvalidValue(f"{field} is {len(value)} characters long; at most 255 are allowed")
+    # Checked first: a lone surrogate is unprintable and has no UTF-8 form to measure.
     if not value.isprintable():
         raise InvalidValue(f"{field} must not contain control or unprintable characters")
+    size = len(value.encode("utf-8"))
+    if size > MAX_IDENTIFIER_BYTES:
+        raise InvalidValue(
+            f"{field} is {size} bytes of UTF-8; at most {MAX_IDENTIFIER_BYTES} are allowed"
+        )
     return value
 
 
 def require_quantity(field: str, value: object, *, allow_zero: bool = False) -> int:
+    """A quantity: a positive integer (or zero) that fits a PostgreSQL integer."""
     # bool is an int subclass; True is not a quantity.
     if not isinstance(value, int) or isinstance(value, bool):
-        raise InvalidQuantity(f"{field} must be an integer, got {value!r}")
+        raise InvalidQuantity(f"{field} must be an integer, got {value!r:.80}")
     if value < 0 or (value == 0 and not allow_zero):
         bound = "zero or more" if allow_zero else "positive"
         raise InvalidQuantity(f"{field} must be {bound}, got {value}")
+    if value > MAX_QUANTITY:
+        raise InvalidQuantity(f"{field} must be at most {MAX_QUANTITY}, got {value}")
     return value
 
 

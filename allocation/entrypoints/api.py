@@ -1,8 +1,9 @@
 """The HTTP API: a thin FastAPI layer over the same message bus the consumer uses.
 
-Requests are validated at the edge; bad input is a 4xx with a reason, the
-domain's rejections are 400 (409 for a duplicate batch), and a database that is
-down or a conflict that kept recurring is a 503 the client may retry.
+Requests are validated at the edge, with the README's limits; bad input is a 4xx
+with a reason, the domain's rejections are 400 (409 for a duplicate batch), and
+a failure ``faults.classify`` calls transient (a database down, no connection
+free in the pool, a conflict that kept recurring) is a 503 the client may retry.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 from sqlalchemy import text
 
 from allocation.adapters import tracing
-from allocation.adapters.faults import database_unavailable
+from allocation.adapters.faults import Kind, classify
 from allocation.bootstrap import Application
 from allocation.domain import commands, model
 from allocation.domain.errors import DomainError, DuplicateBatchRef
@@ -28,14 +29,28 @@ from allocation.service_layer.unit_of_work import ConcurrencyConflict, Envelope
 
 logger = logging.getLogger(__name__)
 
-Identifier = Annotated[str, Field(min_length=1, max_length=255, pattern=r"\S")]
+
+def _within_bytes(value: str) -> str:
+    """The identifier limit is in bytes of UTF-8; ``max_length`` alone counts characters."""
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > model.MAX_IDENTIFIER_BYTES:
+        raise ValueError(f"is {size} bytes of UTF-8; at most {model.MAX_IDENTIFIER_BYTES}")
+    return value
+
+
+Identifier = Annotated[
+    str,
+    Field(min_length=1, max_length=model.MAX_IDENTIFIER_BYTES, pattern=r"\S"),
+    AfterValidator(_within_bytes),
+]
+Quantity = Annotated[StrictInt, Field(gt=0, le=model.MAX_QUANTITY)]
 
 
 class BatchIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     ref: Identifier
     sku: Identifier
-    qty: Annotated[StrictInt, Field(gt=0, le=2**31 - 1)]
+    qty: Quantity
     eta: date | None = None
 
 
@@ -43,7 +58,7 @@ class AllocateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     orderid: Identifier
     sku: Identifier
-    qty: Annotated[StrictInt, Field(gt=0, le=2**31 - 1)]
+    qty: Quantity
 
 
 class AllocationOut(BaseModel):
@@ -146,9 +161,15 @@ def _install_error_handlers(api: FastAPI) -> None:
 
     @api.exception_handler(Exception)
     async def failed(_: Request, exc: Exception) -> JSONResponse:
-        if database_unavailable(exc):
-            logger.warning("database unavailable: %s", exc)
+        fault = classify(exc)
+        if fault.kind is Kind.TRANSIENT:
+            logger.warning("database unavailable: %s", fault.reason)
             return _unavailable("database unavailable; retry")
+        if fault.kind is Kind.POISON:  # a value the database refused (SQLSTATE 22, 54)
+            return JSONResponse(status_code=400, content={"detail": fault.reason})
+        if fault.kind is Kind.SYSTEMIC:
+            logger.error("service not usable: %s", fault.reason)
+            return _unavailable("service unavailable; retry")
         logger.exception("unhandled error")
         return JSONResponse(status_code=500, content={"detail": "internal error"})
 

@@ -1,13 +1,12 @@
 """The command consumer: Kafka command topics -> message bus -> PostgreSQL, exactly once.
 
-Each poll returns up to ``consumer_poll_size`` messages. Messages that cannot
-become a command are set aside for the dead-letter queue; the rest are applied
-in ONE transaction that also records each message in the inbox. If that
-transaction fails for a reason other than a transient fault, the poll is applied
-again one message at a time, so a rejected message goes to the DLQ alone. Only
-when the transaction committed and the dead letters were acknowledged does the
-consumer commit the offsets. A crash anywhere re-delivers the poll, and the
-inbox turns the re-delivery into a no-op.
+Each poll returns up to ``consumer_poll_size`` messages; ``inbound`` decodes them
+at the edge, ``applier`` applies them (one transaction, or one by one to isolate
+poison). Only when the transaction committed and the dead letters were
+acknowledged does the consumer commit the offsets. A crash anywhere re-delivers
+the poll, and the inbox turns the re-delivery into a no-op. A systemic fault (a
+missing table, a refused permission) pauses consumption: nothing is
+dead-lettered, the poll in hand is tried again, and the first success resumes.
 """
 
 from __future__ import annotations
@@ -17,59 +16,26 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass
 from functools import partial
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
-from opentelemetry.trace import Span
 
 from allocation import bootstrap
-from allocation.adapters import contract, metrics, tracing
-from allocation.adapters.avro import AvroCodec, PoisonMessage
+from allocation.adapters import contract, metrics
+from allocation.adapters.avro import AvroCodec
 from allocation.adapters.faults import is_transient
-from allocation.adapters.kafka import (
-    Outgoing,
-    dead_letter_headers,
-    header,
-    message_identity,
-    produce_and_wait,
-)
+from allocation.adapters.kafka import produce_and_wait
 from allocation.adapters.positions import Partition, Positions, is_fatal
 from allocation.adapters.security import is_refusal, refused
-from allocation.adapters.wire import COMMAND_DECODERS
 from allocation.config import Settings
-from allocation.domain import commands
-from allocation.domain.errors import DomainError
+from allocation.entrypoints.applier import Applier, SystemicFault
 from allocation.entrypoints.health import Health
-from allocation.entrypoints.retry import Backoff
+from allocation.entrypoints.inbound import DeadLetter, Decoder, Inbound
+from allocation.entrypoints.pause import Pause
+from allocation.entrypoints.retry import Backoff, Stopped
 from allocation.service_layer.messagebus import MessageBus
-from allocation.service_layer.unit_of_work import Envelope
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Inbound:
-    """A message decoded into a command, with the identity the inbox knows it by, and the
-    span of applying it (ended once its poll is committed)."""
-
-    message: Message
-    command: commands.Command
-    envelope: Envelope
-    span: Span
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """A message set aside for the DLQ, with what was wrong with it.
-
-    ``rejected``: a business rule refused the command (not poison: counted apart).
-    """
-
-    message: Message
-    error_type: str
-    error_message: str
-    rejected: bool = False
 
 
 class ConsumerBroken(Exception):
@@ -96,20 +62,23 @@ class CommandConsumer:
         self._consumer = consumer_factory()
         self._dlq = dlq
         self._dlq_topic = dlq_topic
-        self._codec = codec
-        self._bus = bus
-        self._decoders = {topic: COMMAND_DECODERS[name] for topic, name in records.items()}
+        self._decoder = Decoder(codec, records)
         self._stop = stop
         self._poll_size = poll_size
-        self._unexpected_attempts = unexpected_attempts
         self._backoff = Backoff(stop)
+        self._applier = Applier(bus, self._backoff, unexpected_attempts)
         self._positions = Positions()
+        self._pause = Pause()
         self._assigned: set[Partition] = set()
-        self._poll_duplicates: set[int] = set()  # id() of this poll's re-delivered messages
         self.health = health or Health()
         self.applied = 0  # includes duplicates, which are applied by doing nothing
         self.duplicates = 0
         self.dead_lettered = 0
+
+    @property
+    def paused(self) -> bool:
+        """Consumption is held back by a systemic fault (what readiness reports)."""
+        return self._pause.paused
 
     def run(self, poll_timeout: float = 0.5) -> None:
         """Consume until stopped; a Kafka client that breaks for good is replaced by a new one.
@@ -136,7 +105,7 @@ class CommandConsumer:
 
     def _consume(self, poll_timeout: float) -> None:
         self._consumer.subscribe(
-            list(self._decoders),
+            self._decoder.topics,
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
@@ -162,23 +131,47 @@ class CommandConsumer:
         return [first, *self._consumer.consume(self._poll_size - 1, timeout=0)]
 
     def process(self, messages: list[Message]) -> None:
-        """Apply, dead-letter, then commit the offsets of one poll's messages."""
-        with metrics.POLL_SECONDS.time():
-            self._process(messages)
+        """Apply, dead-letter, then commit the offsets of one poll's messages.
+
+        On a systemic fault nothing is dead-lettered nor committed: the same poll
+        is tried again, with growing pauses up to 5 s, until it goes through (the
+        probe). What it applied one by one before the fault comes again as
+        duplicates, which the inbox absorbs.
+        """
+        delay = 0.5
+        while True:
+            try:
+                with metrics.POLL_SECONDS.time():
+                    self._process(messages)
+            except SystemicFault as exc:
+                self._pause.hold(exc.fault.reason)
+                metrics.CONSUMER_PAUSED.set(1)
+                self.health.not_ready(f"consumption paused: {exc.fault.reason}")
+                self.health.beat()  # paused on purpose: alive, not stuck
+                if self._stop.wait(delay):
+                    raise Stopped("paused consumption") from exc
+                delay = min(delay * 2, 5.0)
+                continue
+            if self._pause.paused:
+                self._pause.lift()
+                metrics.CONSUMER_PAUSED.set(0)
+                self._report()
+            return
 
     def _process(self, messages: list[Message]) -> None:
         started = time.perf_counter()
-        self._poll_duplicates.clear()
         inbound: list[Inbound] = []
         dead: list[DeadLetter] = []
         for message in messages:
-            decoded = self._backoff.call("decode", partial(self._decode, message), is_transient)
+            decoded = self._backoff.call(
+                "decode", partial(self._decoder.decode, message), is_transient
+            )
             if isinstance(decoded, Inbound):
                 inbound.append(decoded)
             else:
                 dead.append(decoded)
-        rejected = self._apply(inbound)
-        dead.extend(rejected)
+        applied = self._applier.apply(inbound)
+        dead.extend(applied.rejected)
         self._dead_letter(dead)
         applied_at = time.perf_counter()
         self._commit(messages)
@@ -188,96 +181,23 @@ class CommandConsumer:
             (applied_at - started) * 1000,
             (time.perf_counter() - applied_at) * 1000,
         )
-        self.applied += len(inbound) - len(rejected)
+        if applied.duplicates:
+            logger.info(
+                "%d re-delivered message(s) were already applied; skipped", applied.duplicates
+            )
+        self.duplicates += applied.duplicates
+        self.applied += len(inbound) - len(applied.rejected)
         self.dead_lettered += len(dead)
-        _count(inbound, dead, self._poll_duplicates)
+        _count(inbound, dead, applied.duplicate_ids)
         for item in inbound:
             item.span.end()
 
-    def _decode(self, message: Message) -> Inbound | DeadLetter:
-        topic = str(message.topic())
-        try:
-            record = self._codec.decode(topic, message.value())
-            command = self._decoders[topic](record)
-        except PoisonMessage as exc:
-            return DeadLetter(message, exc.error_type, str(exc))
-        except (KeyError, TypeError, ValueError) as exc:
-            return DeadLetter(message, "InvalidRecord", f"{type(exc).__name__}: {exc}")
-        span = tracing.start_process(
-            topic,
-            header(message, contract.TRACEPARENT),
-            {
-                "messaging.kafka.offset": message.offset() or 0,
-                "messaging.destination.partition.id": str(message.partition()),
-            },
-        )
-        envelope = Envelope(
-            message_identity(message),
-            correlation_id=header(message, contract.CORRELATION_ID),
-            traceparent=tracing.traceparent_of(span),
-        )
-        return Inbound(message, command, envelope, span)
-
-    def _apply(self, inbound: list[Inbound]) -> list[DeadLetter]:
-        if not inbound:
-            return []
-        items = [(i.command, i.envelope) for i in inbound]
-        try:
-            outcomes = self._backoff.call(
-                "apply poll", lambda: self._bus.handle_many(items), is_transient
-            )
-            self._count_duplicates(
-                [i for i, o in zip(inbound, outcomes, strict=True) if o.duplicate]
-            )
-            return []
-        except Exception as exc:
-            logger.info("poll of %d failed (%s); applying one by one", len(items), exc)
-        return [dead for item in inbound if (dead := self._apply_one(item)) is not None]
-
-    def _apply_one(self, item: Inbound) -> DeadLetter | None:
-        for attempt in range(1, self._unexpected_attempts + 1):
-            try:
-                outcome = self._backoff.call(
-                    "apply", lambda: self._bus.handle(item.command, item.envelope), is_transient
-                )
-                self._count_duplicates([item] if outcome.duplicate else [])
-                return None
-            except DomainError as exc:
-                return DeadLetter(item.message, type(exc).__name__, str(exc), rejected=True)
-            except Exception as exc:
-                logger.exception("unexpected error applying %s (attempt %d)", item.command, attempt)
-                last = exc
-        return DeadLetter(item.message, type(last).__name__, f"unexpected error: {last}")
-
-    def _count_duplicates(self, duplicates: list[Inbound]) -> None:
-        if duplicates:
-            logger.info("%d re-delivered message(s) were already applied; skipped", len(duplicates))
-            self.duplicates += len(duplicates)
-            self._poll_duplicates.update(id(item.message) for item in duplicates)
-
     def _dead_letter(self, dead: list[DeadLetter]) -> None:
         if dead:
-            self._backoff.call("dead-letter", lambda: self._produce_dead(dead), is_transient)
+            self._backoff.call("dead-letter", lambda: self._produce_dead(dead), _dlq_transient)
 
     def _produce_dead(self, dead: list[DeadLetter]) -> None:
-        for letter in dead:
-            logger.warning(
-                "dead-lettering %s[%s]@%s: %s: %s",
-                letter.message.topic(),
-                letter.message.partition(),
-                letter.message.offset(),
-                letter.error_type,
-                letter.error_message,
-                extra={
-                    "message_id": message_identity(letter.message),
-                    "correlation_id": header(letter.message, contract.CORRELATION_ID),
-                },
-            )
-        produce_and_wait(self._dlq, [self._letter(letter) for letter in dead])
-
-    def _letter(self, letter: DeadLetter) -> Outgoing:
-        headers = dead_letter_headers(letter.message, letter.error_type, letter.error_message)
-        return Outgoing(self._dlq_topic, letter.message.key(), letter.message.value(), headers)
+        produce_and_wait(self._dlq, [letter.outgoing(self._dlq_topic) for letter in dead])
 
     def _commit(self, messages: list[Message]) -> None:
         """Commit the poll's offsets without waiting for the broker's answer.
@@ -331,6 +251,8 @@ class CommandConsumer:
         self._report()
 
     def _report(self) -> None:
+        if self._pause.paused:
+            return  # the pause says why it is not ready
         if self._assigned:
             self.health.ready(f"{len(self._assigned)} partitions assigned")
         else:
@@ -347,17 +269,10 @@ class CommandConsumer:
             )
 
 
-def _count(inbound: list[Inbound], dead: list[DeadLetter], duplicates: set[int]) -> None:
-    """Count each message of a poll once: applied, duplicate (already applied before),
-    rejected by a business rule, or dead-lettered as poison."""
-    failed = {id(letter.message) for letter in dead}
-    for item in inbound:
-        if id(item.message) not in failed:
-            outcome = "duplicate" if id(item.message) in duplicates else "applied"
-            metrics.COMMANDS.labels(str(item.message.topic()), outcome, "").inc()
-    for letter in dead:
-        outcome = "rejected" if letter.rejected else "dead_lettered"
-        metrics.COMMANDS.labels(str(letter.message.topic()), outcome, letter.error_type).inc()
+def _dlq_transient(exc: Exception) -> bool:
+    # Any refusal by the broker of a dead letter is waited out, never a reason to
+    # exit: the letter's offset is not committed, so nothing is lost meanwhile.
+    return is_transient(exc) or isinstance(exc, KafkaException)
 
 
 def _is_error(message: Message) -> bool:
@@ -371,6 +286,19 @@ def _is_error(message: Message) -> bool:
     if error.code() != KafkaError._PARTITION_EOF:
         logger.warning("consumer error: %s", error)
     return True
+
+
+def _count(inbound: list[Inbound], dead: list[DeadLetter], duplicates: set[int]) -> None:
+    """Count each message of a poll once: applied, duplicate (already applied before),
+    rejected by a business rule, or dead-lettered as poison."""
+    failed = {id(letter.message) for letter in dead}
+    for item in inbound:
+        if id(item.message) not in failed:
+            outcome = "duplicate" if id(item.message) in duplicates else "applied"
+            metrics.COMMANDS.labels(str(item.message.topic()), outcome, "").inc()
+    for letter in dead:
+        outcome = "rejected" if letter.rejected else "dead_lettered"
+        metrics.COMMANDS.labels(str(letter.message.topic()), outcome, letter.error_type).inc()
 
 
 def _partition_list(partitions: list[TopicPartition]) -> str:

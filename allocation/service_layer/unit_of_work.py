@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Self
 
 from allocation.domain import commands, events, model
-from allocation.domain.errors import DomainError
+from allocation.domain.errors import DomainError, InvalidValue
 from allocation.service_layer.ports import (
     AbstractAllocationsView,
     AbstractInbox,
@@ -44,6 +44,27 @@ class Envelope:
     deduplicate: bool = True
     # W3C trace context of the span applying the message; its events are sent under it.
     traceparent: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.correlation_id is not None:
+            require_correlation_id(self.correlation_id)
+
+
+MAX_CORRELATION_ID_BYTES = 512
+"""The outbox stores a correlation id in 512 characters; counted in bytes, it always fits."""
+
+
+def require_correlation_id(value: str) -> str:
+    """A correlation id the outbox can store and a Kafka header can carry; else InvalidValue."""
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > MAX_CORRELATION_ID_BYTES:
+        raise InvalidValue(
+            f"correlation id is {size} bytes of UTF-8; at most {MAX_CORRELATION_ID_BYTES}"
+            " are allowed"
+        )
+    if not value.isprintable():
+        raise InvalidValue("correlation id must not contain control or unprintable characters")
+    return value
 
 
 @dataclass(frozen=True)

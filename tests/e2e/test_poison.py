@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from allocation.adapters.avro import AvroCodec
 from allocation.config import Settings
 from testkit.processes import Service, wait_for_batches
+from testkit.raw_headers import produce_with_raw_header
 from testkit.traffic import CommandSender, Decoded, DecodingReader
 from tests.conftest import random_batchref, random_orderid, random_sku
 
@@ -23,6 +24,9 @@ DLQ_HEADERS = {
     "source_offset",
     "failed_at",
 }
+
+
+LONG = "\U0001d11e" * 64  # 64 characters, 256 bytes of UTF-8
 
 
 def wire(schema_id: int, body: bytes) -> bytes:
@@ -98,10 +102,28 @@ def test_every_kind_of_poison_is_dead_lettered_and_a_valid_command_behind_it_app
             "DuplicateBatchRef",
         ),
         ("empty-sku", s.topic_add_batch, {"ref": ref + "x", "sku": "", "qty": 5}, "InvalidValue"),
+        # 64 characters of 4 bytes: within 255 characters, over 255 bytes. Applied, the
+        # pair below made an index row PostgreSQL refuses (54000) and stalled the consumer.
+        (
+            "oversize-identifiers",
+            s.topic_add_batch,
+            {"ref": LONG, "sku": LONG, "qty": 5},
+            "InvalidValue",
+        ),
+        (
+            "oversize-orderid",
+            s.topic_allocate,
+            {"orderid": LONG, "sku": LONG, "qty": 1},
+            "InvalidValue",
+        ),
     ]
     for case, topic, record, kind in record_cases:
         sender.send(topic, record, sku, headers=[("case", case.encode())])
         topics[case], expected[case] = topic, kind
+    long_correlation = [("case", b"long-correlation-id"), ("correlation_id", b"c" * 513)]
+    sender.send(s.topic_allocate, {**o, "qty": 1}, sku, headers=long_correlation)
+    topics["long-correlation-id"] = s.topic_allocate
+    expected["long-correlation-id"] = "InvalidValue"
     orderid = random_orderid()
     sender.send(s.topic_allocate, {"orderid": orderid, "sku": sku, "qty": 7}, sku)
     sender.flush()
@@ -127,4 +149,38 @@ def test_every_kind_of_poison_is_dead_lettered_and_a_valid_command_behind_it_app
     assert [r.value for r in received if r.value and r.value.get("orderid") == orderid] == [
         {"orderid": orderid, "sku": sku, "qty": 7, "batchref": ref}
     ]
+    assert services["consumer"].running
+
+
+def test_a_header_that_is_not_utf8_is_treated_as_absent_and_the_consumer_goes_on(
+    e2e_settings: Settings,
+    engine: Engine,
+    codec: AvroCodec,
+    services: dict[str, Service],
+    sender: CommandSender,
+    events: DecodingReader,
+) -> None:
+    s = e2e_settings
+    sku, ref = random_sku(), random_batchref()
+    sender.send(s.topic_add_batch, {"ref": ref, "sku": sku, "qty": 100, "eta": None}, sku)
+    sender.flush()
+    wait_for_batches(engine, [ref])
+    hostile, after = random_orderid("hostile"), random_orderid("after")
+    # confluent-kafka raises converting this header; the record itself is valid.
+    produce_with_raw_header(
+        s.kafka_bootstrap_servers,
+        s.topic_allocate,
+        sku.encode(),
+        codec.encode(s.topic_allocate, {"orderid": hostile, "sku": sku, "qty": 1}),
+        name=b"\xff\xfecorrelation_id",
+        header=b"\xfe\xff",
+    )
+    sender.send(s.topic_allocate, {"orderid": after, "sku": sku, "qty": 2}, sku)
+    sender.flush()
+
+    def orders(got: list[Decoded]) -> set[str]:
+        return {str(r.value["orderid"]) for r in got if r.value and r.value.get("sku") == sku}
+
+    received = events.read_until(lambda got: {hostile, after} <= orders(got), timeout=60)
+    assert {hostile, after} <= orders(received)
     assert services["consumer"].running

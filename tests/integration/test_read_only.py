@@ -7,7 +7,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from allocation.adapters.database import make_engine
-from allocation.adapters.faults import database_unavailable as is_unavailable
+from allocation.adapters.faults import is_transient as is_unavailable
 from allocation.config import Settings
 
 

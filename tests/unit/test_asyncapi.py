@@ -140,6 +140,7 @@ class _Message:
 
 
 def test_the_dead_letter_headers_are_the_ones_the_code_writes() -> None:
-    written = {name for name, _ in dead_letter_headers(_Message(), "InvalidSku", "no such sku")}
+    letter = dead_letter_headers(_Message(), [], "InvalidSku", "no such sku")
+    written = {name for name, _ in letter}
     dlq = the_message(channels_by_address(planned=False)[CONTRACT.topic_dlq])
     assert set(deref(dlq["headers"])["required"]) == written

@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from allocation.adapters import logs
 from allocation.adapters.avro import RegistryTransportError
+from allocation.adapters.database import SchemaTooOld
 from allocation.adapters.faults import RegistryUnavailable
 from allocation.adapters.schemas import IncompatibleSchema
 from allocation.adapters.security import AccessDenied, is_refusal, refused
@@ -38,6 +39,7 @@ USER_ERRORS = (
     SchemaRegistryError,
     RegistryUnavailable,
     RegistryTransportError,
+    SchemaTooOld,
     DBAPIError,
     LookupError,
     ValueError,

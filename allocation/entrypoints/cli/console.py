@@ -28,6 +28,7 @@ from allocation.adapters.wire import COMMAND_DECODERS, Record, check_command
 from allocation.config import Settings
 from allocation.domain.errors import DomainError
 from allocation.entrypoints.cli.common import ToolError, command, print_json
+from allocation.service_layer.unit_of_work import require_correlation_id
 
 
 def produce(settings: Settings, args: argparse.Namespace, extra: list[str]) -> int:
@@ -48,6 +49,8 @@ def produce(settings: Settings, args: argparse.Namespace, extra: list[str]) -> i
             except DomainError as exc:
                 where = f"line {n}: " if extra == ["-"] else ""
                 raise ToolError(f"{where}{exc}; nothing was sent") from None
+        if args.correlation_id is not None:
+            require_correlation_id(args.correlation_id)
     codec = bootstrap.avro_codec(settings)
     outgoing, ids = [], []
     for record in records:

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import threading
+
+from sqlalchemy import Engine
 
 from allocation import bootstrap
 from allocation.adapters import tracing
-from allocation.adapters.database import migrate
+from allocation.adapters.database import migrate, require_schema
+from allocation.adapters.faults import is_transient
 from allocation.config import Settings
 from allocation.entrypoints import consumer, health, relay, supervisor
 from allocation.entrypoints.cli.common import command, engine
 from allocation.entrypoints.cli.contract import schemas_register, topics_create
 from allocation.entrypoints.process import stop_on_signals
-from allocation.entrypoints.retry import Stopped
+from allocation.entrypoints.retry import Backoff, Stopped
 
 
 def run_all(settings: Settings, args: argparse.Namespace, extra: list[str]) -> int:
@@ -44,9 +48,11 @@ def run_consumer(settings: Settings, _args: argparse.Namespace, _: list[str]) ->
     _trace(settings, "consumer")
     stop = stop_on_signals()
     application = bootstrap.bootstrap(settings)
-    process = consumer.build(settings, application, stop)
-    health.serve(process.health, settings.metrics_host, settings.consumer_metrics_port)
     try:
+        if application.engine is not None:
+            _check_schema(application.engine, stop)
+        process = consumer.build(settings, application, stop)
+        health.serve(process.health, settings.metrics_host, settings.consumer_metrics_port)
         process.run()
     except Stopped:
         pass
@@ -63,11 +69,20 @@ def run_relay(settings: Settings, _args: argparse.Namespace, _: list[str]) -> in
     _trace(settings, "relay")
     stop = stop_on_signals()
     with engine(settings, pool_size=2) as pool:
+        _check_schema(pool, stop)
         process = relay.build(settings, pool, stop)
         health.serve(process.health, settings.metrics_host, settings.relay_metrics_port)
         process.run()
     print(f"relay stopped: {process.published} published")
     return 0
+
+
+def _check_schema(pool: Engine, stop: threading.Event) -> None:
+    """Refuse to start on a schema older than the code needs; wait out a database restarting."""
+    try:
+        Backoff(stop).call("schema check", lambda: require_schema(pool), is_transient)
+    except Stopped:
+        raise SystemExit(0) from None
 
 
 def run_api(settings: Settings, args: argparse.Namespace, _: list[str]) -> int:

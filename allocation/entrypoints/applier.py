@@ -1,0 +1,103 @@
+"""Applying one poll's commands, and judging what failed: the message, or the system.
+
+The poll is applied in ONE transaction. If that fails for any reason but a
+transient or systemic one, it is applied again one message at a time, so a
+poison message is dead-lettered alone. A systemic fault raises ``SystemicFault``
+before any dead letter is produced: the caller pauses and tries the poll again.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from allocation.adapters.faults import Fault, Kind, Streak, classify, is_transient
+from allocation.domain.errors import DomainError
+from allocation.entrypoints.inbound import DeadLetter, Inbound
+from allocation.entrypoints.retry import Backoff
+from allocation.service_layer.messagebus import MessageBus
+
+logger = logging.getLogger(__name__)
+
+
+class SystemicFault(Exception):
+    """A fault of the system, not of the message: consumption pauses until it clears."""
+
+    def __init__(self, fault: Fault) -> None:
+        super().__init__(fault.reason)
+        self.fault = fault
+
+
+@dataclass
+class Applied:
+    """What applying a poll did: the dead letters of rejected messages, and the duplicates."""
+
+    rejected: list[DeadLetter]
+    duplicates: int
+    duplicate_ids: set[int] = field(default_factory=set)  # id() of the messages
+
+    def duplicate(self, item: Inbound) -> None:
+        self.duplicates += 1
+        self.duplicate_ids.add(id(item.message))
+
+
+class Applier:
+    """Applies decoded messages through the bus; transient faults are waited out inside."""
+
+    def __init__(self, bus: MessageBus, backoff: Backoff, unexpected_attempts: int = 3) -> None:
+        self._bus = bus
+        self._backoff = backoff
+        self._unexpected_attempts = unexpected_attempts
+        # Outlives a poll: the same unknown error at the end of one poll and the
+        # start of the next is still a streak.
+        self._streak = Streak()
+
+    def apply(self, inbound: list[Inbound]) -> Applied:
+        """Apply every message; SystemicFault when the system, not a message, is at fault."""
+        if not inbound:
+            return Applied([], 0)
+        items = [(i.command, i.envelope) for i in inbound]
+        try:
+            outcomes = self._backoff.call(
+                "apply poll", lambda: self._bus.handle_many(items), is_transient
+            )
+            self._streak.success()
+            applied = Applied([], 0)
+            for item, outcome in zip(inbound, outcomes, strict=True):
+                if outcome.duplicate:
+                    applied.duplicate(item)
+            return applied
+        except Exception as exc:
+            fault = classify(exc)
+            if fault.kind is Kind.SYSTEMIC:
+                raise SystemicFault(fault) from exc
+            logger.info("poll of %d failed (%s); applying one by one", len(items), fault.reason)
+        applied = Applied([], 0)
+        for item in inbound:
+            dead = self._apply_one(item, applied)
+            if dead is not None:
+                applied.rejected.append(dead)
+        return applied
+
+    def _apply_one(self, item: Inbound, applied: Applied) -> DeadLetter | None:
+        fault = Fault(Kind.UNKNOWN, "NotApplied", "no attempt made")
+        for attempt in range(1, self._unexpected_attempts + 1):
+            try:
+                outcome = self._backoff.call(
+                    "apply", lambda: self._bus.handle(item.command, item.envelope), is_transient
+                )
+                self._streak.success()
+                if outcome.duplicate:
+                    applied.duplicate(item)
+                return None
+            except Exception as exc:
+                fault = classify(exc)
+                if fault.kind is Kind.SYSTEMIC:
+                    raise SystemicFault(fault) from exc
+                if fault.kind is not Kind.UNKNOWN:
+                    return DeadLetter.of(item, fault, rejected=isinstance(exc, DomainError))
+                logger.exception("unexpected error applying %s (attempt %d)", item.command, attempt)
+        verdict = self._streak.judge(fault, item.envelope.message_id)
+        if verdict.kind is Kind.SYSTEMIC:
+            raise SystemicFault(verdict)
+        return DeadLetter.of(item, verdict)

@@ -1,0 +1,60 @@
+"""A dead letter the broker could not take in time is retried, never a reason to exit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+from allocation.adapters.faults import is_transient
+from allocation.adapters.kafka import Outgoing, produce_and_wait
+
+LETTER = Outgoing("allocation-dlq", b"sku", b"\x00bytes", [("error_type", b"InvalidSku")])
+
+
+class FakeProducer:
+    """Accepts every message; at flush, reports ``outcome`` for each (None: no report at all)."""
+
+    def __init__(self, outcome: KafkaError | None) -> None:
+        self._outcome = outcome
+        self._callbacks: list[Callable[[KafkaError | None, Any], None]] = []
+
+    def produce(self, topic: str, **kwargs: Any) -> None:
+        self._callbacks.append(kwargs["on_delivery"])
+
+    def poll(self, timeout: float) -> int:
+        return 0
+
+    def flush(self, timeout: float) -> int:
+        if self._outcome is None:
+            return len(self._callbacks)  # still queued: no acknowledgement came
+        for callback in self._callbacks:
+            callback(self._outcome, None)
+        return 0
+
+
+@pytest.mark.parametrize(
+    "report",
+    [
+        KafkaError(KafkaError._MSG_TIMED_OUT),  # librdkafka's report after message.timeout.ms
+        KafkaError(KafkaError._TRANSPORT),
+        None,  # flush gave up before any report
+    ],
+)
+def test_a_dead_letter_not_acknowledged_in_time_is_a_transient_failure(
+    report: KafkaError | None,
+) -> None:
+    with pytest.raises(KafkaException) as raised:
+        produce_and_wait(FakeProducer(report), [LETTER], timeout=0.01)  # type: ignore[arg-type]
+    assert is_transient(raised.value)
+
+
+def test_a_refusal_for_good_is_not_transient() -> None:
+    with pytest.raises(KafkaException) as raised:
+        produce_and_wait(
+            FakeProducer(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)),  # type: ignore[arg-type]
+            [LETTER],
+        )
+    assert not is_transient(raised.value)
