@@ -31,6 +31,8 @@ products = Table(
     metadata,
     Column("sku", String(255), primary_key=True),
     Column("version_number", Integer, nullable=False, server_default=text("0")),
+    # The number of the last event raised about the sku (events' product_version).
+    Column("event_sequence", Integer, nullable=False, server_default=text("0")),
 )
 
 batches = Table(
@@ -43,6 +45,8 @@ batches = Table(
     # The sum of the batch's allocations, kept so that allocating never reads them all.
     Column("allocated_quantity", Integer, nullable=False, server_default=text("0")),
     Column("eta", Date, nullable=True),
+    # Counts changes of the purchased quantity; a ChangeBatchQuantity may expect it.
+    Column("version", Integer, nullable=False, server_default=text("1")),
 )
 
 allocations = Table(

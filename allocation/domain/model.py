@@ -8,7 +8,13 @@ from dataclasses import dataclass
 from datetime import date
 
 from allocation.domain import events
-from allocation.domain.errors import InvalidBatchRef, InvalidQuantity, InvalidSku, InvalidValue
+from allocation.domain.errors import (
+    InvalidBatchRef,
+    InvalidQuantity,
+    InvalidSku,
+    InvalidValue,
+    StaleVersion,
+)
 
 MAX_IDENTIFIER_LENGTH = 255
 
@@ -120,13 +126,21 @@ def release_order(line: OrderLine) -> tuple[int, str]:
 
 
 class Batch:
-    """Stock of one sku that has arrived (eta None) or is on its way."""
+    """Stock of one sku that has arrived (eta None) or is on its way.
+
+    ``version`` counts changes to the batch's purchased quantity: 1 when created,
+    one more at each change. It is what a ``ChangeBatchQuantity`` may expect, so a
+    sender's compare-and-set fails only if the quantity it read was changed since;
+    allocations, which move all the time, do not count (the product's
+    ``version_number`` does, and would make every such command stale).
+    """
 
     def __init__(self, ref: str, sku: str, qty: int, eta: date | None) -> None:
         self.reference = require_text("ref", ref)
         self.sku = require_text("sku", sku)
         self.eta = eta
         self._purchased_quantity = require_quantity("qty", qty)
+        self.version = 1
         self._allocations: AllocationSet = Allocations()
 
     def __repr__(self) -> str:
@@ -164,8 +178,18 @@ class Batch:
         self._allocations.remove(line)
         return line
 
-    def change_purchased_quantity(self, qty: int) -> None:
+    def change_purchased_quantity(self, qty: int, expected_version: int | None = None) -> None:
+        if expected_version is not None and expected_version != self.version:
+            raise StaleVersion(
+                f"batch {self.reference} is at version {self.version}, "
+                f"the command expected version {expected_version}"
+            )
         self._purchased_quantity = require_quantity("qty", qty, allow_zero=True)
+        self.version += 1
+
+    @property
+    def purchased_quantity(self) -> int:
+        return self._purchased_quantity
 
     @property
     def allocated_quantity(self) -> int:
@@ -180,13 +204,19 @@ class Product:
     """The aggregate: every batch of one sku, changed only through this object.
 
     ``version_number`` grows with every change, so two transactions that changed
-    the same product from the same read cannot both commit.
+    the same product from the same read cannot both commit. ``event_sequence`` is
+    the number of the last event raised (each event's ``product_version``); every
+    event is raised by a change that also moves ``version_number``, so the same
+    optimistic check keeps the sequence gap-free and without duplicates.
     """
 
-    def __init__(self, sku: str, batches: list[Batch], version_number: int = 0) -> None:
+    def __init__(
+        self, sku: str, batches: list[Batch], version_number: int = 0, event_sequence: int = 0
+    ) -> None:
         self.sku = require_text("sku", sku)
         self.batches = batches
         self.version_number = version_number
+        self.event_sequence = event_sequence
         self.events: list[events.Event] = []
 
     def add_batch(self, batch: Batch) -> None:
@@ -207,29 +237,56 @@ class Product:
             None,
         )
         if batch is None:
-            self.events.append(events.OutOfStock(sku=line.sku))
+            # A change of its own: the event takes a number in the sku's sequence.
+            self.version_number += 1
+            self.events.append(
+                events.OutOfStock(
+                    sku=line.sku,
+                    orderid=line.orderid,
+                    qty=line.qty,
+                    product_version=self._next_event_number(),
+                )
+            )
             return None
         batch.allocate(line)
         self.version_number += 1
         self.events.append(
             events.Allocated(
-                orderid=line.orderid, sku=line.sku, qty=line.qty, batchref=batch.reference
+                orderid=line.orderid,
+                sku=line.sku,
+                qty=line.qty,
+                batchref=batch.reference,
+                product_version=self._next_event_number(),
             )
         )
         return batch.reference
 
-    def change_batch_quantity(self, ref: str, qty: int) -> None:
-        """Set a batch's quantity; lines that no longer fit are deallocated (and announced)."""
+    def change_batch_quantity(
+        self, ref: str, qty: int, expected_version: int | None = None
+    ) -> None:
+        """Set a batch's quantity; lines that no longer fit are deallocated (and announced).
+
+        With ``expected_version``, a batch whose quantity changed since (another
+        version) is left alone: StaleVersion.
+        """
         batch = self.batch(ref)
-        batch.change_purchased_quantity(qty)
+        batch.change_purchased_quantity(qty, expected_version)
         self.version_number += 1
         while batch.available_quantity < 0:
             line = batch.deallocate_one()
             self.events.append(
                 events.Deallocated(
-                    orderid=line.orderid, sku=line.sku, qty=line.qty, batchref=batch.reference
+                    orderid=line.orderid,
+                    sku=line.sku,
+                    qty=line.qty,
+                    batchref=batch.reference,
+                    product_version=self._next_event_number(),
                 )
             )
+
+    def _next_event_number(self) -> int:
+        self.event_sequence += 1
+        return self.event_sequence
 
     def batch(self, ref: str) -> Batch:
         found = next((b for b in self.batches if b.reference == ref), None)

@@ -33,7 +33,7 @@ from allocation.adapters.faults import RegistryUnavailable, TransientFault, is_t
 from allocation.adapters.inbox import prune_inbox
 from allocation.adapters.kafka import Headers
 from allocation.adapters.tables import LEADER_LOCK, OUTBOX_CHANNEL
-from allocation.adapters.wire import event_from_record, event_to_record
+from allocation.adapters.wire import event_from_record, published_record
 from allocation.config import Settings
 from allocation.entrypoints.health import Health
 from allocation.entrypoints.relay_policy import Delivered, Delivery, RelayPolicy
@@ -202,9 +202,7 @@ class OutboxRelay:
             try:
                 if row.topic not in topics:
                     raise LookupError(f"topic {row.topic} does not exist")
-                value = self._codec.encode(
-                    row.topic, event_to_record(event_from_record(row.event_type, row.payload))
-                )
+                value = self._codec.encode(row.topic, _record(row))
                 self._produce_one(row, value, delivery.record)
             except RegistryUnavailable:
                 raise
@@ -297,6 +295,11 @@ class OutboxRelay:
             forgotten = prune_inbox(connection, self._policy.inbox_retention)
         if pruned or forgotten:
             logger.info("pruned %d published outbox rows, %d inbox rows", pruned, forgotten)
+
+
+def _record(row: outbox.PendingRow) -> dict[str, object]:
+    event = event_from_record(row.event_type, row.payload)
+    return published_record(event, str(row.event_id), row.occurred_at, row.causation_id)
 
 
 def _count_published(rows: list[outbox.PendingRow]) -> None:

@@ -11,7 +11,14 @@ from allocation.domain.errors import InvalidQuantity, InvalidValue
 def test_change_batch_quantity_uses_the_books_wire_name_batchref() -> None:
     command = wire.change_batch_quantity_from_record({"batchref": "b1", "qty": 5})
     assert command == commands.ChangeBatchQuantity(ref="b1", qty=5)
-    assert wire.command_to_record(command) == {"batchref": "b1", "qty": 5}
+    assert wire.command_to_record(command) == {"batchref": "b1", "qty": 5, "expected_version": None}
+
+
+def test_change_batch_quantity_carries_the_expected_version_when_sent() -> None:
+    command = wire.change_batch_quantity_from_record(
+        {"batchref": "b1", "qty": 5, "expected_version": 3}
+    )
+    assert command == commands.ChangeBatchQuantity(ref="b1", qty=5, expected_version=3)
 
 
 @pytest.mark.parametrize(
@@ -42,12 +49,26 @@ def test_a_missing_field_is_a_key_error() -> None:
 
 
 def test_events_round_trip_through_the_outbox_payload() -> None:
-    event = events.Allocated("o1", "LAMP", 3, "b1")
+    event = events.Allocated("o1", "LAMP", 3, "b1", product_version=4)
     payload = wire.event_to_record(event)
-    assert payload == {"orderid": "o1", "sku": "LAMP", "qty": 3, "batchref": "b1"}
+    assert payload == {
+        "orderid": "o1",
+        "sku": "LAMP",
+        "qty": 3,
+        "batchref": "b1",
+        "product_version": 4,
+    }
     assert wire.event_from_record("Allocated", payload) == event
+
+
+def test_a_payload_written_before_product_version_existed_still_reads() -> None:
+    old = {"orderid": "o1", "sku": "LAMP", "qty": 3, "batchref": "b1"}
+    assert wire.event_from_record("Allocated", old).product_version is None
+
+
+def test_an_unknown_event_type_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown event type"):
-        wire.event_from_record("Exploded", payload)
+        wire.event_from_record("Exploded", {})
 
 
 def test_every_topic_has_a_schema_file_whose_record_is_named_as_the_contract() -> None:
