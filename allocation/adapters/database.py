@@ -17,6 +17,7 @@ from allocation import migrations
 from allocation.adapters.inbox import SqlInbox
 from allocation.adapters.outbox import SqlOutbox
 from allocation.adapters.products import SqlProductRepository
+from allocation.adapters.responses import SqlResponses
 from allocation.adapters.views import SqlAllocationsView
 from allocation.service_layer.unit_of_work import (
     AbstractUnitOfWork,
@@ -61,6 +62,7 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
     products: SqlProductRepository
     inbox: SqlInbox
     views: SqlAllocationsView
+    responses: SqlResponses
 
     def __init__(self, session_factory: Callable[[], Session], routes: EventRoutes) -> None:
         super().__init__(routes)
@@ -72,6 +74,7 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
         self.inbox = SqlInbox(self.session)
         self.outbox = SqlOutbox(self.session)
         self.views = SqlAllocationsView(self.session)
+        self.responses = SqlResponses(self.session)
         super().__enter__()
         return self
 
@@ -92,6 +95,7 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
         self.products.flush()
         self.inbox.flush()
         self.views.flush()
+        self.responses.flush()
 
     def _commit(self) -> None:
         self.session.commit()

@@ -80,6 +80,19 @@ inbox = Table(
     Index("ix_inbox_processed_at", "processed_at"),
 )
 
+# Responses to HTTP requests that carried an Idempotency-Key, keyed like their inbox row
+# ("http:<key>") and written in the same transaction as the command.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("message_id", String(512), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("body", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_idempotency_keys_created_at", "created_at"),
+)
+
 outbox = Table(
     "outbox",
     metadata,

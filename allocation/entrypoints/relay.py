@@ -32,6 +32,7 @@ from allocation.adapters.avro import AvroCodec
 from allocation.adapters.faults import RegistryUnavailable, TransientFault, is_transient
 from allocation.adapters.inbox import prune_inbox
 from allocation.adapters.kafka import Headers
+from allocation.adapters.responses import prune_idempotency_keys
 from allocation.adapters.tables import LEADER_LOCK, OUTBOX_CHANNEL
 from allocation.adapters.wire import event_from_record, published_record
 from allocation.config import Settings
@@ -292,9 +293,15 @@ class OutboxRelay:
         self._next_prune = time.monotonic() + self._policy.prune_every_s
         with self._engine.begin() as connection:
             pruned = outbox.prune_published(connection, self._policy.retention)
+            keys = prune_idempotency_keys(connection, self._policy.idempotency_retention)
             forgotten = prune_inbox(connection, self._policy.inbox_retention)
-        if pruned or forgotten:
-            logger.info("pruned %d published outbox rows, %d inbox rows", pruned, forgotten)
+        if pruned or forgotten or keys:
+            logger.info(
+                "pruned %d published outbox rows, %d inbox rows, %d idempotency keys",
+                pruned,
+                forgotten,
+                keys,
+            )
 
 
 def _record(row: outbox.PendingRow) -> dict[str, object]:

@@ -21,6 +21,7 @@ from allocation.service_layer.ports import (
     AbstractInbox,
     AbstractOutbox,
     AbstractRepository,
+    AbstractResponses,
     OutboxEntry,
 )
 
@@ -101,6 +102,7 @@ class AbstractUnitOfWork(abc.ABC):
     inbox: AbstractInbox
     outbox: AbstractOutbox
     views: AbstractAllocationsView
+    responses: AbstractResponses
 
     def __init__(self, routes: EventRoutes) -> None:
         self._routes = routes

@@ -13,6 +13,7 @@ from allocation.domain.errors import (
     StaleVersion,
 )
 from allocation.service_layer.messagebus import MessageBus
+from allocation.service_layer.ports import StoredResponse
 from allocation.service_layer.unit_of_work import AbstractUnitOfWork, ConcurrencyConflict, Envelope
 from tests.fakes import FakeAllocationsView, FakeUnitOfWork
 
@@ -255,3 +256,24 @@ class TestHandleBatch:
             )
         assert uow.outbox.committed == []
         assert uow.inbox.committed == set()
+
+
+class TestResultHook:
+    def keep(self, result: object, uow: AbstractUnitOfWork) -> None:
+        uow.responses.save("http:k", StoredResponse("f", 201, {"batchref": result}))
+
+    def test_what_it_writes_commits_with_the_command_and_not_for_a_duplicate(self) -> None:
+        app, uow = bootstrap_test_app()
+        app.bus.handle(commands.CreateBatch("b1", "LAMP", 10, None))
+        first = app.bus.handle(commands.Allocate("o1", "LAMP", 2), Envelope("http:k"), self.keep)
+        assert uow.responses.committed == {"http:k": StoredResponse("f", 201, {"batchref": "b1"})}
+        uow.responses.committed.clear()
+        again = app.bus.handle(commands.Allocate("o1", "LAMP", 2), Envelope("http:k"), self.keep)
+        assert (first.duplicate, again.duplicate) == (False, True)
+        assert uow.responses.committed == {}
+
+    def test_a_rejected_command_keeps_no_response(self) -> None:
+        app, uow = bootstrap_test_app()
+        with pytest.raises(InvalidSku):
+            app.bus.handle(commands.Allocate("o1", "NOPE", 2), Envelope("http:k"), self.keep)
+        assert uow.responses.committed == {}
