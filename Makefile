@@ -43,7 +43,8 @@ test-unit: $(STAMP)  ## unit tests only (no server needed)
 test: $(STAMP) lint typecheck stack-up  ## the README's test command: lint, types, then every test on the real stack
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-run: $(STAMP) stack-up  ## the main job: stack up, migrate, topics, schemas, then consumer+relay+API
+run: $(STAMP) stack-up  ## the main job: stack up, then `allocation prepare` (migrate, topics, schemas) and `allocation run`
+	$(BIN)/allocation prepare
 	$(BIN)/allocation run
 
 bench: $(STAMP) stack-up  ## every benchmark figure (median of 3 runs) -> bench/results/ (~12 min)

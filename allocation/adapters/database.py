@@ -8,16 +8,17 @@ from types import TracebackType
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from allocation import migrations
 from allocation.adapters.inbox import SqlInbox
-from allocation.adapters.outbox import SqlOutbox
+from allocation.adapters.outbox import SchemaVersions, SqlOutbox
 from allocation.adapters.products import SqlProductRepository
 from allocation.adapters.responses import SqlResponses
+from allocation.adapters.tables import MIGRATION_LOCK
 from allocation.adapters.views import SqlAllocationsView
 from allocation.service_layer.unit_of_work import (
     AbstractUnitOfWork,
@@ -64,15 +65,21 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
     views: SqlAllocationsView
     responses: SqlResponses
 
-    def __init__(self, session_factory: Callable[[], Session], routes: EventRoutes) -> None:
+    def __init__(
+        self,
+        session_factory: Callable[[], Session],
+        routes: EventRoutes,
+        schema_versions: SchemaVersions | None = None,
+    ) -> None:
         super().__init__(routes)
         self._session_factory = session_factory
+        self._schema_versions = schema_versions
 
     def __enter__(self) -> SqlAlchemyUnitOfWork:
         self.session = self._session_factory()
         self.products = SqlProductRepository(self.session)
         self.inbox = SqlInbox(self.session)
-        self.outbox = SqlOutbox(self.session)
+        self.outbox = SqlOutbox(self.session, self._schema_versions)
         self.views = SqlAllocationsView(self.session)
         self.responses = SqlResponses(self.session)
         super().__enter__()
@@ -105,9 +112,26 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` with the Alembic migrations shipped in the package."""
+    """Bring the schema to ``revision`` with the Alembic migrations shipped in the package.
+
+    Under a session-level advisory lock (MIGRATION_LOCK), taken before the
+    migrating transaction begins: a second replica migrating at the same time
+    waits, then reads the version the first committed and has nothing to do,
+    instead of racing it through the same DDL.
+    """
     config = AlembicConfig()
     config.set_main_option("script_location", str(Path(migrations.__file__).parent))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+    with engine.connect() as connection:
+        connection.execute(text("SELECT pg_advisory_lock(:a, :b)"), _lock_keys())
+        connection.commit()
+        try:
+            with connection.begin():
+                config.attributes["connection"] = connection
+                command.upgrade(config, revision)
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:a, :b)"), _lock_keys())
+            connection.commit()
+
+
+def _lock_keys() -> dict[str, int]:
+    return {"a": MIGRATION_LOCK[0], "b": MIGRATION_LOCK[1]}

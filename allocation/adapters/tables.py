@@ -107,6 +107,9 @@ outbox = Table(
     Column("correlation_id", String(512), nullable=True),
     # W3C trace context of the transaction that wrote the row: the relay sends under it.
     Column("traceparent", String(55), nullable=True),
+    # The registry's version (of the topic's subject) the payload was written for; NULL:
+    # written by a build that did not say, sent with the relay's own schema.
+    Column("schema_version", Integer, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("published_at", DateTime(timezone=True), nullable=True),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
@@ -147,3 +150,6 @@ OUTBOX_CHANNEL = "allocation_outbox"
 
 LEADER_LOCK = (0x616C6C6F, 0x72656C61)
 """The relay leader's session-level advisory lock, two ints: "allo", "rela"."""
+
+MIGRATION_LOCK = (0x616C6C6F, 0x6D696772)
+"""Held while migrating (``allocation db upgrade``), two ints: "allo", "migr"."""

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from sqlalchemy import text
 
 from allocation.adapters import tracing
-from allocation.adapters.faults import database_unavailable
+from allocation.adapters.faults import RegistryUnavailable, database_unavailable
 from allocation.bootstrap import Application
 from allocation.domain import commands, model
 from allocation.domain.errors import DomainError, DuplicateBatchRef
@@ -211,6 +211,9 @@ def _install_error_handlers(api: FastAPI) -> None:
         if database_unavailable(exc):
             logger.warning("database unavailable: %s", exc)
             return _unavailable("database unavailable; retry")
+        if isinstance(exc, RegistryUnavailable):  # asked once per topic, for the outbox rows
+            logger.warning("schema registry unavailable: %s", exc)
+            return _unavailable("schema registry unavailable; retry")
         logger.exception("unhandled error")
         return JSONResponse(status_code=500, content={"detail": "internal error"})
 

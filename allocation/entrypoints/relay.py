@@ -203,7 +203,7 @@ class OutboxRelay:
             try:
                 if row.topic not in topics:
                     raise LookupError(f"topic {row.topic} does not exist")
-                value = self._codec.encode(row.topic, _record(row))
+                value = self._codec.encode_as(row.topic, _record(row), row.schema_version)
                 self._produce_one(row, value, delivery.record)
             except RegistryUnavailable:
                 raise
