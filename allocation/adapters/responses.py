@@ -13,6 +13,7 @@ from datetime import timedelta
 from sqlalchemy import Connection, select, text
 from sqlalchemy.orm import Session
 
+from allocation.adapters.retention import delete_older_than
 from allocation.adapters.tables import idempotency_keys as keys
 from allocation.service_layer.ports import AbstractResponses, StoredResponse
 
@@ -21,23 +22,6 @@ from allocation.service_layer.ports import AbstractResponses, StoredResponse
 _INSERT = text(
     "INSERT INTO idempotency_keys (message_id, fingerprint, status, body) "
     "VALUES (:message_id, :fingerprint, :status, CAST(:body AS jsonb))"
-)
-
-# Forgets a key whole: its response and its inbox row, so that after the retention
-# the key is new again instead of "applied, response lost".
-_PRUNE = text(
-    """
-    WITH gone AS (
-        DELETE FROM idempotency_keys WHERE message_id IN (
-            SELECT message_id FROM idempotency_keys
-            WHERE created_at < now() - CAST(:older_than AS interval) LIMIT :limit
-        )
-        RETURNING message_id
-    ), inbox_gone AS (
-        DELETE FROM inbox WHERE message_id IN (SELECT message_id FROM gone)
-    )
-    SELECT count(*) FROM gone
-    """
 )
 
 
@@ -82,8 +66,13 @@ class SqlResponses(AbstractResponses):
 def prune_idempotency_keys(
     connection: Connection, older_than: timedelta, limit: int = 10_000
 ) -> int:
-    """Forget keys (response and inbox row) older than the retention; how many went."""
-    result = connection.execute(
-        _PRUNE, {"older_than": f"{older_than.total_seconds()} seconds", "limit": limit}
+    """Forget the responses kept longer than the retention; how many went.
+
+    The key's inbox row stays, pruned with the inbox: until then a retry is
+    still recognised (and refused), never applied a second time. Deleting it
+    too would make the key new while the outbox still holds the events of its
+    first use, whose ids (derived from the key) a second use would repeat.
+    """
+    return delete_older_than(
+        connection, keys, keys.c.message_id, keys.c.created_at, older_than, limit
     )
-    return int(result.scalar_one())

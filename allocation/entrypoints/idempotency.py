@@ -14,8 +14,9 @@ applies the command (``MessageBus.handle(on_result=...)``). So:
 
 A request the domain rejects (400, 409 for a duplicate batch) stores nothing,
 since nothing was applied: a retry is judged again. A key reused with another
-request (another path or body: ``fingerprint``) is a 422. Keys, with their inbox
-rows, are forgotten after ``IDEMPOTENCY_RETENTION_HOURS`` (24 h).
+request (another path or body: ``fingerprint``) is a 422. Responses are kept
+``IDEMPOTENCY_RETENTION_HOURS`` (24 h); after that, until the inbox forgets the
+key (``INBOX_RETENTION_HOURS``), a retry is a 409: applied, answer gone.
 """
 
 from __future__ import annotations
