@@ -57,11 +57,16 @@ def event_to_record(event: events.Event) -> Record:
 
 
 def published_record(
-    event: events.Event, event_id: str, occurred_at: datetime, causation_id: str | None
+    payload: Mapping[str, Any], event_id: str, occurred_at: datetime, causation_id: str | None
 ) -> Record:
-    """An event as published: its fields and, for sinks that drop headers, its envelope."""
+    """An outbox payload as published: its fields and, for sinks that drop headers, its envelope.
+
+    The payload is taken as stored, not rebuilt as this build's event class: a row
+    written by a newer build may hold fields this one does not know (the schema
+    version the row names decides what is sent).
+    """
     return {
-        **event_to_record(event),
+        **payload,
         "event_id": event_id,
         "occurred_at": occurred_at,
         "causation_id": causation_id,

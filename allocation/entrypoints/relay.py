@@ -34,7 +34,7 @@ from allocation.adapters.inbox import prune_inbox
 from allocation.adapters.kafka import Headers
 from allocation.adapters.responses import prune_idempotency_keys
 from allocation.adapters.tables import LEADER_LOCK, OUTBOX_CHANNEL
-from allocation.adapters.wire import event_from_record, published_record
+from allocation.adapters.wire import published_record
 from allocation.config import Settings
 from allocation.entrypoints.health import Health
 from allocation.entrypoints.relay_policy import Delivered, Delivery, RelayPolicy
@@ -305,8 +305,7 @@ class OutboxRelay:
 
 
 def _record(row: outbox.PendingRow) -> dict[str, object]:
-    event = event_from_record(row.event_type, row.payload)
-    return published_record(event, str(row.event_id), row.occurred_at, row.causation_id)
+    return published_record(row.payload, str(row.event_id), row.occurred_at, row.causation_id)
 
 
 def _count_published(rows: list[outbox.PendingRow]) -> None:

@@ -1,4 +1,4 @@
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -84,3 +84,17 @@ def test_check_command_applies_the_domains_field_rules() -> None:
         wire.check_command(commands.Allocate("o1", "LAMP", -1))
     with pytest.raises(InvalidValue):
         wire.check_command(commands.CreateBatch("b1", "", 5))
+
+
+def test_a_payload_is_published_as_stored_with_its_envelope() -> None:
+    written_by_a_newer_build = {"sku": "LAMP", "orderid": "o1", "qty": 1, "added_later": "x"}
+    at = datetime(2026, 11, 28, tzinfo=UTC)
+
+    record = wire.published_record(written_by_a_newer_build, "e-1", at, "allocate:0:7")
+
+    assert record == {
+        **written_by_a_newer_build,
+        "event_id": "e-1",
+        "occurred_at": at,
+        "causation_id": "allocate:0:7",
+    }
