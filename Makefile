@@ -47,7 +47,8 @@ test: $(STAMP) lint typecheck stack-up  ## the README's test command: lint, type
 test-security: $(STAMP)  ## e2e tests on a secured stack of their own (SASL_SSL, ACLs, TLS; ~2 min)
 	STACK_SECURITY_TESTS=on $(BIN)/pytest tests/e2e/test_security.py $(PYTEST_ARGS)
 
-run: $(STAMP) stack-up  ## the main job: stack up, migrate, topics, schemas, then consumer+relay+API
+run: $(STAMP) stack-up  ## the main job: stack up, then `allocation prepare` (migrate, topics, schemas) and `allocation run`
+	$(BIN)/allocation prepare
 	$(BIN)/allocation run
 
 bench: $(STAMP) stack-up  ## every benchmark figure (median of 3 runs) -> bench/results/ (~12 min)

@@ -71,9 +71,11 @@ def bootstrap(
         engine = database(settings)
         sessions = session_factory(engine)
         routes = event_routes(settings)
+        # Only looks its schemas up (registering is the deploy step), once per topic.
+        versions = avro_codec(settings).version_of
 
         def sql_uow() -> AbstractUnitOfWork:
-            return SqlAlchemyUnitOfWork(sessions, routes)
+            return SqlAlchemyUnitOfWork(sessions, routes, versions)
 
         uow_factory = sql_uow
 

@@ -104,6 +104,7 @@ class Settings(BaseSettings):
     relay_prune_interval_s: float = Field(default=60.0, gt=0)
     outbox_retention_hours: float = Field(default=24.0 * 7, gt=0)
     inbox_retention_hours: float = Field(default=24.0 * 7, gt=0)
+    idempotency_retention_hours: float = Field(default=24.0, gt=0)
     dlq_retention_days: float = Field(default=30.0, gt=0)
 
     log_level: str = "INFO"

@@ -16,8 +16,10 @@ from allocation.service_layer.ports import (
     AbstractAllocationsView,
     AbstractInbox,
     AbstractRepository,
+    AbstractResponses,
     AllocationView,
     OutboxEntry,
+    StoredResponse,
 )
 from tests.conftest import random_batchref, random_orderid, random_sku
 
@@ -97,6 +99,17 @@ class InboxContract:
         message_id = f"msg-{random_orderid()}"
         assert port.record(message_id) is True
         assert port.record(message_id) is False
+
+
+class ResponsesContract:
+    def test_a_saved_response_is_read_back_and_others_are_unknown(
+        self, port: AbstractResponses
+    ) -> None:
+        message_id = f"http:{random_orderid()}"
+        assert port.get(message_id) is None
+        port.save(message_id, StoredResponse("abc", 201, {"ref": "b1", "n": [1, None]}))
+        assert port.get(message_id) == StoredResponse("abc", 201, {"ref": "b1", "n": [1, None]})
+        assert port.get(f"http:{random_orderid()}") is None
 
 
 class AllocationsViewContract:

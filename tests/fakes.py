@@ -10,8 +10,10 @@ from allocation.service_layer.ports import (
     AbstractInbox,
     AbstractOutbox,
     AbstractRepository,
+    AbstractResponses,
     AllocationView,
     OutboxEntry,
+    StoredResponse,
 )
 from allocation.service_layer.unit_of_work import AbstractUnitOfWork
 
@@ -55,6 +57,18 @@ class FakeOutbox(AbstractOutbox):
         self.staged.extend(entries)
 
 
+class FakeResponses(AbstractResponses):
+    def __init__(self) -> None:
+        self.committed: dict[str, StoredResponse] = {}
+        self.staged: dict[str, StoredResponse] = {}
+
+    def save(self, message_id: str, response: StoredResponse) -> None:
+        self.staged[message_id] = response
+
+    def get(self, message_id: str) -> StoredResponse | None:
+        return self.staged.get(message_id) or self.committed.get(message_id)
+
+
 class FakeAllocationsView(AbstractAllocationsView):
     def __init__(self) -> None:
         self.rows: set[AllocationView] = set()
@@ -81,6 +95,7 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         self.inbox = FakeInbox()
         self.outbox = FakeOutbox()
         self.views = FakeAllocationsView()
+        self.responses = FakeResponses()
         self.commits = 0
 
     def _flush(self) -> None:
@@ -90,9 +105,11 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         self.commits += 1
         self.inbox.committed |= self.inbox.staged
         self.outbox.committed.extend(self.outbox.staged)
+        self.responses.committed.update(self.responses.staged)
         self.rollback()
 
     def rollback(self) -> None:
         self.inbox.staged.clear()
         self.outbox.staged.clear()
+        self.responses.staged.clear()
         self.products.seen.clear()

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import struct
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,6 +40,10 @@ RegistryTransportError: type[Exception] = _registry_http.HTTPError
 """Raised by the registry client when it cannot reach the registry at all."""
 
 _HEADER = struct.Struct(">bI")
+# How long a writer trusts "this build's schema is not registered" before asking again.
+_UNREGISTERED_TTL_S = 60.0
+
+logger = logging.getLogger(__name__)
 
 
 class PoisonMessage(MessageFault):
@@ -98,6 +104,9 @@ class AvroCodec:
         self._raw = dict(schemas)
         self._writers: dict[int, Schema] = {}
         self._ids: dict[str, int] = {}
+        self._versions: dict[str, int] = {}
+        self._unregistered: dict[str, float] = {}
+        self._by_version: dict[tuple[str, int], tuple[int, Schema]] = {}
 
     def decode(self, topic: str, data: bytes | None) -> Record:
         """The record in ``data``, read as ``topic``'s schema; PoisonMessage if it cannot be."""
@@ -140,6 +149,59 @@ class AvroCodec:
         fastavro.schemaless_writer(out, schema, dict(record))
         return out.getvalue()
 
+    def encode_as(self, topic: str, record: Mapping[str, Any], version: int | None) -> bytes:
+        """``record`` written with version ``version`` of the topic's subject, with its id.
+
+        An outbox row names the version its writer built the record for: encoding
+        with that one sends an old row as it was written, whatever build relays it,
+        and a field the old version lacks is left out. None (a row written before
+        rows named their version, or by a writer that found no registered version)
+        encodes with this build's schema; a field the row lacks takes its default.
+        """
+        if version is None:
+            return self.encode(topic, record)
+        schema_id, schema = self._registered_version(topic, version)
+        out = io.BytesIO()
+        out.write(_HEADER.pack(0, schema_id))
+        fastavro.schemaless_writer(out, schema, dict(record))
+        return out.getvalue()
+
+    def version_of(self, topic: str) -> int | None:
+        """The subject's version holding this build's schema of ``topic``; None if none does.
+
+        What an outbox writer stores with each row (see ``encode_as``). Registering is
+        a deploy step (``allocation prepare``); a build whose schema is not registered
+        yet writes None, and its rows go out with the relay's own schema.
+        """
+        if topic in self._versions:
+            return self._versions[topic]
+        if time.monotonic() < self._unregistered.get(topic, 0.0):
+            return None
+        try:
+            self.schema_id(topic)
+        except LookupError:
+            logger.warning("schema of %s is not registered; outbox rows name no version", topic)
+            self._unregistered[topic] = time.monotonic() + _UNREGISTERED_TTL_S
+            return None
+        return self._versions[topic]
+
+    def _registered_version(self, topic: str, version: int) -> tuple[int, Schema]:
+        found = self._by_version.get((topic, version))
+        if found is not None:
+            return found
+        name = subject(topic)
+        try:
+            registered = self._registry.get_version(name, version)
+        except Exception as exc:
+            if _unavailable(exc):
+                raise RegistryUnavailable(f"schema registry: {exc}") from exc
+            raise LookupError(f"version {version} of {name} is not in the registry") from exc
+        if registered.schema_id is None or registered.schema is None:
+            raise LookupError(f"the registry gave no schema for version {version} of {name}")
+        found = (registered.schema_id, _parse(json.loads(registered.schema.schema_str or "null")))
+        self._by_version[(topic, version)] = found
+        return found
+
     def schema_id(self, topic: str) -> int:
         """The registry's id of this topic's schema (under subject ``<topic>-value``)."""
         if topic not in self._ids:
@@ -159,6 +221,8 @@ class AvroCodec:
             if registered.schema_id is None:
                 raise LookupError(f"the registry gave no id for {name}")
             self._ids[topic] = registered.schema_id
+            if registered.version is not None:
+                self._versions[topic] = int(registered.version)
         return self._ids[topic]
 
     def _writer_schema(self, schema_id: int) -> Schema:

@@ -18,8 +18,10 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from allocation import migrations
 from allocation.adapters.inbox import SqlInbox
-from allocation.adapters.outbox import SqlOutbox
+from allocation.adapters.outbox import SchemaVersions, SqlOutbox
 from allocation.adapters.products import SqlProductRepository
+from allocation.adapters.responses import SqlResponses
+from allocation.adapters.tables import MIGRATION_LOCK
 from allocation.adapters.views import SqlAllocationsView
 from allocation.service_layer.unit_of_work import (
     AbstractUnitOfWork,
@@ -76,17 +78,25 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
     products: SqlProductRepository
     inbox: SqlInbox
     views: SqlAllocationsView
+    responses: SqlResponses
 
-    def __init__(self, session_factory: Callable[[], Session], routes: EventRoutes) -> None:
+    def __init__(
+        self,
+        session_factory: Callable[[], Session],
+        routes: EventRoutes,
+        schema_versions: SchemaVersions | None = None,
+    ) -> None:
         super().__init__(routes)
         self._session_factory = session_factory
+        self._schema_versions = schema_versions
 
     def __enter__(self) -> SqlAlchemyUnitOfWork:
         self.session = self._session_factory()
         self.products = SqlProductRepository(self.session)
         self.inbox = SqlInbox(self.session)
-        self.outbox = SqlOutbox(self.session)
+        self.outbox = SqlOutbox(self.session, self._schema_versions)
         self.views = SqlAllocationsView(self.session)
+        self.responses = SqlResponses(self.session)
         super().__enter__()
         return self
 
@@ -107,6 +117,7 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
         self.products.flush()
         self.inbox.flush()
         self.views.flush()
+        self.responses.flush()
 
     def _commit(self) -> None:
         self.session.commit()
@@ -126,11 +137,28 @@ def _alembic_config() -> AlembicConfig:
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` with the Alembic migrations shipped in the package."""
+    """Bring the schema to ``revision`` with the Alembic migrations shipped in the package.
+
+    Under a session-level advisory lock (MIGRATION_LOCK), taken before the
+    migrating transaction begins: a second replica migrating at the same time
+    waits, then reads the version the first committed and has nothing to do,
+    instead of racing it through the same DDL.
+    """
     config = _alembic_config()
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+    with engine.connect() as connection:
+        connection.execute(text("SELECT pg_advisory_lock(:a, :b)"), _lock_keys())
+        connection.commit()
+        try:
+            with connection.begin():
+                config.attributes["connection"] = connection
+                command.upgrade(config, revision)
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:a, :b)"), _lock_keys())
+            connection.commit()
+
+
+def _lock_keys() -> dict[str, int]:
+    return {"a": MIGRATION_LOCK[0], "b": MIGRATION_LOCK[1]}
 
 
 def require_schema(engine: Engine, oldest: str = migrations.OLDEST_SCHEMA_REVISION) -> None:

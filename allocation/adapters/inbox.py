@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import timedelta
 
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, delete, func, select, text
 from sqlalchemy.orm import Session
 
-from allocation.adapters.retention import delete_older_than
-from allocation.adapters.tables import inbox
+from allocation.adapters.tables import inbox, outbox
 from allocation.service_layer.ports import AbstractInbox
 
 _INSERT = text("INSERT INTO inbox (message_id) SELECT unnest(CAST(:ids AS text[]))")
@@ -54,8 +53,31 @@ class SqlInbox(AbstractInbox):
             self._staged = []
 
 
+# Longer than any transaction: the oldest outbox row by id is not always the oldest by
+# time (a transaction that began earlier may have taken its id later).
+_TRANSACTION_MARGIN = timedelta(minutes=5)
+
+
 def prune_inbox(connection: Connection, older_than: timedelta, limit: int = 10_000) -> int:
-    """Forget messages applied longer ago than the retention (at most ``limit`` per call)."""
-    return delete_older_than(
-        connection, inbox, inbox.c.message_id, inbox.c.processed_at, older_than, limit
+    """Forget messages applied longer ago than the retention (at most ``limit`` per call).
+
+    A message is also kept while any outbox row as old as it remains (the outbox
+    keeps rows until some days after they were *published*). Its events' ids
+    derive from its id: forgotten too early, a redelivery would be applied again
+    and repeat those ids, which the outbox's unique key refuses for ever.
+    """
+    # Rows of one transaction share now(): processed_at of its inbox rows, created_at of its
+    # outbox rows. The oldest row by id is found through the primary key, not a scan.
+    oldest_event = select(outbox.c.created_at).order_by(outbox.c.id).limit(1).scalar_subquery()
+    # Tests run retentions of seconds; the margin never exceeds half the retention.
+    margin = min(_TRANSACTION_MARGIN, older_than / 2)
+    doomed = (
+        select(inbox.c.message_id)
+        .where(
+            inbox.c.processed_at < func.now() - older_than,
+            inbox.c.processed_at < func.coalesce(oldest_event - margin, func.now()),
+        )
+        .limit(limit)
+        .scalar_subquery()
     )
+    return int(connection.execute(delete(inbox).where(inbox.c.message_id.in_(doomed))).rowcount)

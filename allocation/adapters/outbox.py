@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,25 +34,37 @@ _LOCK_KEYS = text(
 _INSERT = text(
     """
     INSERT INTO outbox (event_id, event_type, topic, key, payload, occurred_at,
-                        causation_id, correlation_id, traceparent)
+                        causation_id, correlation_id, traceparent, schema_version)
     SELECT event_id, event_type, topic, key, payload, occurred_at, causation_id, correlation_id,
-           traceparent
+           traceparent, schema_version
     FROM unnest(CAST(:event_ids AS uuid[]), CAST(:types AS text[]), CAST(:topics AS text[]),
                 CAST(:keys AS text[]), CAST(:payloads AS jsonb[]),
                 CAST(:occurred AS timestamptz[]), CAST(:causes AS text[]),
-                CAST(:correlations AS text[]), CAST(:traceparents AS text[]))
+                CAST(:correlations AS text[]), CAST(:traceparents AS text[]),
+                CAST(:versions AS integer[]))
          WITH ORDINALITY AS rows (event_id, event_type, topic, key, payload, occurred_at,
-                                  causation_id, correlation_id, traceparent, position)
+                                  causation_id, correlation_id, traceparent, schema_version,
+                                  position)
     ORDER BY position
     """
 )
 
 
-class SqlOutbox(AbstractOutbox):
-    """Outbox rows written with one INSERT per unit of work, after the per-key locks."""
+SchemaVersions = Callable[[str], int | None]
+"""The registry's version of this build's schema of a topic (``AvroCodec.version_of``)."""
 
-    def __init__(self, session: Session) -> None:
+
+class SqlOutbox(AbstractOutbox):
+    """Outbox rows written with one INSERT per unit of work, after the per-key locks.
+
+    Each row names the schema version its payload was written for (``versions``;
+    without it, or when the registry holds no version of this build's schema,
+    NULL: "the relay's own"), so the relay of another build encodes it as written.
+    """
+
+    def __init__(self, session: Session, versions: SchemaVersions | None = None) -> None:
         self._session = session
+        self._versions = versions
 
     def add(self, entries: list[OutboxEntry]) -> None:
         if not entries:
@@ -70,6 +83,7 @@ class SqlOutbox(AbstractOutbox):
                 "causes": [e.causation_id for e in entries],
                 "correlations": [e.correlation_id for e in entries],
                 "traceparents": [e.traceparent for e in entries],
+                "versions": [self._versions(e.topic) if self._versions else None for e in entries],
             },
         )
 
@@ -90,6 +104,7 @@ class PendingRow:
     attempts: int
     created_at: datetime | None = None  # when the writing transaction began
     traceparent: str | None = None
+    schema_version: int | None = None  # the subject's version the payload was written for
 
 
 # Pending rows in commit order, except those of a key whose earlier row waits to be retried
@@ -111,7 +126,7 @@ _PENDING = text(
         GROUP BY key
     )
     SELECT id, event_id, event_type, topic, key, payload, occurred_at,
-           causation_id, correlation_id, attempts, created_at, traceparent
+           causation_id, correlation_id, attempts, created_at, traceparent, schema_version
     FROM outbox AS o
     WHERE published_at IS NULL AND parked_at IS NULL
       AND NOT EXISTS (SELECT 1 FROM held WHERE held.key = o.key AND held.from_id <= o.id)

@@ -31,6 +31,8 @@ products = Table(
     metadata,
     Column("sku", String(255), primary_key=True),
     Column("version_number", Integer, nullable=False, server_default=text("0")),
+    # The number of the last event raised about the sku (events' product_version).
+    Column("event_sequence", Integer, nullable=False, server_default=text("0")),
 )
 
 batches = Table(
@@ -43,6 +45,8 @@ batches = Table(
     # The sum of the batch's allocations, kept so that allocating never reads them all.
     Column("allocated_quantity", Integer, nullable=False, server_default=text("0")),
     Column("eta", Date, nullable=True),
+    # Counts changes of the purchased quantity; a ChangeBatchQuantity may expect it.
+    Column("version", Integer, nullable=False, server_default=text("1")),
 )
 
 allocations = Table(
@@ -76,6 +80,19 @@ inbox = Table(
     Index("ix_inbox_processed_at", "processed_at"),
 )
 
+# Responses to HTTP requests that carried an Idempotency-Key, keyed like their inbox row
+# ("http:<key>") and written in the same transaction as the command.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("message_id", String(512), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("body", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_idempotency_keys_created_at", "created_at"),
+)
+
 outbox = Table(
     "outbox",
     metadata,
@@ -90,6 +107,9 @@ outbox = Table(
     Column("correlation_id", String(512), nullable=True),
     # W3C trace context of the transaction that wrote the row: the relay sends under it.
     Column("traceparent", String(55), nullable=True),
+    # The registry's version (of the topic's subject) the payload was written for; NULL:
+    # written by a build that did not say, sent with the relay's own schema.
+    Column("schema_version", Integer, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("published_at", DateTime(timezone=True), nullable=True),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
@@ -130,3 +150,6 @@ OUTBOX_CHANNEL = "allocation_outbox"
 
 LEADER_LOCK = (0x616C6C6F, 0x72656C61)
 """The relay leader's session-level advisory lock, two ints: "allo", "rela"."""
+
+MIGRATION_LOCK = (0x616C6C6F, 0x6D696772)
+"""Held while migrating (``allocation db upgrade``), two ints: "allo", "migr"."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from allocation.domain import commands, events, model
@@ -29,7 +29,9 @@ def allocate_from_record(record: Mapping[str, Any]) -> commands.Allocate:
 
 
 def change_batch_quantity_from_record(record: Mapping[str, Any]) -> commands.ChangeBatchQuantity:
-    return commands.ChangeBatchQuantity(ref=record["batchref"], qty=record["qty"])
+    return commands.ChangeBatchQuantity(
+        ref=record["batchref"], qty=record["qty"], expected_version=record.get("expected_version")
+    )
 
 
 COMMAND_DECODERS: dict[str, Callable[[Mapping[str, Any]], commands.Command]] = {
@@ -41,13 +43,34 @@ COMMAND_DECODERS: dict[str, Callable[[Mapping[str, Any]], commands.Command]] = {
 
 def command_to_record(command: commands.Command) -> Record:
     if isinstance(command, commands.ChangeBatchQuantity):
-        return {"batchref": command.ref, "qty": command.qty}
+        return {
+            "batchref": command.ref,
+            "qty": command.qty,
+            "expected_version": command.expected_version,
+        }
     return dataclasses.asdict(command)  # type: ignore[call-overload, no-any-return]
 
 
 def event_to_record(event: events.Event) -> Record:
-    """An event as its wire record; also the form the outbox stores it in."""
+    """An event's own fields; the form the outbox stores it in."""
     return dataclasses.asdict(event)  # type: ignore[call-overload, no-any-return]
+
+
+def published_record(
+    payload: Mapping[str, Any], event_id: str, occurred_at: datetime, causation_id: str | None
+) -> Record:
+    """An outbox payload as published: its fields and, for sinks that drop headers, its envelope.
+
+    The payload is taken as stored, not rebuilt as this build's event class: a row
+    written by a newer build may hold fields this one does not know (the schema
+    version the row names decides what is sent).
+    """
+    return {
+        **payload,
+        "event_id": event_id,
+        "occurred_at": occurred_at,
+        "causation_id": causation_id,
+    }
 
 
 EVENT_TYPES: dict[str, type[events.Event]] = {
@@ -72,3 +95,5 @@ def check_command(command: commands.Command) -> None:
     elif isinstance(command, commands.ChangeBatchQuantity):
         model.require_text("batchref", command.ref)
         model.require_quantity("qty", command.qty, allow_zero=True)
+        if command.expected_version is not None:
+            model.require_quantity("expected_version", command.expected_version)

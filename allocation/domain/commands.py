@@ -27,5 +27,8 @@ class Allocate(Command):
 
 @dataclass(frozen=True)
 class ChangeBatchQuantity(Command):
+    """Set a batch's quantity; with ``expected_version``, only if the batch is still at it."""
+
     ref: str
     qty: int
+    expected_version: int | None = None

@@ -23,3 +23,7 @@ class InvalidQuantity(DomainError):
 
 class InvalidValue(DomainError):
     """An identifier (sku, order id, batch reference) is empty or not a string."""
+
+
+class StaleVersion(DomainError):
+    """A command expected a version of a batch that is no longer its current one."""

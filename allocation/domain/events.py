@@ -1,7 +1,10 @@
 """Events: facts that happened in the domain, named in the past tense.
 
-Envelope data (event id, timestamps, causation, correlation) is not part of an
-event; the outbox adds it when the event is stored for publication.
+``product_version`` is the event's place in its sku's sequence: the product
+numbers the events it raises 1, 2, 3, ... with no gap (``Product.event_sequence``),
+so a reader of several topics can put one sku's events back in order and see a
+missing one. Envelope data (event id, timestamps, causation, correlation) is not
+part of an event; the unit of work and the relay add it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ class Allocated(Event):
     sku: str
     qty: int
     batchref: str
+    product_version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -27,8 +31,12 @@ class Deallocated(Event):
     sku: str
     qty: int
     batchref: str
+    product_version: int | None = None
 
 
 @dataclass(frozen=True)
 class OutOfStock(Event):
     sku: str
+    orderid: str | None = None
+    qty: int | None = None
+    product_version: int | None = None

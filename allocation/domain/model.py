@@ -1,144 +1,41 @@
-"""The allocation domain: order lines, batches of stock and the Product aggregate."""
+"""The allocation domain: batches of stock and the Product aggregate.
+
+Order lines and a batch's set of lines live in ``lines.py``; they are named here
+too, so the rest of the code speaks of ``model.OrderLine`` as the book does.
+"""
 
 from __future__ import annotations
 
-import abc
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from datetime import date
 
 from allocation.domain import events
-from allocation.domain.errors import InvalidBatchRef, InvalidQuantity, InvalidSku, InvalidValue
-
-# Limits that keep every value storable: PostgreSQL's btree refuses an index
-# entry over about 2,700 bytes, and the read model's key holds three identifiers,
-# so they are counted in bytes of UTF-8, not characters. Quantities are
-# PostgreSQL integers. The README's "Limits" table lists the same numbers.
-MAX_IDENTIFIER_BYTES = 255
-MAX_QUANTITY = 2**31 - 1
-
-
-def require_text(field: str, value: object) -> str:
-    """An identifier: a non-blank string of printable characters, at most 255 bytes of UTF-8."""
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidValue(f"{field} must be a non-empty string, got {value!r:.80}")
-    # Checked first: a lone surrogate is unprintable and has no UTF-8 form to measure.
-    if not value.isprintable():
-        raise InvalidValue(f"{field} must not contain control or unprintable characters")
-    size = len(value.encode("utf-8"))
-    if size > MAX_IDENTIFIER_BYTES:
-        raise InvalidValue(
-            f"{field} is {size} bytes of UTF-8; at most {MAX_IDENTIFIER_BYTES} are allowed"
-        )
-    return value
-
-
-def require_quantity(field: str, value: object, *, allow_zero: bool = False) -> int:
-    """A quantity: a positive integer (or zero) that fits a PostgreSQL integer."""
-    # bool is an int subclass; True is not a quantity.
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise InvalidQuantity(f"{field} must be an integer, got {value!r:.80}")
-    if value < 0 or (value == 0 and not allow_zero):
-        bound = "zero or more" if allow_zero else "positive"
-        raise InvalidQuantity(f"{field} must be {bound}, got {value}")
-    if value > MAX_QUANTITY:
-        raise InvalidQuantity(f"{field} must be at most {MAX_QUANTITY}, got {value}")
-    return value
-
-
-@dataclass(frozen=True)
-class OrderLine:
-    """A value object: a quantity of one sku on a customer order."""
-
-    orderid: str
-    sku: str
-    qty: int
-
-    def __post_init__(self) -> None:
-        require_text("orderid", self.orderid)
-        require_text("sku", self.sku)
-        require_quantity("qty", self.qty)
-
-
-class AllocationSet(abc.ABC):
-    """The order lines a batch holds, and their total quantity.
-
-    A storage adapter implements it to fetch lines on demand, so that allocating
-    one more line never needs a batch's whole history in memory; the total is
-    kept beside the lines for the same reason. ``Allocations`` is the in-memory
-    reference behaviour; one contract suite checks both.
-    """
-
-    quantity: int
-
-    @abc.abstractmethod
-    def __contains__(self, line: object) -> bool:
-        """Whether the batch holds exactly this line."""
-
-    @abc.abstractmethod
-    def __iter__(self) -> Iterator[OrderLine]:
-        """Every line held."""
-
-    @abc.abstractmethod
-    def __len__(self) -> int:
-        """How many lines are held."""
-
-    @abc.abstractmethod
-    def add(self, line: OrderLine) -> None:
-        """Hold the line; holding it again changes nothing."""
-
-    @abc.abstractmethod
-    def remove(self, line: OrderLine) -> None:
-        """Release the line; releasing a line not held changes nothing."""
-
-    @abc.abstractmethod
-    def largest(self) -> OrderLine | None:
-        """The line to release first: the largest (ties: the greatest order id)."""
-
-
-class Allocations(AllocationSet):
-    """Lines held in memory: the reference behaviour, and a new batch's lines."""
-
-    def __init__(self, lines: Iterable[OrderLine] = ()) -> None:
-        self._lines = set(lines)
-        self.quantity = sum(line.qty for line in self._lines)
-
-    def __contains__(self, line: object) -> bool:
-        return line in self._lines
-
-    def __iter__(self) -> Iterator[OrderLine]:
-        return iter(set(self._lines))
-
-    def __len__(self) -> int:
-        return len(self._lines)
-
-    def add(self, line: OrderLine) -> None:
-        if line not in self:
-            self._lines.add(line)
-            self.quantity += line.qty
-
-    def remove(self, line: OrderLine) -> None:
-        if line in self:
-            self._lines.remove(line)
-            self.quantity -= line.qty
-
-    def largest(self) -> OrderLine | None:
-        return max(self._lines, key=release_order, default=None)
-
-
-def release_order(line: OrderLine) -> tuple[int, str]:
-    """Sort key of the line a batch releases first when it shrinks."""
-    return (line.qty, line.orderid)
+from allocation.domain.errors import InvalidBatchRef, InvalidSku, StaleVersion
+from allocation.domain.lines import MAX_IDENTIFIER_BYTES as MAX_IDENTIFIER_BYTES
+from allocation.domain.lines import MAX_QUANTITY as MAX_QUANTITY
+from allocation.domain.lines import Allocations as Allocations
+from allocation.domain.lines import AllocationSet as AllocationSet
+from allocation.domain.lines import OrderLine as OrderLine
+from allocation.domain.lines import release_order as release_order
+from allocation.domain.lines import require_quantity as require_quantity
+from allocation.domain.lines import require_text as require_text
 
 
 class Batch:
-    """Stock of one sku that has arrived (eta None) or is on its way."""
+    """Stock of one sku that has arrived (eta None) or is on its way.
+
+    ``version`` counts changes to the batch's purchased quantity: 1 when created,
+    one more at each change. It is what a ``ChangeBatchQuantity`` may expect, so a
+    sender's compare-and-set fails only if the quantity it read was changed since;
+    allocations, which move all the time, do not count (the product's
+    ``version_number`` does, and would make every such command stale).
+    """
 
     def __init__(self, ref: str, sku: str, qty: int, eta: date | None) -> None:
         self.reference = require_text("ref", ref)
         self.sku = require_text("sku", sku)
         self.eta = eta
         self._purchased_quantity = require_quantity("qty", qty)
+        self.version = 1
         self._allocations: AllocationSet = Allocations()
 
     def __repr__(self) -> str:
@@ -176,8 +73,18 @@ class Batch:
         self._allocations.remove(line)
         return line
 
-    def change_purchased_quantity(self, qty: int) -> None:
+    def change_purchased_quantity(self, qty: int, expected_version: int | None = None) -> None:
+        if expected_version is not None and expected_version != self.version:
+            raise StaleVersion(
+                f"batch {self.reference} is at version {self.version}, "
+                f"the command expected version {expected_version}"
+            )
         self._purchased_quantity = require_quantity("qty", qty, allow_zero=True)
+        self.version += 1
+
+    @property
+    def purchased_quantity(self) -> int:
+        return self._purchased_quantity
 
     @property
     def allocated_quantity(self) -> int:
@@ -192,13 +99,19 @@ class Product:
     """The aggregate: every batch of one sku, changed only through this object.
 
     ``version_number`` grows with every change, so two transactions that changed
-    the same product from the same read cannot both commit.
+    the same product from the same read cannot both commit. ``event_sequence`` is
+    the number of the last event raised (each event's ``product_version``); every
+    event is raised by a change that also moves ``version_number``, so the same
+    optimistic check keeps the sequence gap-free and without duplicates.
     """
 
-    def __init__(self, sku: str, batches: list[Batch], version_number: int = 0) -> None:
+    def __init__(
+        self, sku: str, batches: list[Batch], version_number: int = 0, event_sequence: int = 0
+    ) -> None:
         self.sku = require_text("sku", sku)
         self.batches = batches
         self.version_number = version_number
+        self.event_sequence = event_sequence
         self.events: list[events.Event] = []
 
     def add_batch(self, batch: Batch) -> None:
@@ -219,29 +132,56 @@ class Product:
             None,
         )
         if batch is None:
-            self.events.append(events.OutOfStock(sku=line.sku))
+            # A change of its own: the event takes a number in the sku's sequence.
+            self.version_number += 1
+            self.events.append(
+                events.OutOfStock(
+                    sku=line.sku,
+                    orderid=line.orderid,
+                    qty=line.qty,
+                    product_version=self._next_event_number(),
+                )
+            )
             return None
         batch.allocate(line)
         self.version_number += 1
         self.events.append(
             events.Allocated(
-                orderid=line.orderid, sku=line.sku, qty=line.qty, batchref=batch.reference
+                orderid=line.orderid,
+                sku=line.sku,
+                qty=line.qty,
+                batchref=batch.reference,
+                product_version=self._next_event_number(),
             )
         )
         return batch.reference
 
-    def change_batch_quantity(self, ref: str, qty: int) -> None:
-        """Set a batch's quantity; lines that no longer fit are deallocated (and announced)."""
+    def change_batch_quantity(
+        self, ref: str, qty: int, expected_version: int | None = None
+    ) -> None:
+        """Set a batch's quantity; lines that no longer fit are deallocated (and announced).
+
+        With ``expected_version``, a batch whose quantity changed since (another
+        version) is left alone: StaleVersion.
+        """
         batch = self.batch(ref)
-        batch.change_purchased_quantity(qty)
+        batch.change_purchased_quantity(qty, expected_version)
         self.version_number += 1
         while batch.available_quantity < 0:
             line = batch.deallocate_one()
             self.events.append(
                 events.Deallocated(
-                    orderid=line.orderid, sku=line.sku, qty=line.qty, batchref=batch.reference
+                    orderid=line.orderid,
+                    sku=line.sku,
+                    qty=line.qty,
+                    batchref=batch.reference,
+                    product_version=self._next_event_number(),
                 )
             )
+
+    def _next_event_number(self) -> int:
+        self.event_sequence += 1
+        return self.event_sequence
 
     def batch(self, ref: str) -> Batch:
         found = next((b for b in self.batches if b.reference == ref), None)

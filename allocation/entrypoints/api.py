@@ -4,6 +4,8 @@ Requests are validated at the edge, with the README's limits; bad input is a 4xx
 with a reason, the domain's rejections are 400 (409 for a duplicate batch), and
 a failure ``faults.classify`` calls transient (a database down, no connection
 free in the pool, a conflict that kept recurring) is a 503 the client may retry.
+A POST with an ``Idempotency-Key`` header is applied once, and its retries get
+the stored answer (``idempotency.py``).
 """
 
 from __future__ import annotations
@@ -13,18 +15,19 @@ import uuid
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Request, status
+from fastapi import FastAPI, Header, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 from sqlalchemy import text
 
 from allocation.adapters import tracing
-from allocation.adapters.faults import Kind, classify
+from allocation.adapters.faults import Kind, RegistryUnavailable, classify
 from allocation.bootstrap import Application
 from allocation.domain import commands, model
 from allocation.domain.errors import DomainError, DuplicateBatchRef
 from allocation.entrypoints import api_operations
+from allocation.entrypoints.idempotency import IdempotentRequests, Respond, fingerprint, message_id
 from allocation.service_layer.unit_of_work import ConcurrencyConflict, Envelope
 
 logger = logging.getLogger(__name__)
@@ -44,6 +47,11 @@ Identifier = Annotated[
     AfterValidator(_within_bytes),
 ]
 Quantity = Annotated[StrictInt, Field(gt=0, le=model.MAX_QUANTITY)]
+# Printable ASCII without spaces, as the IETF draft's examples (UUIDs and the like).
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[!-~]+$"),
+]
 
 
 class BatchIn(BaseModel):
@@ -66,6 +74,15 @@ class AllocationOut(BaseModel):
     detail: str | None = None
 
 
+class BatchOut(BaseModel):
+    ref: str
+    sku: str
+    qty: int
+    eta: date | None
+    version: int
+    allocated: int
+
+
 class OrderLineAllocation(BaseModel):
     sku: str
     batchref: str
@@ -78,41 +95,86 @@ class Problem(BaseModel):
 def create_app(application: Application) -> FastAPI:
     api = FastAPI(title="allocation", version="0.1.0")
     bus = application.bus
+    idempotent = IdempotentRequests(bus, application.uow_factory)
 
-    def envelope(request: Request) -> Envelope:
+    def envelope(request: Request, key: str | None) -> Envelope:
         correlation = request.headers.get("x-correlation-id")
         # A caller's W3C trace context goes on to the events the request causes.
         traceparent = tracing.checked(request.headers.get("traceparent"))
         return Envelope(
-            f"http:{uuid.uuid4()}",
+            # Without a key a request has no identity a retry could share: a fresh one.
+            message_id(key) if key is not None else f"http:{uuid.uuid4()}",
             correlation_id=correlation,
-            deduplicate=False,
+            deduplicate=key is not None,
             traceparent=traceparent,
         )
 
+    def apply(
+        request: Request,
+        command: commands.Command,
+        body: BaseModel,
+        key: str | None,
+        respond: Respond,
+    ) -> JSONResponse:
+        if key is not None:
+            asked = fingerprint(request.url.path, body.model_dump(mode="json"))
+            return idempotent.handle(command, envelope(request, key), asked, respond)
+        code, content = respond(bus.handle(command, envelope(request, None)).result)
+        return JSONResponse(status_code=code, content=content)
+
     @api.post(
-        "/batches", status_code=201, responses={400: {"model": Problem}, 409: {"model": Problem}}
+        "/batches",
+        status_code=201,
+        responses={400: {"model": Problem}, 409: {"model": Problem}, 422: {"model": Problem}},
     )
-    def add_batch(batch: BatchIn, request: Request) -> dict[str, str]:
-        bus.handle(
-            commands.CreateBatch(batch.ref, batch.sku, batch.qty, batch.eta), envelope(request)
-        )
-        return {"ref": batch.ref}
+    def add_batch(
+        batch: BatchIn, request: Request, idempotency_key: IdempotencyKey = None
+    ) -> JSONResponse:
+        command = commands.CreateBatch(batch.ref, batch.sku, batch.qty, batch.eta)
+        return apply(request, command, batch, idempotency_key, lambda _: (201, {"ref": batch.ref}))
 
     @api.post(
         "/allocate",
         status_code=201,
         response_model=AllocationOut,
-        responses={400: {"model": Problem}, 409: {"model": AllocationOut}},
+        responses={
+            400: {"model": Problem},
+            409: {"model": AllocationOut},
+            422: {"model": Problem},
+        },
     )
-    def allocate(line: AllocateIn, request: Request) -> Any:
-        outcome = bus.handle(commands.Allocate(line.orderid, line.sku, line.qty), envelope(request))
-        if outcome.result is None:
-            return JSONResponse(
-                status_code=409,
-                content={"batchref": None, "detail": f"out of stock: {line.qty} x {line.sku}"},
+    def allocate(
+        line: AllocateIn, request: Request, idempotency_key: IdempotencyKey = None
+    ) -> JSONResponse:
+        def respond(batchref: str | None) -> tuple[int, Any]:
+            if batchref is None:
+                return 409, {"batchref": None, "detail": f"out of stock: {line.qty} x {line.sku}"}
+            return 201, {"batchref": batchref, "detail": None}
+
+        command = commands.Allocate(line.orderid, line.sku, line.qty)
+        return apply(request, command, line, idempotency_key, respond)
+
+    @api.get(
+        "/batches/{ref}",
+        response_model=BatchOut,
+        responses={400: {"model": Problem}, 404: {"model": Problem}},
+    )
+    def batch(ref: str) -> Any:
+        """A batch as it stands; ``version`` is what a ChangeBatchQuantity may expect."""
+        model.require_text("ref", ref)
+        with application.uow_factory() as uow:
+            product = uow.products.get_by_batchref(ref)
+            if product is None:
+                return JSONResponse(status_code=404, content={"detail": f"no batch {ref}"})
+            found = product.batch(ref)
+            return BatchOut(
+                ref=found.reference,
+                sku=found.sku,
+                qty=found.purchased_quantity,
+                eta=found.eta,
+                version=found.version,
+                allocated=found.allocated_quantity,
             )
-        return AllocationOut(batchref=outcome.result)
 
     @api.get(
         "/allocations/{orderid}",
@@ -161,6 +223,9 @@ def _install_error_handlers(api: FastAPI) -> None:
 
     @api.exception_handler(Exception)
     async def failed(_: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, RegistryUnavailable):  # asked once per topic, for the outbox rows
+            logger.warning("schema registry unavailable: %s", exc)
+            return _unavailable("schema registry unavailable; retry")
         fault = classify(exc)
         if fault.kind is Kind.TRANSIENT:
             logger.warning("database unavailable: %s", fault.reason)

@@ -32,9 +32,10 @@ from allocation.adapters.avro import AvroCodec
 from allocation.adapters.faults import RegistryUnavailable, TransientFault, is_transient
 from allocation.adapters.inbox import prune_inbox
 from allocation.adapters.kafka import Headers
+from allocation.adapters.responses import prune_idempotency_keys
 from allocation.adapters.security import is_refusal, refused
 from allocation.adapters.tables import LEADER_LOCK, OUTBOX_CHANNEL
-from allocation.adapters.wire import event_from_record, event_to_record
+from allocation.adapters.wire import published_record
 from allocation.config import Settings
 from allocation.entrypoints.health import Health
 from allocation.entrypoints.relay_policy import Delivered, Delivery, RelayPolicy
@@ -203,9 +204,7 @@ class OutboxRelay:
             try:
                 if row.topic not in topics:
                     raise LookupError(f"topic {row.topic} does not exist")
-                value = self._codec.encode(
-                    row.topic, event_to_record(event_from_record(row.event_type, row.payload))
-                )
+                value = self._codec.encode_as(row.topic, _record(row), row.schema_version)
                 self._produce_one(row, value, delivery.record)
             except RegistryUnavailable:
                 raise
@@ -301,9 +300,19 @@ class OutboxRelay:
         self._next_prune = time.monotonic() + self._policy.prune_every_s
         with self._engine.begin() as connection:
             pruned = outbox.prune_published(connection, self._policy.retention)
+            keys = prune_idempotency_keys(connection, self._policy.idempotency_retention)
             forgotten = prune_inbox(connection, self._policy.inbox_retention)
-        if pruned or forgotten:
-            logger.info("pruned %d published outbox rows, %d inbox rows", pruned, forgotten)
+        if pruned or forgotten or keys:
+            logger.info(
+                "pruned %d published outbox rows, %d inbox rows, %d idempotency keys",
+                pruned,
+                forgotten,
+                keys,
+            )
+
+
+def _record(row: outbox.PendingRow) -> dict[str, object]:
+    return published_record(row.payload, str(row.event_id), row.occurred_at, row.causation_id)
 
 
 def _count_published(rows: list[outbox.PendingRow]) -> None:

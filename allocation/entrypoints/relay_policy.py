@@ -60,6 +60,7 @@ class RelayPolicy:
     hold_back_base_s: float = 2.0
     retention: timedelta = timedelta(days=7)
     inbox_retention: timedelta = timedelta(days=7)
+    idempotency_retention: timedelta = timedelta(hours=24)
     prune_every_s: float = 60.0
 
     def hold_back(self, attempts: int) -> timedelta:
@@ -75,5 +76,6 @@ class RelayPolicy:
             hold_back_base_s=settings.relay_retry_base_s,
             retention=timedelta(hours=settings.outbox_retention_hours),
             inbox_retention=timedelta(hours=settings.inbox_retention_hours),
+            idempotency_retention=timedelta(hours=settings.idempotency_retention_hours),
             prune_every_s=settings.relay_prune_interval_s,
         )

@@ -36,7 +36,7 @@ def change_batch_quantity(cmd: commands.ChangeBatchQuantity, uow: AbstractUnitOf
     product = uow.products.get_by_batchref(cmd.ref)
     if product is None:
         raise InvalidBatchRef(f"no batch {cmd.ref!r}")
-    product.change_batch_quantity(cmd.ref, cmd.qty)
+    product.change_batch_quantity(cmd.ref, cmd.qty, cmd.expected_version)
 
 
 def reallocate(event: events.Deallocated, uow: AbstractUnitOfWork) -> None:

@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 CommandHandler = Callable[[Any, AbstractUnitOfWork], Any]
 EventHandler = Callable[[Any, AbstractUnitOfWork], None]
+ResultHook = Callable[[Any, AbstractUnitOfWork], None]
+"""Called with a command's result inside its unit of work: what it writes commits with it."""
 
 
 @dataclass(frozen=True)
@@ -54,9 +56,17 @@ class MessageBus:
         self._event_handlers = event_handlers
         self._max_attempts = max_attempts
 
-    def handle(self, command: commands.Command, envelope: Envelope | None = None) -> Outcome:
-        """Apply one command in its own transaction, retrying concurrency conflicts."""
-        return self.handle_many([(command, envelope)])[0]
+    def handle(
+        self,
+        command: commands.Command,
+        envelope: Envelope | None = None,
+        on_result: ResultHook | None = None,
+    ) -> Outcome:
+        """Apply one command in its own transaction, retrying concurrency conflicts.
+
+        ``on_result`` runs after the handlers, in the same transaction (not for a duplicate).
+        """
+        return self._run([(command, envelope)], on_result)[0]
 
     def handle_many(
         self, items: Sequence[tuple[commands.Command, Envelope | None]]
@@ -66,11 +76,22 @@ class MessageBus:
         A conflict retries them all; any other error rolls them back and
         reaches the caller, who may then apply the commands one by one.
         """
+        return self._run(items, None)
+
+    def _run(
+        self,
+        items: Sequence[tuple[commands.Command, Envelope | None]],
+        on_result: ResultHook | None,
+    ) -> list[Outcome]:
         for attempt in range(1, self._max_attempts + 1):
             try:
                 with self._uow_factory() as uow:
                     uow.prefetch(wanted_by(items))
                     outcomes = [self._apply(command, envelope, uow) for command, envelope in items]
+                    if on_result is not None:
+                        for outcome in outcomes:
+                            if not outcome.duplicate:
+                                on_result(outcome.result, uow)
                     uow.commit()
                     return outcomes
             except ConcurrencyConflict:

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from allocation.domain import events, model
 
@@ -89,6 +90,31 @@ class AbstractInbox(abc.ABC):
 
     def prefetch(self, message_ids: Iterable[str]) -> None:  # noqa: B027 (optional)
         """These ids will be recorded soon: look them up in bulk if that helps."""
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    """The answer given to a request, kept so that a retry of it gets the same answer.
+
+    ``fingerprint`` identifies the request's content: a retry with the same key
+    but another content is a client's mistake, not a retry.
+    """
+
+    fingerprint: str
+    status: int
+    body: Any
+
+
+class AbstractResponses(abc.ABC):
+    """Responses to requests with an idempotency key, written with the command they answer."""
+
+    @abc.abstractmethod
+    def save(self, message_id: str, response: StoredResponse) -> None:
+        """Keep the response of the message, as part of the current transaction."""
+
+    @abc.abstractmethod
+    def get(self, message_id: str) -> StoredResponse | None:
+        """The response kept for the message, or None."""
 
 
 class AbstractOutbox(abc.ABC):

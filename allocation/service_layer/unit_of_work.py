@@ -7,6 +7,7 @@ in that transaction; a unit of work left without ``commit()`` rolls back.
 from __future__ import annotations
 
 import abc
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,11 +21,24 @@ from allocation.service_layer.ports import (
     AbstractInbox,
     AbstractOutbox,
     AbstractRepository,
+    AbstractResponses,
     OutboxEntry,
 )
 
 EventRoutes = Mapping[type[events.Event], str]
 """Destination topic of each integration event type."""
+
+EVENT_ID_NAMESPACE = uuid.UUID("6f1c3a52-9e1d-4f0a-9c57-1d0c2b8e7a41")
+"""Namespace of the uuid5 event ids: fixed forever, or re-processing would change ids."""
+
+
+def event_id(causation_id: str, position: int) -> uuid.UUID:
+    """The id of the ``position``-th event (from 0) caused by one inbound message.
+
+    Derived, not drawn: applying the same message again (a redelivery after the
+    inbox forgot it, a replay) yields the same ids, so downstream dedupes them.
+    """
+    return uuid.uuid5(EVENT_ID_NAMESPACE, f"{causation_id}#{position}")
 
 
 class ConcurrencyConflict(Exception):
@@ -109,15 +123,18 @@ class AbstractUnitOfWork(abc.ABC):
     inbox: AbstractInbox
     outbox: AbstractOutbox
     views: AbstractAllocationsView
+    responses: AbstractResponses
 
     def __init__(self, routes: EventRoutes) -> None:
         self._routes = routes
         self._envelope: Envelope | None = None
         self._pending: list[OutboxEntry] = []
+        self._position = 0
 
     def __enter__(self) -> Self:
         self._envelope = None
         self._pending = []
+        self._position = 0
         return self
 
     def __exit__(
@@ -139,6 +156,7 @@ class AbstractUnitOfWork(abc.ABC):
         Events raised from here on carry this message as their cause.
         """
         self._envelope = envelope
+        self._position = 0
         if envelope is None or not envelope.deduplicate:
             return True
         return self.inbox.record(envelope.message_id)
@@ -170,6 +188,8 @@ class AbstractUnitOfWork(abc.ABC):
         if not isinstance(key, str):
             raise TypeError(f"{type(event).__name__} is routed to {topic} but has no sku to key by")
         envelope = self._envelope
+        # Position among the message's events routed out, counted the same way on every run.
+        position, self._position = self._position, self._position + 1
         self._pending.append(
             OutboxEntry(
                 event=event,
@@ -178,6 +198,7 @@ class AbstractUnitOfWork(abc.ABC):
                 occurred_at=datetime.now(UTC),
                 causation_id=envelope.message_id if envelope else None,
                 correlation_id=envelope.correlation_id if envelope else None,
+                event_id=event_id(envelope.message_id, position) if envelope else uuid.uuid4(),
                 traceparent=envelope.traceparent if envelope else None,
             )
         )

@@ -11,9 +11,10 @@ from allocation.adapters.inbox import SqlInbox
 from allocation.adapters.outbox import SqlOutbox, fetch_pending
 from allocation.adapters.products import SqlProductRepository
 from allocation.adapters.products.lines import AllocationsStore, SqlAllocations
+from allocation.adapters.responses import SqlResponses
 from allocation.adapters.views import SqlAllocationsView
 from allocation.adapters.wire import event_from_record
-from allocation.service_layer.ports import OutboxEntry
+from allocation.service_layer.ports import OutboxEntry, StoredResponse
 from tests import contracts
 from tests.conftest import random_batchref
 
@@ -79,6 +80,18 @@ class TestSqlInbox(contracts.InboxContract):
     @pytest.fixture
     def port(self, session: Session) -> SqlInbox:
         return SqlInbox(session)
+
+
+class TestSqlResponses(contracts.ResponsesContract):
+    @pytest.fixture
+    def port(self, session: Session) -> SqlResponses:
+        return SqlResponses(session)
+
+    def test_a_flushed_response_is_read_from_the_table(self, session: Session) -> None:
+        writer = SqlResponses(session)
+        writer.save("http:k-flushed", StoredResponse("fp", 409, {"a": None}))
+        writer.flush()
+        assert SqlResponses(session).get("http:k-flushed") == StoredResponse("fp", 409, {"a": None})
 
 
 class TestSqlAllocationsView(contracts.AllocationsViewContract):

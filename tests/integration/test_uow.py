@@ -12,6 +12,7 @@ from sqlalchemy import Engine, func, select
 from allocation.adapters import tables
 from allocation.adapters.database import SqlAlchemyUnitOfWork
 from allocation.domain import commands, events
+from allocation.domain.errors import StaleVersion
 from allocation.domain.model import OrderLine
 from allocation.service_layer.handlers import COMMAND_HANDLERS, EVENT_HANDLERS
 from allocation.service_layer.messagebus import MessageBus
@@ -100,11 +101,35 @@ def test_commit_writes_each_integration_event_to_the_outbox(
         ("Allocated", "line-allocated", "m-q-" + sku),
         ("OutOfStock", "out-of-stock", "m-o-" + sku),
     ]
-    assert rows[0].payload == {"orderid": orderid, "sku": sku, "qty": 10, "batchref": early}
+    assert rows[0].payload == {
+        "orderid": orderid,
+        "sku": sku,
+        "qty": 10,
+        "batchref": early,
+        "product_version": 1,
+    }
+    assert [r.payload["product_version"] for r in rows] == [1, 2, 3, 4]
     assert rows[0].correlation_id == "c-1"
     assert rows[2].payload["batchref"] == late
     assert len({r.event_id for r in rows}) == 4
     assert all(r.published_at is None for r in rows)
+
+
+def test_the_event_sequence_and_batch_versions_survive_the_database(
+    bus: MessageBus, uow_factory: UowFactory
+) -> None:
+    sku, ref = random_sku(), random_batchref()
+    bus.handle(commands.CreateBatch(ref, sku, 10, None))
+    bus.handle(commands.Allocate(random_orderid(), sku, 4))
+    bus.handle(commands.ChangeBatchQuantity(ref, 3, expected_version=1))
+    with pytest.raises(StaleVersion):
+        bus.handle(commands.ChangeBatchQuantity(ref, 9, expected_version=1))
+    bus.handle(commands.Allocate(random_orderid(), sku, 1))
+
+    with uow_factory() as uow:
+        product = uow.products.get(sku)
+        assert product is not None
+        assert (product.event_sequence, product.batches[0].version) == (4, 2)
 
 
 def test_a_redelivered_message_changes_nothing(engine: Engine, bus: MessageBus) -> None:

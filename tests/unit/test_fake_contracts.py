@@ -5,7 +5,13 @@ import pytest
 from allocation.domain.model import Allocations
 from allocation.service_layer.ports import OutboxEntry
 from tests import contracts
-from tests.fakes import FakeAllocationsView, FakeInbox, FakeOutbox, FakeRepository
+from tests.fakes import (
+    FakeAllocationsView,
+    FakeInbox,
+    FakeOutbox,
+    FakeRepository,
+    FakeResponses,
+)
 
 
 class TestInMemoryAllocations(contracts.AllocationsContract):
@@ -24,6 +30,12 @@ class TestFakeInbox(contracts.InboxContract):
     @pytest.fixture
     def port(self) -> FakeInbox:
         return FakeInbox()
+
+
+class TestFakeResponses(contracts.ResponsesContract):
+    @pytest.fixture
+    def port(self) -> FakeResponses:
+        return FakeResponses()
 
 
 class TestFakeAllocationsView(contracts.AllocationsViewContract):

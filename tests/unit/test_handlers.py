@@ -10,8 +10,10 @@ from allocation.domain.errors import (
     InvalidBatchRef,
     InvalidQuantity,
     InvalidSku,
+    StaleVersion,
 )
 from allocation.service_layer.messagebus import MessageBus
+from allocation.service_layer.ports import StoredResponse
 from allocation.service_layer.unit_of_work import AbstractUnitOfWork, ConcurrencyConflict, Envelope
 from tests.fakes import FakeAllocationsView, FakeUnitOfWork
 
@@ -80,13 +82,30 @@ class TestAllocate:
         app.bus.handle(commands.Allocate("o2", "POPULAR-CURTAINS", 9), Envelope("msg-2"))
 
         out_of_stock, allocated = uow.outbox.committed
-        assert out_of_stock.event == events.OutOfStock("POPULAR-CURTAINS")
+        assert out_of_stock.event == events.OutOfStock(
+            "POPULAR-CURTAINS", orderid="o1", qty=10, product_version=1
+        )
         assert (out_of_stock.topic, out_of_stock.key) == ("out-of-stock", "POPULAR-CURTAINS")
         assert (out_of_stock.causation_id, out_of_stock.correlation_id) == ("msg-1", "c-1")
-        assert allocated.event == events.Allocated("o2", "POPULAR-CURTAINS", 9, "b1")
+        assert allocated.event == events.Allocated(
+            "o2", "POPULAR-CURTAINS", 9, "b1", product_version=2
+        )
         assert allocated.topic == "line-allocated"
         assert allocated.causation_id == "msg-2"
         assert allocated.event_id != out_of_stock.event_id
+
+    def test_event_ids_follow_from_the_cause_so_reprocessing_yields_the_same_ids(self) -> None:
+        def reallocation_ids() -> list[str]:
+            app, uow = bootstrap_test_app()
+            app.bus.handle(commands.CreateBatch("b1", "LAMP", 10, None), Envelope("m-1"))
+            app.bus.handle(commands.CreateBatch("b2", "LAMP", 10, date.today()), Envelope("m-2"))
+            app.bus.handle(commands.Allocate("o1", "LAMP", 10), Envelope("m-3"))
+            app.bus.handle(commands.ChangeBatchQuantity("b1", 5), Envelope("m-4"))
+            return [str(entry.event_id) for entry in uow.outbox.committed]
+
+        first, again = reallocation_ids(), reallocation_ids()
+        assert first == again
+        assert len(set(first)) == 3  # Allocated; then Deallocated and Allocated of one cause
 
     def test_updates_the_read_model(self) -> None:
         app, uow = bootstrap_test_app()
@@ -127,10 +146,19 @@ class TestChangeBatchQuantity:
         # and 20 will be reallocated to the next batch
         assert batch2.available_quantity == 30
         assert published(uow)[-2:] == [
-            events.Deallocated("order2", "INDIFFERENT-TABLE", 20, "batch1"),
-            events.Allocated("order2", "INDIFFERENT-TABLE", 20, "batch2"),
+            events.Deallocated("order2", "INDIFFERENT-TABLE", 20, "batch1", product_version=3),
+            events.Allocated("order2", "INDIFFERENT-TABLE", 20, "batch2", product_version=4),
         ]
         assert [v.batchref for v in uow.views.for_order("order2")] == ["batch2"]
+
+    def test_a_stale_expected_version_is_rejected_and_nothing_moves(self) -> None:
+        app, uow = bootstrap_test_app()
+        app.bus.handle(commands.CreateBatch("b1", "LAMP", 10, None))
+        app.bus.handle(commands.Allocate("o1", "LAMP", 10))
+        app.bus.handle(commands.ChangeBatchQuantity("b1", 12, expected_version=1))
+        with pytest.raises(StaleVersion, match="at version 2"):
+            app.bus.handle(commands.ChangeBatchQuantity("b1", 5, expected_version=1))
+        assert [type(e).__name__ for e in published(uow)] == ["Allocated"]
 
     def test_unknown_batch_ref_is_rejected(self) -> None:
         app, _ = bootstrap_test_app()
@@ -228,3 +256,24 @@ class TestHandleBatch:
             )
         assert uow.outbox.committed == []
         assert uow.inbox.committed == set()
+
+
+class TestResultHook:
+    def keep(self, result: object, uow: AbstractUnitOfWork) -> None:
+        uow.responses.save("http:k", StoredResponse("f", 201, {"batchref": result}))
+
+    def test_what_it_writes_commits_with_the_command_and_not_for_a_duplicate(self) -> None:
+        app, uow = bootstrap_test_app()
+        app.bus.handle(commands.CreateBatch("b1", "LAMP", 10, None))
+        first = app.bus.handle(commands.Allocate("o1", "LAMP", 2), Envelope("http:k"), self.keep)
+        assert uow.responses.committed == {"http:k": StoredResponse("f", 201, {"batchref": "b1"})}
+        uow.responses.committed.clear()
+        again = app.bus.handle(commands.Allocate("o1", "LAMP", 2), Envelope("http:k"), self.keep)
+        assert (first.duplicate, again.duplicate) == (False, True)
+        assert uow.responses.committed == {}
+
+    def test_a_rejected_command_keeps_no_response(self) -> None:
+        app, uow = bootstrap_test_app()
+        with pytest.raises(InvalidSku):
+            app.bus.handle(commands.Allocate("o1", "NOPE", 2), Envelope("http:k"), self.keep)
+        assert uow.responses.committed == {}

@@ -3,7 +3,7 @@ from datetime import date, timedelta
 import pytest
 
 from allocation.domain import events
-from allocation.domain.errors import InvalidBatchRef, InvalidSku
+from allocation.domain.errors import InvalidBatchRef, InvalidSku, StaleVersion
 from allocation.domain.model import Batch, OrderLine, Product
 
 today = date.today()
@@ -42,7 +42,9 @@ def test_returns_allocated_batch_ref_and_records_allocated() -> None:
     allocation = product.allocate(OrderLine("oref", "HIGHBROW-POSTER", 10))
 
     assert allocation == in_stock.reference
-    assert product.events[-1] == events.Allocated("oref", "HIGHBROW-POSTER", 10, in_stock.reference)
+    assert product.events[-1] == events.Allocated(
+        "oref", "HIGHBROW-POSTER", 10, in_stock.reference, product_version=1
+    )
 
 
 def test_records_out_of_stock_event_if_cannot_allocate() -> None:
@@ -52,7 +54,9 @@ def test_records_out_of_stock_event_if_cannot_allocate() -> None:
 
     allocation = product.allocate(OrderLine("order2", "SMALL-FORK", 1))
 
-    assert product.events[-1] == events.OutOfStock(sku="SMALL-FORK")
+    assert product.events[-1] == events.OutOfStock(
+        sku="SMALL-FORK", orderid="order2", qty=1, product_version=2
+    )
     assert allocation is None
 
 
@@ -64,10 +68,27 @@ def test_increments_version_number_on_each_allocation() -> None:
     assert product.version_number == 8
 
 
-def test_out_of_stock_does_not_change_the_version() -> None:
+def test_out_of_stock_moves_the_version_so_two_writers_cannot_share_its_number() -> None:
     product = Product(sku="PEN", batches=[Batch("b1", "PEN", 1, eta=None)], version_number=3)
     product.allocate(OrderLine("o1", "PEN", 5))
-    assert product.version_number == 3
+    assert product.version_number == 4
+
+
+def test_events_are_numbered_per_sku_without_gaps_across_kinds() -> None:
+    early, late = Batch("b1", "LAMP", 10, eta=None), Batch("b2", "LAMP", 10, eta=later)
+    product = Product("LAMP", [early, late], event_sequence=7)
+    product.allocate(OrderLine("o1", "LAMP", 8))
+    product.allocate(OrderLine("o2", "LAMP", 20))
+    product.change_batch_quantity("b1", 5)
+    product.allocate(OrderLine("o1", "LAMP", 8))  # the reallocation, as the handler does it
+
+    assert [(type(e).__name__, e.product_version) for e in product.events] == [
+        ("Allocated", 8),
+        ("OutOfStock", 9),
+        ("Deallocated", 10),
+        ("Allocated", 11),
+    ]
+    assert product.event_sequence == 11
 
 
 def test_allocating_the_same_line_twice_counts_once() -> None:
@@ -80,7 +101,7 @@ def test_allocating_the_same_line_twice_counts_once() -> None:
 
     assert first == second == "b1"
     assert batch.available_quantity == 6
-    assert product.events == [events.Allocated("o1", "LAMP", 4, "b1")]
+    assert product.events == [events.Allocated("o1", "LAMP", 4, "b1", product_version=1)]
     assert product.version_number == 1
 
 
@@ -107,12 +128,30 @@ class TestChangeBatchQuantity:
         product.change_batch_quantity("b1", 25)
 
         assert batch.available_quantity == 5
-        assert product.events == [events.Deallocated("o2", "INDIFFERENT-TABLE", 20, "b1")]
+        assert product.events == [
+            events.Deallocated("o2", "INDIFFERENT-TABLE", 20, "b1", product_version=3)
+        ]
 
     def test_unknown_batch_ref_is_a_domain_error(self) -> None:
         product = Product("LAMP", [Batch("b1", "LAMP", 10, eta=None)])
         with pytest.raises(InvalidBatchRef):
             product.change_batch_quantity("nope", 5)
+
+    def test_a_batch_counts_its_quantity_changes_not_its_allocations(self) -> None:
+        batch = Batch("b1", "LAMP", 10, eta=None)
+        product = Product("LAMP", [batch])
+        product.allocate(OrderLine("o1", "LAMP", 2))
+        assert batch.version == 1
+        product.change_batch_quantity("b1", 8, expected_version=1)
+        assert (batch.version, batch.purchased_quantity) == (2, 8)
+
+    def test_a_stale_expected_version_is_rejected_and_changes_nothing(self) -> None:
+        batch = Batch("b1", "LAMP", 10, eta=None)
+        product = Product("LAMP", [batch])
+        product.change_batch_quantity("b1", 8)
+        with pytest.raises(StaleVersion, match=r"batch b1 is at version 2, .* expected version 1"):
+            product.change_batch_quantity("b1", 3, expected_version=1)
+        assert (batch.version, batch.purchased_quantity, product.version_number) == (2, 8, 1)
 
     def test_increments_the_version(self) -> None:
         product = Product("LAMP", [Batch("b1", "LAMP", 10, eta=None)])

@@ -18,9 +18,9 @@ from allocation.service_layer.ports import AbstractRepository
 # Optimistic concurrency for many products at once: each row changes only if it
 # still has the version this unit of work read.
 _SAVE_VERSIONS = text(
-    "UPDATE products SET version_number = v.new "
-    "FROM unnest(CAST(:skus AS text[]), CAST(:read AS integer[]), CAST(:new AS integer[])) "
-    "AS v(sku, read, new) "
+    "UPDATE products SET version_number = v.new, event_sequence = v.events "
+    "FROM unnest(CAST(:skus AS text[]), CAST(:read AS integer[]), CAST(:new AS integer[]), "
+    "CAST(:events AS integer[])) AS v(sku, read, new, events) "
     "WHERE products.sku = v.sku AND products.version_number = v.read"
 )
 
@@ -38,6 +38,7 @@ class SqlProductRepository(AbstractRepository):
 
     def _add(self, product: model.Product) -> None:
         set_attribute(product, "_stored_version", product.version_number)
+        set_attribute(product, "_stored_event_sequence", product.event_sequence)
         self._ready[product.sku] = product
         self.session.add(product)
 
@@ -65,6 +66,7 @@ class SqlProductRepository(AbstractRepository):
             return product if product is None else self._ready[product.sku]
         product.events = []
         product.version_number = int(inspect(product).dict["_stored_version"])
+        product.event_sequence = int(inspect(product).dict["_stored_event_sequence"])
         for batch in product.batches:
             stored = int(inspect(batch).dict["_stored_allocated_quantity"])
             batch._allocations = SqlAllocations(self.lines, batch_id(batch), stored)
@@ -93,6 +95,8 @@ class SqlProductRepository(AbstractRepository):
             "skus": [p.sku for p, _ in changed],
             "read": [stored for _, stored in changed],
             "new": [p.version_number for p, _ in changed],
+            # Every event moves the version too (see Product), so this is never left behind.
+            "events": [p.event_sequence for p, _ in changed],
         }
         result = self.session.connection().execute(_SAVE_VERSIONS, params)
         if result.rowcount != len(changed):
@@ -102,6 +106,7 @@ class SqlProductRepository(AbstractRepository):
             )
         for product, _ in changed:
             set_committed_value(product, "_stored_version", product.version_number)
+            set_committed_value(product, "_stored_event_sequence", product.event_sequence)
 
     def _stage_lines(self, batch: model.Batch) -> None:
         allocations = batch._allocations

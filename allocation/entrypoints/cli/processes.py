@@ -20,7 +20,10 @@ from allocation.entrypoints.retry import Backoff, Stopped
 
 
 def run_all(settings: Settings, args: argparse.Namespace, extra: list[str]) -> int:
-    prepare(settings, args, extra)
+    # Migrating and registering are deploy steps (`allocation prepare`), not a side effect
+    # of every start: a replica of a new build must not change what old replicas run on.
+    if args.prepare:
+        prepare(settings, args, extra)
     for name, host, port in (
         ("consumer", settings.metrics_host, settings.consumer_metrics_port),
         ("relay", settings.metrics_host, settings.relay_metrics_port),
@@ -113,7 +116,10 @@ def db_upgrade(settings: Settings, _args: argparse.Namespace, _: list[str]) -> i
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add this module's subcommands to the parser."""
-    command(sub, "run", run_all, "migrate, create topics, register schemas, run consumer+relay+API")
+    run = command(sub, "run", run_all, "run consumer+relay+API (--prepare: `prepare` first)")
+    run.add_argument(
+        "--prepare", action="store_true", help="migrate, create topics, register schemas first"
+    )
     command(sub, "prepare", prepare, "migrate the database, create topics, register schemas")
     command(sub, "consumer", run_consumer, "apply commands from the command topics")
     command(sub, "relay", run_relay, "publish the outbox to the event topics")
@@ -121,4 +127,6 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     api.add_argument("--host")
     api.add_argument("--port", type=int)
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="action", required=True)
-    db.add_parser("upgrade", help="apply the migrations").set_defaults(handler=db_upgrade)
+    db.add_parser(
+        "upgrade", help="apply the migrations (under an advisory lock: one replica at a time)"
+    ).set_defaults(handler=db_upgrade)
