@@ -118,17 +118,38 @@ class CgroupMeter(Meter):
         return {name: {0: _usage_seconds(self.root / name)} for name in self.groups}
 
     def close(self) -> None:
-        # Ctrl-C must not cut the way back short: hold the signals until everything is home.
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        try:
-            restore(self.root, lambda pid, name: self.homes.get(pid) or self.group_homes.get(name))
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        restore(self.root, lambda pid, name: self.homes.get(pid) or self.group_homes.get(name))
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Ctrl-C or SIGTERM inside the block (or just before it, not yet handled) acts after it:
+    the way back must not be cut short."""
+    pending: list[int] = []
+    try:
+        previous = {
+            s: signal.signal(s, lambda signum, _frame: pending.append(signum))
+            for s in (signal.SIGINT, signal.SIGTERM)
+        }
+    except ValueError:  # not the main thread: signals are not handled here anyway
+        previous = {}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if pending:
+            signal.raise_signal(pending[0])
 
 
 def restore(root: Path, home: Callable[[int, str], Path | None]) -> None:
     """Move every process under ``root`` to its home (the hierarchy's root if none), then
     remove the groups."""
+    with signals_deferred():
+        _restore(root, home)
+
+
+def _restore(root: Path, home: Callable[[int, str], Path | None]) -> None:
     mount = root.parent
     groups = [g for g in root.iterdir() if g.is_dir()] if root.exists() else []
     for _ in range(20):  # processes may fork while they move
@@ -179,6 +200,16 @@ def metered(groups: dict[str, Lister]) -> Iterator[Meter]:
         yield meter
     finally:
         meter.close()
+
+
+def per_unit_us(used: dict[str, float], units: int) -> dict[str, float]:
+    """Microseconds of CPU per command (or request) by group; ``total`` is the pipeline's (the
+    servers and the service), ``other`` what the rest of the machine used meanwhile."""
+    us = {name: seconds / units * 1e6 for name, seconds in used.items()}
+    machine = us.pop("machine")
+    us["total"] = sum(v for name, v in us.items() if name != "bench")
+    us["other"] = machine - us["total"] - us["bench"]
+    return us
 
 
 def cgroup2_mount() -> Path | None:
