@@ -1,6 +1,6 @@
 """``python -m bench [--quick] [--runs N]``: every figure of the benchmark, as a table and JSON.
 
-Each figure is the median of ``--runs`` runs (3 by default); the
+Each figure is the median of ``--runs`` runs (3 by default; the latency curve runs once); the
 JSON keeps every run, and gives each figure its target and whether it was met. Needs the local
 stack (``make stack-up``; ``STACK_HOME`` names it when it is another checkout's); works in a
 throwaway database and topics. Measuring the servers' CPU moves them into cgroups for a while,
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import scenarios
+from bench.curve import latency_curve
 from bench.environment import bench_database
 from bench.report import figure, render_markdown, render_table
 from bench.stats import medians, percentiles
@@ -72,11 +73,13 @@ def run(sizes: scenarios.Sizes, wanted: set[str], out: Path) -> dict[str, Any]:
         )
     if "e2e" in results:
         plots.plot_cpu(cpu_bars(results), out.with_name("cpu.png"))
+    if "curve" in results:
+        plots.plot_load(results["curve"], out.with_name("load.png"))
     return results
 
 
-FIGURES = ("e2e", "baseline", "ceiling", "latency", "consumer", "relay", "growth")
-ONCE: set[str] = set()  # figures measured once whatever --runs says
+FIGURES = ("e2e", "baseline", "ceiling", "latency", "curve", "consumer", "relay", "growth")
+ONCE = {"curve"}  # a dozen load steps already: one run fits the time
 
 
 def measure(sizes: scenarios.Sizes, wanted: set[str]) -> dict[str, Any]:
@@ -87,6 +90,7 @@ def measure(sizes: scenarios.Sizes, wanted: set[str]) -> dict[str, Any]:
             "baseline": lambda: scenarios.e2e(db, sizes, ["baseline"]),
             "ceiling": lambda: scenarios.commit_ceiling(db, sizes.ceiling_seconds),
             "latency": lambda: scenarios.latency(db, sizes),
+            "curve": lambda: latency_curve(db, sizes),
             "consumer": lambda: scenarios.consumer_only(db, sizes),
             "relay": lambda: scenarios.relay_only(db, sizes),
             "growth": lambda: scenarios.growth(db, sizes),
@@ -117,6 +121,8 @@ def summarise(name: str, runs: list[Any]) -> dict[str, Any]:
             **{k: statistics.median(p[k] for p in per_run) for k in ("p50", "p95", "p99")},
             "all_ms": every,
         }
+    if name == "curve":
+        return runs[0]
     if name in ("ceiling", "consumer", "relay"):
         return {"runs": runs, "median": statistics.median(runs)}
     return {"runs": runs, **medians(runs)}
@@ -146,6 +152,10 @@ def derive(results: dict[str, Any]) -> None:
         )
     if "latency" in results:
         values |= {f"latency_{k}_ms": results["latency"][k] for k in ("p50", "p95", "p99")}
+    if "curve" in results:
+        for point in results["curve"]["points"]:
+            values[f"curve_p99_ms_at_{point['rate']:g}"] = point["p99"]
+        values["knee_cmds_per_s"] = results["curve"]["knee_per_s"]
     if "consumer" in results:
         values["consumer_cmds_per_s"] = results["consumer"]["median"]
     if "relay" in results:

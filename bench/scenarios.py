@@ -47,6 +47,9 @@ class Sizes:
     growth_history: int = 100_000
     growth_samples: int = 300
     ceiling_seconds: float = 10.0
+    curve_rates: tuple[int, ...] = (500, 1_000, 2_000, 4_000)
+    curve_seconds: float = 6.0
+    knee_steps: int = 2
     runs: int = 3
 
 
@@ -58,6 +61,8 @@ QUICK = Sizes(
     growth_history=10_000,
     growth_samples=60,
     ceiling_seconds=3.0,
+    curve_seconds=2.0,
+    knee_steps=1,
 )
 
 

@@ -22,6 +22,9 @@ TINY = scenarios.Sizes(
     growth_history=1_000,
     growth_samples=10,
     ceiling_seconds=2.0,
+    curve_rates=(100, 200),
+    curve_seconds=1.0,
+    knee_steps=1,
     runs=1,
 )
 
@@ -51,11 +54,14 @@ def test_the_harness_measures_every_figure_and_writes_its_report(
         "cpu_us_per_cmd_consumer",
         "cpu_us_per_cmd_relay",
         "cpu_us_per_cmd_total",
+        "curve_p99_ms_at_100",
+        "curve_p99_ms_at_200",
     ):
         assert figures[name]["value"] > 0, name
     assert figures["cpu_us_per_cmd_total"]["met"] in (True, False)
+    assert figures["knee_cmds_per_s"]["target"] is None
     assert len(results["latency"]["all_ms"]) == 100
-    for plot in ("latency.png", "cpu.png"):
+    for plot in ("latency.png", "cpu.png", "load.png"):
         assert (tmp_path / plot).stat().st_size > 10_000, plot
     assert "| `e2e_cmds_per_s` |" in out.with_suffix(".md").read_text()
 
