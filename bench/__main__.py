@@ -26,6 +26,7 @@ from typing import Any
 from bench import scenarios
 from bench.curve import latency_curve
 from bench.environment import bench_database
+from bench.http_load import http_load
 from bench.report import figure, render_markdown, render_table
 from bench.stats import medians, percentiles
 
@@ -38,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=None)
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     parser.add_argument("--only", nargs="*", help="figures to measure (default: all)")
+    parser.add_argument(
+        "--http-client", choices=("wrk", "asyncio"), help="default: wrk when installed"
+    )
     args = parser.parse_args(argv)
     sizes = scenarios.QUICK if args.quick else scenarios.Sizes()
     if args.runs:
@@ -45,16 +49,18 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM unwinds like Ctrl-C, so the servers leave the benchmark's cgroups either way.
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     started = time.monotonic()
-    results = run(sizes, set(args.only or FIGURES), args.out)
+    results = run(sizes, set(args.only or FIGURES), args.out, args.http_client)
     print(render_table(results))
     print(f"\nwritten: {args.out} ({time.monotonic() - started:.0f}s)")
     return 0
 
 
-def run(sizes: scenarios.Sizes, wanted: set[str], out: Path) -> dict[str, Any]:
+def run(
+    sizes: scenarios.Sizes, wanted: set[str], out: Path, http_client: str | None = None
+) -> dict[str, Any]:
     """Measure, then write the JSON (every run kept), its Markdown table and the plots."""
     started = time.monotonic()
-    results = measure(sizes, wanted)
+    results = measure(sizes, wanted, http_client)
     results["meta"] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "seconds": round(time.monotonic() - started),
@@ -78,11 +84,11 @@ def run(sizes: scenarios.Sizes, wanted: set[str], out: Path) -> dict[str, Any]:
     return results
 
 
-FIGURES = ("e2e", "baseline", "ceiling", "latency", "curve", "consumer", "relay", "growth")
+FIGURES = ("e2e", "baseline", "ceiling", "latency", "curve", "consumer", "relay", "growth", "http")
 ONCE = {"curve"}  # a dozen load steps already: one run fits the time
 
 
-def measure(sizes: scenarios.Sizes, wanted: set[str]) -> dict[str, Any]:
+def measure(sizes: scenarios.Sizes, wanted: set[str], http_client: str | None) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with bench_database() as db:
         steps: dict[str, Callable[[], Any]] = {
@@ -94,6 +100,7 @@ def measure(sizes: scenarios.Sizes, wanted: set[str]) -> dict[str, Any]:
             "consumer": lambda: scenarios.consumer_only(db, sizes),
             "relay": lambda: scenarios.relay_only(db, sizes),
             "growth": lambda: scenarios.growth(db, sizes),
+            "http": lambda: http_load(db, sizes, http_client),
         }
         for name in FIGURES:
             if name not in wanted:
@@ -162,7 +169,23 @@ def derive(results: dict[str, Any]) -> None:
         values["relay_rows_per_s"] = results["relay"]["median"]
     if "growth" in results:
         values["growth_ratio"] = results["growth"]["growth_ratio"]
+    if "http" in results:
+        values |= http_figures(results["http"])
     results["figures"] = {name: figure(value, name) for name, value in values.items()}
+
+
+def http_figures(http: dict[str, Any]) -> dict[str, float]:
+    many = next(k for k in http if k.startswith("clients_") and k != "clients_1")
+    clients = many.removeprefix("clients_")
+    return {
+        f"http_requests_per_s_{clients}_clients": http[many]["requests_per_s"],
+        f"http_cpu_us_per_request_{clients}_clients": http[many]["cpu_us_per_request"]["total"],
+        f"http_load_generator_cpu_us_per_request_{clients}_clients": http[many][
+            "generator_cpu_us_per_request"
+        ],
+        "http_requests_per_s_1_client": http["clients_1"]["requests_per_s"],
+        "http_p50_ms_1_client": http["clients_1"]["p50_ms"],
+    }
 
 
 def cpu_bars(results: dict[str, Any]) -> dict[str, dict[str, float]]:

@@ -50,6 +50,9 @@ class Sizes:
     curve_rates: tuple[int, ...] = (500, 1_000, 2_000, 4_000)
     curve_seconds: float = 6.0
     knee_steps: int = 2
+    http_requests: int = 2_000
+    http_skus: int = 50
+    http_clients: int = 16
     runs: int = 3
 
 
@@ -63,6 +66,7 @@ QUICK = Sizes(
     ceiling_seconds=3.0,
     curve_seconds=2.0,
     knee_steps=1,
+    http_requests=300,
 )
 
 

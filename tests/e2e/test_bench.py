@@ -12,6 +12,8 @@ import pytest
 from allocation.config import Settings
 from bench import cpu, scenarios
 from bench.__main__ import FIGURES, run
+from bench.environment import bench_database
+from bench.http_load import http_load
 
 TINY = scenarios.Sizes(
     commands=300,
@@ -25,6 +27,8 @@ TINY = scenarios.Sizes(
     curve_rates=(100, 200),
     curve_seconds=1.0,
     knee_steps=1,
+    http_requests=60,
+    http_clients=4,
     runs=1,
 )
 
@@ -56,14 +60,30 @@ def test_the_harness_measures_every_figure_and_writes_its_report(
         "cpu_us_per_cmd_total",
         "curve_p99_ms_at_100",
         "curve_p99_ms_at_200",
+        "http_requests_per_s_4_clients",
+        "http_requests_per_s_1_client",
+        "http_p50_ms_1_client",
     ):
         assert figures[name]["value"] > 0, name
     assert figures["cpu_us_per_cmd_total"]["met"] in (True, False)
     assert figures["knee_cmds_per_s"]["target"] is None
+    http = results["http"]["clients_4"]
+    assert http["events_out"] == http["committed"] >= 60
+    assert http["generator_cpu_s"] > 0
     assert len(results["latency"]["all_ms"]) == 100
     for plot in ("latency.png", "cpu.png", "load.png"):
         assert (tmp_path / plot).stat().st_size > 10_000, plot
     assert "| `e2e_cmds_per_s` |" in out.with_suffix(".md").read_text()
+
+
+def test_the_bench_asyncio_client_loads_the_api_and_counts_its_events(settings: Settings) -> None:
+    with bench_database() as db:
+        results = http_load(db, TINY, client="asyncio")
+    one = results["clients_1"]
+    assert one["generator"].startswith("bench's asyncio client")
+    assert one["requests"] == 60
+    assert one["non_2xx"] == 0
+    assert one["events_out"] == one["committed"] == 60
 
 
 def test_metered_processes_go_back_to_their_cgroup_even_after_ctrl_c() -> None:
