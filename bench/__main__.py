@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     results = run(sizes, set(args.only or FIGURES), args.out, args.http_client)
     print(render_table(results))
+    for warning in results["warnings"]:
+        print(f"warning: {warning}")
     print(f"\nwritten: {args.out} ({time.monotonic() - started:.0f}s)")
     return 0
 
@@ -172,6 +174,21 @@ def derive(results: dict[str, Any]) -> None:
     if "http" in results:
         values |= http_figures(results["http"])
     results["figures"] = {name: figure(value, name) for name, value in values.items()}
+    results["warnings"] = [
+        f"{name}: the CPU of {', '.join(emptied)} is incomplete (restarted inside the window)"
+        for name, emptied in emptied_groups(results)
+    ]
+
+
+def emptied_groups(results: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    found = [
+        (n, results[n].get("cpu_groups_emptied"))
+        for n in ("e2e", "baseline", "curve")
+        if n in results
+    ]
+    http = results.get("http", {})
+    found += [(f"http {k}", http[k]["cpu_groups_emptied"]) for k in http if k != "runs"]
+    return [(name, emptied) for name, emptied in found if emptied]
 
 
 def http_figures(http: dict[str, Any]) -> dict[str, float]:

@@ -61,6 +61,15 @@ class Meter:
             for name, pids in later.items()
         }
 
+    def emptied(self) -> list[str]:
+        """Groups none of whose processes is left: a server restarted by someone else inside
+        the window (its new process, outside the group, went unmeasured)."""
+        return [
+            name
+            for name, listed in self.groups.items()
+            if all(_proc_seconds(pid) is None for pid in listed())
+        ]
+
     def close(self) -> None:
         pass
 
@@ -116,6 +125,9 @@ class CgroupMeter(Meter):
 
     def _groups(self) -> Sample:
         return {name: {0: _usage_seconds(self.root / name)} for name in self.groups}
+
+    def emptied(self) -> list[str]:
+        return [name for name in self.groups if not _members(self.root / name)]
 
     def close(self) -> None:
         restore(self.root, lambda pid, name: self.homes.get(pid) or self.group_homes.get(name))

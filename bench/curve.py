@@ -60,6 +60,7 @@ def latency_curve(db: BenchDatabase, sizes: Sizes) -> dict[str, Any]:
 
             points = [step(rate) for rate in sizes.curve_rates]
             knee, crossed = find_knee(points, step, sizes.knee_steps)
+            emptied = meter.emptied()
         watcher.stop()
     return {
         "points": sorted(points, key=lambda p: p["rate"]),
@@ -67,6 +68,7 @@ def latency_curve(db: BenchDatabase, sizes: Sizes) -> dict[str, Any]:
         "knee_bounded": crossed,
         "p99_limit_ms": P99_LIMIT_MS,
         "step_seconds": sizes.curve_seconds,
+        "cpu_groups_emptied": emptied,
     }
 
 

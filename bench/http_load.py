@@ -110,11 +110,13 @@ def http_load(db: BenchDatabase, sizes: Sizes, client: str | None = None) -> dic
                     done = committed() - already
                     watcher.wait_for(already + done, 120)  # the earlier loads' are all out
                     used = meter.used(before, meter.sample())
+                    emptied = meter.emptied()
                 results[f"clients_{clients}"] = {
                     **load,
                     "committed": done,
                     "events_out": watcher.count - already,
                     "cpu_us_per_request": cpu.per_unit_us(used, max(done, 1)),
+                    "cpu_groups_emptied": emptied,
                 }
         watcher.stop()
     return results

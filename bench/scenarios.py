@@ -171,6 +171,7 @@ def e2e(db: BenchDatabase, sizes: Sizes, pipeline: list[str]) -> dict[str, float
                 producer.flush(120)
                 watcher.wait_for(sizes.commands, timeout=600)
                 used = meter.used(before, meter.sample())
+                emptied = meter.emptied()
             elapsed = watcher.last_at - started
             rss = {f"{n}_peak_rss_mib": peak_rss_mib(s.pid) for n, s in running.items()}
         watcher.stop()
@@ -180,6 +181,7 @@ def e2e(db: BenchDatabase, sizes: Sizes, pipeline: list[str]) -> dict[str, float
         **rss,
         "cpu_us_per_cmd": cpu.per_unit_us(used, sizes.commands),
         "cpu_method": meter.method,
+        "cpu_groups_emptied": emptied,
     }
 
 

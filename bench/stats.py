@@ -22,12 +22,14 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 
 
 def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Each number's median over the runs, key by key (nested dicts too); other values (a
-    method's name) are taken from the first run."""
+    """Each number's median over the runs, key by key (nested dicts too); lists are joined;
+    other values (a method's name) are taken from the first run."""
     out: dict[str, Any] = {}
     for key, first in runs[0].items():
         if isinstance(first, dict):
             out[key] = medians([run[key] for run in runs])
+        elif isinstance(first, list):  # names flagged in any run
+            out[key] = sorted({item for run in runs for item in run[key]})
         elif isinstance(first, int | float) and not isinstance(first, bool):
             out[key] = statistics.median(run[key] for run in runs)
         else:

@@ -46,11 +46,16 @@ def test_no_rate_under_the_limit_gives_a_knee_of_zero_or_a_lower_bisected_one() 
 
 def test_medians_go_key_by_key_into_nested_results_and_keep_names() -> None:
     runs = [
-        {"rate": 1.0, "cpu": {"broker": 5.0}, "method": "cgroup2"},
-        {"rate": 3.0, "cpu": {"broker": 1.0}, "method": "cgroup2"},
-        {"rate": 2.0, "cpu": {"broker": 9.0}, "method": "cgroup2"},
+        {"rate": 1.0, "cpu": {"broker": 5.0}, "method": "cgroup2", "emptied": []},
+        {"rate": 3.0, "cpu": {"broker": 1.0}, "method": "cgroup2", "emptied": ["broker"]},
+        {"rate": 2.0, "cpu": {"broker": 9.0}, "method": "cgroup2", "emptied": []},
     ]
-    assert medians(runs) == {"rate": 2.0, "cpu": {"broker": 5.0}, "method": "cgroup2"}
+    assert medians(runs) == {
+        "rate": 2.0,
+        "cpu": {"broker": 5.0},
+        "method": "cgroup2",
+        "emptied": ["broker"],
+    }
 
 
 def test_a_figure_carries_its_target_and_whether_it_was_met() -> None:
