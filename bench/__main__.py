@@ -27,7 +27,7 @@ from bench import scenarios
 from bench.curve import latency_curve
 from bench.environment import bench_database
 from bench.http_load import http_load
-from bench.report import figure, render_markdown, render_table
+from bench.report import REFERENCES, figure, render_markdown, render_table
 from bench.stats import medians, percentiles
 
 RESULTS = Path(__file__).parent / "results"
@@ -174,6 +174,10 @@ def derive(results: dict[str, Any]) -> None:
     if "http" in results:
         values |= http_figures(results["http"])
     results["figures"] = {name: figure(value, name) for name, value in values.items()}
+    results["references"] = {
+        name: {"value": value, "source": source, "measured_here": False}
+        for name, (value, source) in REFERENCES.items()
+    }
     results["warnings"] = [
         f"{name}: the CPU of {', '.join(emptied)} is incomplete (restarted inside the window)"
         for name, emptied in emptied_groups(results)

@@ -17,7 +17,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from sqlalchemy import func, select
@@ -107,7 +107,8 @@ def http_load(db: BenchDatabase, sizes: Sizes, client: str | None = None) -> dic
                 with cpu.metered(cpu_groups(db, running)) as meter:
                     before, already = meter.sample(), committed()
                     load = generate(client, port, skus, sizes.http_requests, clients)
-                    done = committed() - already
+                    # Requests still in flight when the generator stopped may commit after it.
+                    done = settled(committed) - already
                     watcher.wait_for(already + done, 120)  # the earlier loads' are all out
                     used = meter.used(before, meter.sample())
                     emptied = meter.emptied()
@@ -120,6 +121,19 @@ def http_load(db: BenchDatabase, sizes: Sizes, client: str | None = None) -> dic
                 }
         watcher.stop()
     return results
+
+
+def settled(count: Callable[[], int], quiet: float = 0.5, timeout: float = 30.0) -> int:
+    """``count()`` once it stopped changing for ``quiet`` seconds."""
+    deadline = time.monotonic() + timeout
+    last = count()
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = count()
+        if now == last:
+            return now
+        last = now
+    return last
 
 
 def generate(

@@ -67,6 +67,7 @@ def test_the_harness_measures_every_figure_and_writes_its_report(
         assert figures[name]["value"] > 0, name
     assert figures["cpu_us_per_cmd_total"]["met"] in (True, False)
     assert figures["knee_cmds_per_s"]["target"] is None
+    assert results["references"]["book_app_http_requests_per_s"]["measured_here"] is False
     http = results["http"]["clients_4"]
     assert http["events_out"] == http["committed"] >= 60
     assert http["generator_cpu_s"] > 0
