@@ -46,8 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     sizes = scenarios.QUICK if args.quick else scenarios.Sizes()
     if args.runs:
         sizes = dataclasses.replace(sizes, runs=args.runs)
-    # SIGTERM unwinds like Ctrl-C, so the servers leave the benchmark's cgroups either way.
+    # SIGTERM unwinds like Ctrl-C, so the servers leave the benchmark's cgroups either way; and
+    # SIGINT does even where it was ignored at start (a background job of a script).
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     started = time.monotonic()
     results = run(sizes, set(args.only or FIGURES), args.out, args.http_client)
     print(render_table(results))

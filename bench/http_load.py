@@ -165,13 +165,18 @@ def run_wrk(port: int, skus: list[str], requests: int, clients: int) -> dict[str
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-        # Once every thread had its share, SIGINT makes wrk print its summary and exit.
-        while process.poll() is None and output.read_text().count("share answered") < threads:
-            time.sleep(0.02)
-        process.send_signal(signal.SIGINT)
-        # wait4 gives the child's own CPU: wrk shares the two cores with what it measures.
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
+        try:
+            # Once every thread had its share, SIGINT makes wrk print its summary and exit.
+            while process.poll() is None and output.read_text().count("share answered") < threads:
+                time.sleep(0.02)
+            process.send_signal(signal.SIGINT)
+            # wait4 gives the child's own CPU: wrk shares the two cores with what it measures.
+            _, status, usage = os.wait4(process.pid, 0)
+            process.returncode = os.waitstatus_to_exitcode(status)
+        finally:
+            if process.poll() is None:  # the benchmark was interrupted: no wrk left behind
+                process.kill()
+                process.wait()
     text = output.read_text()
     summaries = [line for line in text.splitlines() if line.startswith("{")]
     if process.returncode != 0 or not summaries:
