@@ -53,7 +53,7 @@ run: $(STAMP) stack-up  ## the main job: stack up, migrate, topics, schemas, the
 bench: $(STAMP) stack-up  ## every benchmark figure (median of 3 runs) -> bench/results/ (~15 min)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
-bench-quick: $(STAMP) stack-up  ## the same figures at small sizes (about 4 minutes)
+bench-quick: $(STAMP) stack-up  ## the same figures at small sizes (2-3 minutes)
 	$(BIN)/python -m bench --quick --out bench/results/tmp/quick.json
 
 chaos: $(STAMP) stack-up  ## fault-injection scenarios at full scale (20 s outages, 10-min soak), table at the end
