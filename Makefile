@@ -51,10 +51,10 @@ run: $(STAMP) stack-up  ## the main job: stack up, then `allocation prepare` (mi
 	$(BIN)/allocation prepare
 	$(BIN)/allocation run
 
-bench: $(STAMP) stack-up  ## every benchmark figure (median of 3 runs) -> bench/results/ (~12 min)
+bench: $(STAMP) stack-up  ## every benchmark figure (median of 3 runs) -> bench/results/ (~15 min)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
-bench-quick: $(STAMP) stack-up  ## the same figures at small sizes (under 2 minutes)
+bench-quick: $(STAMP) stack-up  ## the same figures at small sizes (2-3 minutes)
 	$(BIN)/python -m bench --quick --out bench/results/tmp/quick.json
 
 chaos: $(STAMP) stack-up  ## fault-injection scenarios at full scale (20 s outages, 10-min soak), table at the end

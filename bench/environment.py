@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,18 +17,25 @@ from allocation.adapters.kafka import admin_client
 from allocation.adapters.products import start_mappers
 from allocation.config import Settings, load_settings
 from allocation.entrypoints.provision import create_contract_topics, register_contract_schemas
+from bench.servers import Servers, find_servers
 
 
 @dataclass
 class BenchDatabase:
     settings: Settings
     engine: Engine
+    servers: Servers | None  # None: the servers' CPU is not measured
 
 
 @contextmanager
 def bench_database() -> Iterator[BenchDatabase]:
-    """A migrated database of its own, dropped afterwards."""
+    """A migrated database of its own, dropped afterwards; the stack's server processes."""
     base = load_settings()
+    try:
+        servers: Servers | None = find_servers()
+    except LookupError as missing:
+        print(f"the servers' CPU will not be measured: {missing}", file=sys.stderr)
+        servers = None
     name = f"allocation_bench_{uuid.uuid4().hex[:8]}"
     # No pool: a connection kept from before a database restart would be dead at teardown.
     admin = create_engine(base.sqlalchemy_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
@@ -39,7 +47,7 @@ def bench_database() -> Iterator[BenchDatabase]:
     migrate(engine)
     start_mappers()
     try:
-        yield BenchDatabase(settings, engine)
+        yield BenchDatabase(settings, engine, servers)
     finally:
         engine.dispose()
         with admin.connect() as connection:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import statistics
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,8 +22,10 @@ from allocation.adapters.tables import allocations, batches, outbox, products
 from allocation.bootstrap import avro_codec, bootstrap
 from allocation.config import Settings
 from allocation.domain import commands
+from bench import cpu
 from bench.environment import BenchDatabase, run_topics
-from bench.watch import EventWatcher, cpu_seconds, peak_rss_mib
+from bench.servers import Servers, find_servers
+from bench.watch import EventWatcher, peak_rss_mib
 from testkit.processes import (
     Service,
     service_env,
@@ -44,6 +47,12 @@ class Sizes:
     growth_history: int = 100_000
     growth_samples: int = 300
     ceiling_seconds: float = 10.0
+    curve_rates: tuple[int, ...] = (500, 1_000, 2_000, 4_000)
+    curve_seconds: float = 6.0
+    knee_steps: int = 2
+    http_requests: int = 2_000
+    http_skus: int = 50
+    http_clients: int = 16
     runs: int = 3
 
 
@@ -54,6 +63,10 @@ QUICK = Sizes(
     relay_rows=5_000,
     growth_history=10_000,
     growth_samples=60,
+    ceiling_seconds=3.0,
+    curve_seconds=2.0,
+    knee_steps=1,
+    http_requests=300,
 )
 
 
@@ -150,17 +163,46 @@ def e2e(db: BenchDatabase, sizes: Sizes, pipeline: list[str]) -> dict[str, float
         watcher.wait_assigned()
         with processes(db, settings, pipeline) as running:
             producer = fast_producer(settings)
-            cpu_before = {n: cpu_seconds(s.pid) for n, s in running.items()}
-            started = time.monotonic()
-            for _orderid, sku, value in values:
-                produce(producer, settings.topic_allocate, sku, value)
-            producer.flush(120)
-            watcher.wait_for(sizes.commands, timeout=600)
+            with cpu.metered(cpu_groups(db, running)) as meter:
+                before = meter.sample()
+                started = time.monotonic()
+                for _orderid, sku, value in values:
+                    produce(producer, settings.topic_allocate, sku, value)
+                producer.flush(120)
+                watcher.wait_for(sizes.commands, timeout=600)
+                used = meter.used(before, meter.sample())
+                emptied = meter.emptied()
             elapsed = watcher.last_at - started
             rss = {f"{n}_peak_rss_mib": peak_rss_mib(s.pid) for n, s in running.items()}
-            cpu = {f"{n}_cpu_s": cpu_seconds(s.pid) - cpu_before[n] for n, s in running.items()}
         watcher.stop()
-    return {"cmds_per_s": sizes.commands / elapsed, "seconds": elapsed, **rss, **cpu}
+    return {
+        "cmds_per_s": sizes.commands / elapsed,
+        "seconds": elapsed,
+        **rss,
+        "cpu_us_per_cmd": cpu.per_unit_us(used, sizes.commands),
+        "cpu_method": meter.method,
+        "cpu_groups_emptied": emptied,
+    }
+
+
+def cpu_groups(db: BenchDatabase, running: dict[str, Service]) -> dict[str, cpu.Lister]:
+    """What the CPU figures are made of: the stack's servers and the service's processes."""
+    groups: dict[str, cpu.Lister] = {}
+    servers: Servers | None = None
+    if db.servers is not None:
+        # Found again for each window: another developer's fault test may have restarted one.
+        try:
+            servers = find_servers(db.servers.home)
+        except LookupError as missing:
+            print(f"the servers' CPU is not measured in this run: {missing}", file=sys.stderr)
+            servers = None
+    if servers is not None:
+        groups["broker"] = lambda: [servers.broker]
+        groups["postgres"] = servers.postgres
+        groups["registry"] = lambda: [servers.registry]
+    for name, service in running.items():
+        groups[name] = lambda pid=service.pid: [pid]
+    return groups
 
 
 def produce(producer: Producer, topic: str, key: str, value: bytes) -> None:
@@ -181,27 +223,39 @@ def latency(db: BenchDatabase, sizes: Sizes) -> list[float]:
         watcher = EventWatcher(settings, avro_codec(settings), track_orders=True)
         watcher.start()
         watcher.wait_assigned()
-        sent: dict[str, float] = {}
         with processes(db, settings, ["consumer", "relay"]):
-            producer = Producer(
-                {
-                    "bootstrap.servers": settings.kafka_bootstrap_servers,
-                    **kafka_client_security(settings),
-                    "linger.ms": 0,
-                }
-            )
-            started = time.monotonic()
-            for n, (orderid, sku, value) in enumerate(values):
-                pause = started + n / sizes.latency_rate - time.monotonic()
-                if pause > 0:
-                    time.sleep(pause)  # sleep, not spin: the service shares these two cores
-                sent[orderid] = time.monotonic()
-                produce(producer, settings.topic_allocate, sku, value)
-                producer.poll(0)
-            producer.flush(30)
+            sent = paced(latency_producer(settings), settings, values, sizes.latency_rate)
             watcher.wait_for(total, timeout=120)
         watcher.stop()
     return [(watcher.arrived[o] - at) * 1000 for o, at in sent.items()]
+
+
+def latency_producer(settings: Settings) -> Producer:
+    return Producer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            **kafka_client_security(settings),
+            "linger.ms": 0,
+        }
+    )
+
+
+def paced(
+    producer: Producer, settings: Settings, values: list[tuple[str, str, bytes]], rate: float
+) -> dict[str, float]:
+    """Produces ``values`` at ``rate`` a second (catching up when late, as an open load does);
+    returns the monotonic time each order was sent."""
+    sent: dict[str, float] = {}
+    started = time.monotonic()
+    for n, (orderid, sku, value) in enumerate(values):
+        pause = started + n / rate - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)  # sleep, not spin: the service shares these two cores
+        sent[orderid] = time.monotonic()
+        produce(producer, settings.topic_allocate, sku, value)
+        producer.poll(0)
+    producer.flush(30)
+    return sent
 
 
 def consumer_only(db: BenchDatabase, sizes: Sizes) -> float:

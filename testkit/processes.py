@@ -49,9 +49,9 @@ class Service:
         self.command = command
         self.module = module
         self.env = dict(env)
-        # Each process serves /readyz and /metrics on a port of its own.
+        # Each process serves /readyz and /metrics on a port of its own (the API on its own).
         self.metrics_port = free_port()
-        for variable in ("CONSUMER_METRICS_PORT", "RELAY_METRICS_PORT"):
+        for variable in ("CONSUMER_METRICS_PORT", "RELAY_METRICS_PORT", "API_PORT"):
             self.env[variable] = str(self.metrics_port)
         self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None

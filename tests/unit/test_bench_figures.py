@@ -1,0 +1,79 @@
+"""The benchmark's own arithmetic: knee bisection, medians, targets, CPU per command."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.cpu import per_unit_us
+from bench.curve import find_knee
+from bench.report import figure
+from bench.stats import medians
+
+
+def p99_at(knee: float) -> Any:
+    """A fake measurement whose p99 crosses the limit above ``knee`` commands/s."""
+    measured: list[float] = []
+
+    def measure(rate: float) -> dict[str, float]:
+        measured.append(rate)
+        return {"rate": rate, "p99": 10.0 if rate <= knee else 500.0}
+
+    return measure, measured
+
+
+def test_the_knee_is_narrowed_by_bisection_between_a_pass_and_a_fail() -> None:
+    measure, measured = p99_at(2_600)
+    points = [measure(r) for r in (500, 1_000, 2_000, 4_000)]
+    knee, bounded = find_knee(points, measure, steps=3)
+    assert bounded
+    assert measured[4:] == [3_000, 2_500, 2_750]
+    assert knee == 2_500
+    assert len(points) == 7
+
+
+def test_a_knee_above_every_rate_is_reported_as_unbounded() -> None:
+    measure, _ = p99_at(10_000)
+    knee, bounded = find_knee([measure(r) for r in (500, 1_000)], measure, steps=3)
+    assert (knee, bounded) == (1_000, False)
+
+
+def test_no_rate_under_the_limit_gives_a_knee_of_zero_or_a_lower_bisected_one() -> None:
+    measure, _ = p99_at(100)
+    knee, bounded = find_knee([measure(500)], measure, steps=2)
+    assert bounded
+    assert knee == 100  # 250 fails, then 100 passes (rates in steps of 50)
+
+
+def test_medians_go_key_by_key_into_nested_results_and_keep_names() -> None:
+    runs = [
+        {"rate": 1.0, "cpu": {"broker": 5.0}, "method": "cgroup2", "emptied": []},
+        {"rate": 3.0, "cpu": {"broker": 1.0}, "method": "cgroup2", "emptied": ["broker"]},
+        {"rate": 2.0, "cpu": {"broker": 9.0}, "method": "cgroup2", "emptied": []},
+    ]
+    assert medians(runs) == {
+        "rate": 2.0,
+        "cpu": {"broker": 5.0},
+        "method": "cgroup2",
+        "emptied": ["broker"],
+    }
+
+
+def test_a_figure_carries_its_target_and_whether_it_was_met() -> None:
+    assert figure(300.0, "cpu_us_per_cmd_total") | {"value": 0} == {
+        "value": 0,
+        "target": 250,
+        "op": "<=",
+        "met": False,
+        "issue": 14,
+    }
+    assert figure(9_000.0, "consumer_cmds_per_s")["met"] is True
+    assert figure(5.0, "knee_cmds_per_s")["met"] is None
+
+
+def test_cpu_per_command_totals_the_pipeline_and_leaves_the_rest_of_the_machine_apart() -> None:
+    used = {"broker": 0.2, "consumer": 0.1, "bench": 0.05, "machine": 0.5}
+    us = per_unit_us(used, 1_000)
+    assert round(us["total"]) == 300
+    assert round(us["bench"]) == 50
+    assert round(us["other"]) == 150
+    assert "machine" not in us
