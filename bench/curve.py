@@ -23,6 +23,7 @@ from bench.scenarios import (
     paced,
     processes,
     seed_skus,
+    warm_up,
 )
 from bench.stats import percentiles
 from bench.watch import EventWatcher
@@ -42,6 +43,7 @@ def latency_curve(db: BenchDatabase, sizes: Sizes) -> dict[str, Any]:
             cpu.metered(cpu_groups(db, running)) as meter,
         ):
             producer = latency_producer(settings)
+            warm_up(producer, settings, skus, watcher)
 
             def step(rate: float, seconds: float = sizes.curve_seconds) -> Point:
                 values = allocate_values(settings, skus, int(rate * seconds))
