@@ -15,10 +15,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from pydantic import SecretStr
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, select
 
-from allocation.adapters.tables import LEADER_LOCK, batches
+from allocation.adapters.tables import batches
 from allocation.config import Settings
+from allocation.entrypoints.status import relay_leader_backend
 
 
 def service_env(settings: Settings, **extra: str) -> dict[str, str]:
@@ -113,15 +114,9 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
 
 def leading_relay_pid(engine: Engine) -> int | None:
     """The pid of the relay process holding the leader lock in this database, if any."""
-    query = text(
-        "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
-        "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = :c AND l.objid = :o "
-        "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-    )
-    with engine.connect() as connection:
-        name = connection.execute(query, {"c": LEADER_LOCK[0], "o": LEADER_LOCK[1]}).scalar()
+    backend = relay_leader_backend(engine)
     # The relay names its lock connection allocation-relay-<pid>.
-    suffix = str(name or "").rpartition("-")[2]
+    suffix = str(backend.application_name if backend else "").rpartition("-")[2]
     return int(suffix) if suffix.isdigit() else None
 
 

@@ -32,12 +32,14 @@ class SystemicFault(Exception):
 class Applied:
     """What applying a poll did: the dead letters of rejected messages, and the duplicates."""
 
-    rejected: list[DeadLetter]
-    duplicates: int
+    rejected: list[DeadLetter] = field(default_factory=list)
     duplicate_ids: set[int] = field(default_factory=set)  # id() of the messages
 
+    @property
+    def duplicates(self) -> int:
+        return len(self.duplicate_ids)
+
     def duplicate(self, item: Inbound) -> None:
-        self.duplicates += 1
         self.duplicate_ids.add(id(item.message))
 
 
@@ -55,14 +57,14 @@ class Applier:
     def apply(self, inbound: list[Inbound]) -> Applied:
         """Apply every message; SystemicFault when the system, not a message, is at fault."""
         if not inbound:
-            return Applied([], 0)
+            return Applied()
         items = [(i.command, i.envelope) for i in inbound]
         try:
             outcomes = self._backoff.call(
                 "apply poll", lambda: self._bus.handle_many(items), is_transient
             )
             self._streak.success()
-            applied = Applied([], 0)
+            applied = Applied()
             for item, outcome in zip(inbound, outcomes, strict=True):
                 if outcome.duplicate:
                     applied.duplicate(item)
@@ -72,7 +74,7 @@ class Applier:
             if fault.kind is Kind.SYSTEMIC:
                 raise SystemicFault(fault) from exc
             logger.info("poll of %d failed (%s); applying one by one", len(items), fault.reason)
-        applied = Applied([], 0)
+        applied = Applied()
         for item in inbound:
             dead = self._apply_one(item, applied)
             if dead is not None:

@@ -187,7 +187,8 @@ class OutboxRelay:
             for row, error in delivery.refused:
                 self._hold_back(connection, row, error)
         self.published += len(delivery.acked)
-        _count_published([row for row in delivery.acked if row.id in set(published)])
+        marked = set(published)
+        _count_published([row for row in delivery.acked if row.id in marked])
         if delivery.fatal:
             raise ProducerBroken(f"fatal producer error: {delivery.fatal}")
         if delivery.lost:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, Row, text
 
 from allocation.adapters import outbox
 from allocation.adapters.kafka import consumer_config
@@ -65,18 +66,25 @@ def dead_letter_count(settings: Settings, timeout: float = 10.0) -> int:
         consumer.close()
 
 
-def relay_leader(engine: Engine) -> str | None:
-    """The backend holding the relay leader lock of this database, if any relay leads."""
+def relay_leader_backend(engine: Engine) -> Row[Any] | None:
+    """The backend holding the relay leader lock of this database (pid, client_addr,
+    application_name), if any relay leads."""
     with engine.connect() as connection:
-        row = connection.execute(
+        return connection.execute(
             text(
-                "SELECT a.pid, a.client_addr FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+                "SELECT a.pid, a.client_addr, a.application_name "
+                "FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
                 "WHERE l.locktype = 'advisory' AND l.granted "
                 "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
                 "AND l.classid = :c AND l.objid = :o AND l.objsubid = 2"
             ),
             {"c": LEADER_LOCK[0], "o": LEADER_LOCK[1]},
         ).first()
+
+
+def relay_leader(engine: Engine) -> str | None:
+    """The backend holding the relay leader lock, as `allocation status` shows it."""
+    row = relay_leader_backend(engine)
     return None if row is None else f"backend pid {row.pid} ({row.client_addr or 'local'})"
 
 
