@@ -51,6 +51,11 @@ class CommandSender:
     def flush(self) -> None:
         assert self._producer.flush(60) == 0, "the broker did not acknowledge every command"
 
+    def create_batch(self, topic: str, ref: str, sku: str, qty: int) -> None:
+        """Send a CreateBatch of warehouse stock (no eta) and wait for the broker's ack."""
+        self.send(topic, {"ref": ref, "sku": sku, "qty": qty, "eta": None}, sku)
+        self.flush()
+
 
 class Recorder(threading.Thread):
     """Reads topics from the beginning for its whole life, noting when each message arrived."""

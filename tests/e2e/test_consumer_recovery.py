@@ -55,8 +55,7 @@ def test_a_fenced_static_member_replaces_its_client(
         intruder.close()
 
         sku, ref, orderid = random_sku(), random_batchref(), random_orderid()
-        sender.send(s.topic_add_batch, {"ref": ref, "sku": sku, "qty": 5, "eta": None}, sku)
-        sender.flush()
+        sender.create_batch(s.topic_add_batch, ref, sku, 5)
         wait_for_batches(engine, [ref], timeout=90)
         sender.send(s.topic_allocate, {"orderid": orderid, "sku": sku, "qty": 2}, sku)
         sender.flush()

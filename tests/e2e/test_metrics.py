@@ -51,8 +51,7 @@ def test_counters_agree_with_the_rows(
     relay = Service(["relay"], env, log_dir, "relay").start()
     try:
         sku, ref = random_sku(), random_batchref()
-        ours.send(s.topic_add_batch, {"ref": ref, "sku": sku, "qty": 1000, "eta": None}, sku)
-        ours.flush()
+        ours.create_batch(s.topic_add_batch, ref, sku, 1000)
         wait_for_batches(engine, [ref])
         orders = [random_orderid(n) for n in range(25)]
         for orderid in orders:

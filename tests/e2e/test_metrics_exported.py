@@ -100,8 +100,7 @@ def test_each_process_exports_every_metric_of_the_contract(
 
     # Commands over Kafka, applied by the consumer; their event published by the relay.
     sku, ref, orderid = random_sku("metrics"), random_batchref("metrics"), random_orderid()
-    sender.send(s.topic_add_batch, {"ref": ref, "sku": sku, "qty": 10, "eta": None}, sku)
-    sender.flush()
+    sender.create_batch(s.topic_add_batch, ref, sku, 10)
     wait_for_batches(engine, [ref])
     sender.send(s.topic_allocate, {"orderid": orderid, "sku": sku, "qty": 2}, sku)
     sender.flush()

@@ -58,8 +58,7 @@ def test_every_kind_of_poison_is_dead_lettered_and_a_valid_command_behind_it_app
 ) -> None:
     s = e2e_settings
     sku, ref = random_sku(), random_batchref()
-    sender.send(s.topic_add_batch, {"ref": ref, "sku": sku, "qty": 100, "eta": None}, sku)
-    sender.flush()
+    sender.create_batch(s.topic_add_batch, ref, sku, 100)
     wait_for_batches(engine, [ref])
 
     allocate_id = codec.schema_id(s.topic_allocate)
@@ -165,8 +164,7 @@ def test_a_header_that_is_not_utf8_is_treated_as_absent_and_the_consumer_goes_on
 ) -> None:
     s = e2e_settings
     sku, ref = random_sku(), random_batchref()
-    sender.send(s.topic_add_batch, {"ref": ref, "sku": sku, "qty": 100, "eta": None}, sku)
-    sender.flush()
+    sender.create_batch(s.topic_add_batch, ref, sku, 100)
     wait_for_batches(engine, [ref])
     hostile, after = random_orderid("hostile"), random_orderid("after")
     # confluent-kafka raises converting this header; the record itself is valid.

@@ -23,8 +23,7 @@ def test_an_allocated_event_carries_the_trace_id_of_its_command(
     sku, ref, orderid = random_sku(), random_batchref(), random_orderid()
     trace_id = secrets.token_hex(16)
     traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
-    sender.send(s.topic_add_batch, {"ref": ref, "sku": sku, "qty": 5, "eta": None}, sku)
-    sender.flush()
+    sender.create_batch(s.topic_add_batch, ref, sku, 5)
     wait_for_batches(engine, [ref])
     sender.send(
         s.topic_allocate,
