@@ -257,12 +257,13 @@ def test_ctrl_c_on_run_stops_every_process_without_a_traceback(
         api = f"http://127.0.0.1:{env['API_PORT']}/readyz"
         wait_until(lambda: _answers(api), 120, "the API of `allocation run` to answer")
         os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C does: the whole group gets SIGINT
-        assert run.wait(60) == 0
+        code = run.wait(60)
     finally:
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
         admin_client(s).delete_topics(list(s.all_topics))
     text = output.read_text()
+    assert code == 0, text[-3000:]
     assert "Traceback" not in text, text[-3000:]
     assert "CancelledError" not in text
 

@@ -31,7 +31,9 @@ def run_all(settings: Settings, args: argparse.Namespace, extra: list[str]) -> i
     ):
         where = f"at http://{host}:{port}" if port else "off (port 0)"
         print(f"{name:<9} /metrics /livez /readyz {where}")
-    return supervisor.run([["consumer"], ["relay"], ["api"]])
+    return supervisor.run(
+        [supervisor.allocation_command(role) for role in ("consumer", "relay", "api")]
+    )
 
 
 def prepare(settings: Settings, args: argparse.Namespace, extra: list[str]) -> int:
