@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import date
 from typing import Annotated, Any
 
@@ -20,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
 
 from allocation.adapters import tracing
 from allocation.adapters.faults import Kind, RegistryUnavailable, classify
@@ -27,6 +30,7 @@ from allocation.bootstrap import Application
 from allocation.domain import commands, model
 from allocation.domain.errors import DomainError, DuplicateBatchRef
 from allocation.entrypoints import api_operations
+from allocation.entrypoints.group_commit import GroupCommit, Stopping
 from allocation.entrypoints.idempotency import IdempotentRequests, Respond, fingerprint, message_id
 from allocation.service_layer.unit_of_work import ConcurrencyConflict, Envelope
 
@@ -93,9 +97,19 @@ class Problem(BaseModel):
 
 
 def create_app(application: Application) -> FastAPI:
-    api = FastAPI(title="allocation", version="0.1.0")
     bus = application.bus
     idempotent = IdempotentRequests(bus, application.uow_factory)
+    # Concurrent POSTs share a transaction (group_commit.py); the worker lives as long as the app.
+    shared = GroupCommit(bus)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            shared.stop()
+
+    api = FastAPI(title="allocation", version="0.1.0", lifespan=lifespan)
 
     def envelope(request: Request, key: str | None) -> Envelope:
         correlation = request.headers.get("x-correlation-id")
@@ -109,17 +123,20 @@ def create_app(application: Application) -> FastAPI:
             traceparent=traceparent,
         )
 
-    def apply(
+    async def apply(
         request: Request,
         command: commands.Command,
         body: BaseModel,
         key: str | None,
         respond: Respond,
     ) -> JSONResponse:
-        if key is not None:
+        if key is not None:  # its stored answer commits with it: a transaction of its own
             asked = fingerprint(request.url.path, body.model_dump(mode="json"))
-            return idempotent.handle(command, envelope(request, key), asked, respond)
-        code, content = respond(bus.handle(command, envelope(request, None)).result)
+            return await run_in_threadpool(
+                idempotent.handle, command, envelope(request, key), asked, respond
+            )
+        outcome = await shared.submit(command, envelope(request, None))
+        code, content = respond(outcome.result)
         return JSONResponse(status_code=code, content=content)
 
     @api.post(
@@ -127,11 +144,13 @@ def create_app(application: Application) -> FastAPI:
         status_code=201,
         responses={400: {"model": Problem}, 409: {"model": Problem}, 422: {"model": Problem}},
     )
-    def add_batch(
+    async def add_batch(
         batch: BatchIn, request: Request, idempotency_key: IdempotencyKey = None
     ) -> JSONResponse:
         command = commands.CreateBatch(batch.ref, batch.sku, batch.qty, batch.eta)
-        return apply(request, command, batch, idempotency_key, lambda _: (201, {"ref": batch.ref}))
+        return await apply(
+            request, command, batch, idempotency_key, lambda _: (201, {"ref": batch.ref})
+        )
 
     @api.post(
         "/allocate",
@@ -143,7 +162,7 @@ def create_app(application: Application) -> FastAPI:
             422: {"model": Problem},
         },
     )
-    def allocate(
+    async def allocate(
         line: AllocateIn, request: Request, idempotency_key: IdempotencyKey = None
     ) -> JSONResponse:
         def respond(batchref: str | None) -> tuple[int, Any]:
@@ -152,7 +171,7 @@ def create_app(application: Application) -> FastAPI:
             return 201, {"batchref": batchref, "detail": None}
 
         command = commands.Allocate(line.orderid, line.sku, line.qty)
-        return apply(request, command, line, idempotency_key, respond)
+        return await apply(request, command, line, idempotency_key, respond)
 
     @api.get(
         "/batches/{ref}",
@@ -220,6 +239,10 @@ def _install_error_handlers(api: FastAPI) -> None:
     @api.exception_handler(ConcurrencyConflict)
     async def conflicted(_: Request, exc: ConcurrencyConflict) -> JSONResponse:
         return _unavailable("too many concurrent changes to this product; retry")
+
+    @api.exception_handler(Stopping)
+    async def stopping(_: Request, exc: Stopping) -> JSONResponse:
+        return _unavailable("the service is stopping; retry")
 
     @api.exception_handler(Exception)
     async def failed(_: Request, exc: Exception) -> JSONResponse:

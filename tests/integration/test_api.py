@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 
 import pytest
@@ -121,3 +122,30 @@ def test_healthz_checks_the_database(client: TestClient) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
+
+
+def test_concurrent_requests_each_get_their_own_answer_and_apply_once(
+    client: TestClient, engine: Engine
+) -> None:
+    # Concurrent POSTs share transactions (group commit); a rejected one must not take the
+    # others of its transaction down with it, nor get any of them applied twice.
+    sku = random_sku()
+    post_batch(client, random_batchref(), sku, 50, None)
+    asks = [(random_orderid(i), sku) for i in range(60)]
+    asks += [(random_orderid(f"bad{i}"), random_sku("unknown")) for i in range(5)]
+
+    def ask(order: tuple[str, str]) -> int:
+        body = {"orderid": order[0], "sku": order[1], "qty": 1}
+        return client.post("/allocate", json=body).status_code
+
+    with ThreadPoolExecutor(16) as pool:
+        codes = dict(zip(asks, pool.map(ask, asks), strict=True))
+
+    assert sorted(codes[a] for a in asks[60:]) == [400] * 5
+    assert sorted(codes[a] for a in asks[:60]) == [201] * 50 + [409] * 10
+    with engine.connect() as connection:
+        lines = connection.execute(
+            select(tables.allocations.c.orderid).where(tables.allocations.c.sku == sku)
+        ).all()
+    allocated = {order for (order, _), code in codes.items() if code == 201}
+    assert sorted(orderid for (orderid,) in lines) == sorted(allocated)
