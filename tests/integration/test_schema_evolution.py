@@ -25,9 +25,9 @@ RELEASED = Path(__file__).parents[1] / "fixtures" / "schemas_v1"
 
 
 @pytest.fixture
-def released(registry: SchemaRegistryClient) -> Settings:
+def released(settings: Settings, registry: SchemaRegistryClient) -> Settings:
     """Scratch subjects holding the released schemas, at the contract's levels."""
-    ours = settings_from().with_prefix(f"evolution-{uuid.uuid4().hex[:8]}")
+    ours = settings.with_prefix(f"evolution-{uuid.uuid4().hex[:8]}")
     levels = compatibility_levels(ours)
     for topic, name in topic_records(ours).items():
         old = json.loads((RELEASED / f"{name}.avsc").read_text())

@@ -37,7 +37,7 @@ def start_mappers() -> None:
             # mapped apart and written by the repository, all products in one statement.
             "_stored_version": products.c.version_number,
             "_stored_event_sequence": products.c.event_sequence,
-            "batches": relationship(model.Batch, lazy="selectin", order_by=batches.c.id),
+            "batches": relationship(model.Batch, lazy="joined", order_by=batches.c.id),
         },
     )
 

@@ -49,14 +49,14 @@ class SqlProductRepository(AbstractRepository):
 
     def _get_by_batchref(self, ref: str) -> model.Product | None:
         query = select(model.Product).join(model.Batch).where(batches.c.reference == ref)
-        return self._readied(self.session.execute(query).scalars().one_or_none())
+        return self._readied(self.session.execute(query).unique().scalars().one_or_none())
 
     def prefetch(self, skus: Iterable[str], lines: Iterable[tuple[str, str]] = ()) -> None:
         """Load these products with their batches, and where these lines are held: two queries."""
         wanted = list(set(skus) - set(self._ready))
         if wanted:
             query = select(model.Product).where(products.c.sku.in_(wanted))
-            for product in self.session.execute(query).scalars():
+            for product in self.session.execute(query).unique().scalars():
                 self._readied(product)
         self.lines.prefetch(lines)
 
