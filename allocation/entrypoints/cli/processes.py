@@ -103,6 +103,7 @@ def run_api(settings: Settings, args: argparse.Namespace, _: list[str]) -> int:
             host=args.host or settings.api_host,
             port=args.port or settings.api_port,
             log_level=settings.log_level.lower(),
+            access_log=settings.api_access_log,
         )
     finally:
         application.close()
