@@ -40,9 +40,9 @@ def event_routes(settings: Settings) -> EventRoutes:
     }
 
 
-def database(settings: Settings, pool_size: int = 5) -> Engine:
+def database(settings: Settings, pool_size: int = 5, pre_ping: bool = True) -> Engine:
     """An engine on the service's database; the caller disposes of it."""
-    return make_engine(settings.sqlalchemy_url, pool_size=pool_size)
+    return make_engine(settings.sqlalchemy_url, pool_size=pool_size, pre_ping=pre_ping)
 
 
 @dataclass
@@ -63,12 +63,17 @@ class Application:
 def bootstrap(
     settings: Settings,
     uow_factory: Callable[[], AbstractUnitOfWork] | None = None,
+    *,
+    pre_ping: bool = True,
 ) -> Application:
-    """Wire the service; with no ``uow_factory``, units of work run on PostgreSQL."""
+    """Wire the service; with no ``uow_factory``, units of work run on PostgreSQL.
+
+    ``pre_ping=False`` is for processes that retry transient faults themselves (``make_engine``).
+    """
     engine = None
     if uow_factory is None:
         start_mappers()
-        engine = database(settings)
+        engine = database(settings, pre_ping=pre_ping)
         sessions = session_factory(engine)
         routes = event_routes(settings)
         # Only looks its schemas up (registering is the deploy step), once per topic.

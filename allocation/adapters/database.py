@@ -35,12 +35,18 @@ from allocation.service_layer.unit_of_work import (
 _CONFLICT_CODES = frozenset({"40001", "40P01", "55P03", "23505"})
 
 
-def make_engine(url: str, pool_size: int = 5) -> Engine:
-    """An engine whose transactions are REPEATABLE READ, the isolation the service relies on."""
+def make_engine(url: str, pool_size: int = 5, pre_ping: bool = True) -> Engine:
+    """An engine whose transactions are REPEATABLE READ, the isolation the service relies on.
+
+    ``pre_ping`` asks each connection taken from the pool whether it still works: a round
+    trip per transaction. The consumer and the relay go without it: they retry a transaction
+    that failed on a dropped connection anyway (``faults.is_transient``), and a disconnect
+    empties the pool, so the retry connects anew.
+    """
     engine = create_engine(
         url,
         isolation_level="REPEATABLE READ",
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         pool_size=pool_size,
         max_overflow=pool_size,
     )

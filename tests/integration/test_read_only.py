@@ -32,3 +32,23 @@ def test_a_read_only_server_drops_the_connection_and_counts_as_unavailable(
     with own_engine.connect() as connection:
         assert connection.execute(text("SELECT pg_backend_pid()")).scalar_one() != before
     own_engine.dispose()
+
+
+def test_without_pre_ping_a_dropped_connection_fails_once_as_transient_then_reconnects(
+    settings: Settings, engine: Engine
+) -> None:
+    # The consumer and the relay take connections without a ping (a round trip saved per
+    # transaction): they rely on exactly this to retry after PostgreSQL restarted.
+    unpinged = make_engine(settings.sqlalchemy_url, pool_size=2, pre_ping=False)
+    with unpinged.connect() as connection:
+        dropped = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    with engine.begin() as admin:
+        admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": dropped})
+
+    with pytest.raises(DBAPIError) as error, unpinged.connect() as connection:
+        connection.execute(text("SELECT 1"))
+    assert error.value.connection_invalidated
+    assert is_unavailable(error.value)
+    with unpinged.connect() as connection:
+        assert connection.execute(text("SELECT pg_backend_pid()")).scalar_one() != dropped
+    unpinged.dispose()

@@ -36,9 +36,9 @@ def command(
 
 
 @contextmanager
-def engine(settings: Settings, pool_size: int = 1) -> Iterator[Engine]:
+def engine(settings: Settings, pool_size: int = 1, pre_ping: bool = True) -> Iterator[Engine]:
     """A small engine for one command, disposed of at the end."""
-    built = bootstrap.database(settings, pool_size=pool_size)
+    built = bootstrap.database(settings, pool_size=pool_size, pre_ping=pre_ping)
     try:
         yield built
     finally:

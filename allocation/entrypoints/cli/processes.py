@@ -52,7 +52,8 @@ def _trace(settings: Settings, role: str) -> None:
 def run_consumer(settings: Settings, _args: argparse.Namespace, _: list[str]) -> int:
     _trace(settings, "consumer")
     stop = stop_on_signals()
-    application = bootstrap.bootstrap(settings)
+    # Without a ping per transaction: a poll that fails on a dropped connection is retried.
+    application = bootstrap.bootstrap(settings, pre_ping=False)
     try:
         if application.engine is not None:
             _check_schema(application.engine, stop)
@@ -73,7 +74,8 @@ def run_consumer(settings: Settings, _args: argparse.Namespace, _: list[str]) ->
 def run_relay(settings: Settings, _args: argparse.Namespace, _: list[str]) -> int:
     _trace(settings, "relay")
     stop = stop_on_signals()
-    with engine(settings, pool_size=2) as pool:
+    # Without a ping per transaction: a chunk that fails on a dropped connection is retried.
+    with engine(settings, pool_size=2, pre_ping=False) as pool:
         _check_schema(pool, stop)
         process = relay.build(settings, pool, stop)
         health.serve(process.health, settings.metrics_host, settings.relay_metrics_port)
