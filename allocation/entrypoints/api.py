@@ -15,7 +15,7 @@ import uuid
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Request, status
+from fastapi import FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
@@ -25,9 +25,16 @@ from allocation.adapters import tracing
 from allocation.adapters.faults import Kind, RegistryUnavailable, classify
 from allocation.bootstrap import Application
 from allocation.domain import commands, model
-from allocation.domain.errors import DomainError, DuplicateBatchRef
+from allocation.domain.errors import DomainError
 from allocation.entrypoints import api_operations
-from allocation.entrypoints.idempotency import IdempotentRequests, Respond, fingerprint, message_id
+from allocation.entrypoints.idempotency import (
+    IdempotentRequests,
+    Respond,
+    answer,
+    fingerprint,
+    message_id,
+    rejection_answer,
+)
 from allocation.service_layer.unit_of_work import ConcurrencyConflict, Envelope
 
 logger = logging.getLogger(__name__)
@@ -119,7 +126,7 @@ def create_app(application: Application) -> FastAPI:
         if key is not None:
             asked = fingerprint(request.url.path, body.model_dump(mode="json"))
             return idempotent.handle(command, envelope(request, key), asked, respond)
-        code, content = respond(bus.handle(command, envelope(request, None)).result)
+        code, content = answer(bus.handle(command, envelope(request, None)), respond)
         return JSONResponse(status_code=code, content=content)
 
     @api.post(
@@ -214,8 +221,8 @@ def _install_error_handlers(api: FastAPI) -> None:
 
     @api.exception_handler(DomainError)
     async def rejected(_: Request, exc: DomainError) -> JSONResponse:
-        code = status.HTTP_409_CONFLICT if isinstance(exc, DuplicateBatchRef) else 400
-        return JSONResponse(status_code=code, content={"detail": str(exc)})
+        code, content = rejection_answer(exc)
+        return JSONResponse(status_code=code, content=content)
 
     @api.exception_handler(ConcurrencyConflict)
     async def conflicted(_: Request, exc: ConcurrencyConflict) -> JSONResponse:
