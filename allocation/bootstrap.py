@@ -37,6 +37,7 @@ def event_routes(settings: Settings) -> EventRoutes:
         events.Allocated: settings.topic_line_allocated,
         events.Deallocated: settings.topic_line_deallocated,
         events.OutOfStock: settings.topic_out_of_stock,
+        events.CommandRejected: settings.topic_command_rejected,
     }
 
 

@@ -63,6 +63,7 @@ class Settings(BaseSettings):
     topic_line_allocated: str = "line-allocated"
     topic_line_deallocated: str = "line-deallocated"
     topic_out_of_stock: str = "out-of-stock"
+    topic_command_rejected: str = "command-rejected"
     topic_dlq: str = "allocation-dlq"
     topic_partitions: int = Field(default=6, ge=1)
     topic_replication_factor: int = Field(default=1, ge=1)
@@ -205,9 +206,14 @@ class Settings(BaseSettings):
         return (self.topic_add_batch, self.topic_allocate, self.topic_batch_quantity)
 
     @property
-    def event_topics(self) -> tuple[str, str, str]:
+    def event_topics(self) -> tuple[str, str, str, str]:
         """The topics the relay publishes to."""
-        return (self.topic_line_allocated, self.topic_line_deallocated, self.topic_out_of_stock)
+        return (
+            self.topic_line_allocated,
+            self.topic_line_deallocated,
+            self.topic_out_of_stock,
+            self.topic_command_rejected,
+        )
 
     @property
     def all_topics(self) -> tuple[str, ...]:

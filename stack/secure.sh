@@ -130,11 +130,13 @@ acl() { # PRINCIPAL ARGS...: allow PRINCIPAL, idempotently
 # Exactly what each principal needs, on the topic names of the settings' defaults (TOPIC_* override).
 secure_acls() {
     local commands=(--topic "${TOPIC_ADD_BATCH:-add-batch}" --topic "${TOPIC_ALLOCATE:-allocate}" --topic "${TOPIC_BATCH_QUANTITY:-batch-quantity}")
-    local events=(--topic "${TOPIC_LINE_ALLOCATED:-line-allocated}" --topic "${TOPIC_LINE_DEALLOCATED:-line-deallocated}" --topic "${TOPIC_OUT_OF_STOCK:-out-of-stock}")
+    local events=(--topic "${TOPIC_LINE_ALLOCATED:-line-allocated}" --topic "${TOPIC_LINE_DEALLOCATED:-line-deallocated}" --topic "${TOPIC_OUT_OF_STOCK:-out-of-stock}" --topic "${TOPIC_COMMAND_REJECTED:-command-rejected}")
     local dlq=(--topic "${TOPIC_DLQ:-allocation-dlq}")
     local group=${CONSUMER_GROUP:-allocation} log=$LOG_DIR/secure-acls.log pids=() pid failed=0
-    # ACLs live in the cluster's metadata: once granted, they survive restarts
-    [[ -f $DATA_DIR/kafka/.acls-granted ]] && return 0
+    # ACLs live in the cluster's metadata: once granted, they survive restarts. The stamp names
+    # the grant's revision: a stack granted before a topic was added grants again (idempotent).
+    local stamp=$DATA_DIR/kafka/.acls-granted-2  # 2: command-rejected
+    [[ -f $stamp ]] && return 0
     say "granting the ACLs of principals allocation and client ..."
     : >"$log"
     {
@@ -156,7 +158,7 @@ secure_acls() {
         for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
     } >>"$log" 2>&1
     ((failed == 0)) || { log_tail "$log"; die "granting ACLs failed; read $log"; }
-    touch "$DATA_DIR/kafka/.acls-granted"
+    touch "$stamp"
     say "ACLs granted ($(elapsed) s)"
 }
 

@@ -46,9 +46,13 @@ class Service:
         log_dir: Path,
         name: str,
         module: str = "allocation.entrypoints.cli",
+        cwd: Path | None = None,
     ) -> None:
         self.command = command
         self.module = module
+        # `python -m` puts the working directory first on sys.path: another build's
+        # checkout there runs that build's code.
+        self.cwd = cwd
         self.env = dict(env)
         # Each process serves /readyz and /metrics on a port of its own (the API on its own).
         self.metrics_port = free_port()
@@ -65,6 +69,7 @@ class Service:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", self.module, *self.command],
                 env=self.env,
+                cwd=self.cwd,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

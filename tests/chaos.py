@@ -238,11 +238,17 @@ class Run:
 
         wait_until(published, timeout, f"{expected} Allocated events of {self.name}")
 
+    def rejections(self) -> int:
+        """CommandRejected events recorded, once each (a re-publication shares its event_id)."""
+        on = self.recorder.on(self.settings.topic_command_rejected)
+        return len({s.headers.get("event_id") for s in on})
+
     def verdict(
         self,
         expected_dead: int = 0,
         note: str = "",
         pruned: bool = False,
+        expected_rejected: int = 0,
     ) -> Outcome:
         """Check every invariant; record and return the scenario's row of the table.
 
@@ -254,12 +260,14 @@ class Run:
         expected = Counter(expected_allocations(self.creates, self.orders))
         stored = Counter(stored_allocations(self.engine, skus))
         published = self._published_allocations()
-        applied = sum(stored.values()) if pruned else self._orders_in_inbox()
+        # A rejected command is recorded in the inbox too (with its CommandRejected event).
+        rejected = self.rejections()
+        applied = sum(stored.values()) if pruned else self._orders_in_inbox() - rejected
         dead = len(self.recorder.on(self.settings.topic_dlq))
         lost = sum((expected - stored).values()) + max(0, len(self.orders) - applied)
         doubled = sum((stored - expected).values())
         recovery = self.recovery()
-        sent = len(self.orders) + expected_dead
+        sent = len(self.orders) + expected_dead + expected_rejected
         outcome = Outcome(self.name, sent, applied, dead, lost, doubled, recovery, note)
         RESULTS.append(outcome)
         assert lost == 0, f"{lost} commands lost"
@@ -268,6 +276,7 @@ class Run:
         if not pruned:
             self._assert_commit_order(skus)
         assert dead == expected_dead, f"{dead} dead letters, expected {expected_dead}"
+        assert rejected == expected_rejected, f"{rejected} rejections, expected {expected_rejected}"
         stopped = [name for name, s in self.services.items() if not s.running]
         assert not stopped, f"processes that did not survive: {stopped}"
         return outcome

@@ -18,7 +18,7 @@ Schema = dict[str, Any]
 """An Avro schema as parsed JSON."""
 
 COMMAND_RECORDS = ("CreateBatch", "Allocate", "ChangeBatchQuantity")
-EVENT_RECORDS = ("Allocated", "Deallocated", "OutOfStock")
+EVENT_RECORDS = ("Allocated", "Deallocated", "OutOfStock", "CommandRejected")
 
 # Headers the service reads on a command.
 MESSAGE_ID = "message_id"
@@ -53,12 +53,15 @@ def topic_records(settings: Settings) -> dict[str, str]:
         settings.topic_line_allocated: "Allocated",
         settings.topic_line_deallocated: "Deallocated",
         settings.topic_out_of_stock: "OutOfStock",
+        settings.topic_command_rejected: "CommandRejected",
     }
 
 
 def key_field(record_name: str) -> str:
     """The record field a message of this record is keyed by."""
-    return "batchref" if record_name == "ChangeBatchQuantity" else "sku"
+    if record_name == "ChangeBatchQuantity":
+        return "batchref"
+    return "key" if record_name == "CommandRejected" else "sku"
 
 
 def compatibility_levels(settings: Settings) -> dict[str, str]:

@@ -74,7 +74,8 @@ def published_record(
 
 
 EVENT_TYPES: dict[str, type[events.Event]] = {
-    cls.__name__: cls for cls in (events.Allocated, events.Deallocated, events.OutOfStock)
+    cls.__name__: cls
+    for cls in (events.Allocated, events.Deallocated, events.OutOfStock, events.CommandRejected)
 }
 
 

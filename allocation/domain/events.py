@@ -40,3 +40,25 @@ class OutOfStock(Event):
     orderid: str | None = None
     qty: int | None = None
     product_version: int | None = None
+
+
+@dataclass(frozen=True)
+class CommandRejected(Event):
+    """A command the current state refused (``errors.Rejection``): news for its sender.
+
+    Not one of a product's events: it changes nothing, so it takes no place in the
+    sku's sequence. ``key`` is the command's own key (its topic's message key);
+    the ``source_*`` fields say which Kafka message it was (None for HTTP).
+    """
+
+    command_type: str
+    key: str
+    reason: str
+    message: str
+    command: str  # the command's fields as JSON, as its sender wrote them
+    sku: str | None = None
+    current_version: int | None = None
+    correlation_id: str | None = None
+    source_topic: str | None = None
+    source_partition: int | None = None
+    source_offset: int | None = None

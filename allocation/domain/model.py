@@ -77,7 +77,8 @@ class Batch:
         if expected_version is not None and expected_version != self.version:
             raise StaleVersion(
                 f"batch {self.reference} is at version {self.version}, "
-                f"the command expected version {expected_version}"
+                f"the command expected version {expected_version}",
+                current_version=self.version,
             )
         self._purchased_quantity = require_quantity("qty", qty, allow_zero=True)
         self.version += 1

@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Request, status
+from fastapi import FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
@@ -28,10 +28,17 @@ from allocation.adapters import tracing
 from allocation.adapters.faults import Kind, RegistryUnavailable, classify
 from allocation.bootstrap import Application
 from allocation.domain import commands, model
-from allocation.domain.errors import DomainError, DuplicateBatchRef
+from allocation.domain.errors import DomainError
 from allocation.entrypoints import api_operations
 from allocation.entrypoints.group_commit import GroupCommit, Stopping
-from allocation.entrypoints.idempotency import IdempotentRequests, Respond, fingerprint, message_id
+from allocation.entrypoints.idempotency import (
+    IdempotentRequests,
+    Respond,
+    answer,
+    fingerprint,
+    message_id,
+    rejection_answer,
+)
 from allocation.service_layer.unit_of_work import ConcurrencyConflict, Envelope
 
 logger = logging.getLogger(__name__)
@@ -135,8 +142,7 @@ def create_app(application: Application) -> FastAPI:
             return await run_in_threadpool(
                 idempotent.handle, command, envelope(request, key), asked, respond
             )
-        outcome = await shared.submit(command, envelope(request, None))
-        code, content = respond(outcome.result)
+        code, content = answer(await shared.submit(command, envelope(request, None)), respond)
         return JSONResponse(status_code=code, content=content)
 
     @api.post(
@@ -233,8 +239,8 @@ def _install_error_handlers(api: FastAPI) -> None:
 
     @api.exception_handler(DomainError)
     async def rejected(_: Request, exc: DomainError) -> JSONResponse:
-        code = status.HTTP_409_CONFLICT if isinstance(exc, DuplicateBatchRef) else 400
-        return JSONResponse(status_code=code, content={"detail": str(exc)})
+        code, content = rejection_answer(exc)
+        return JSONResponse(status_code=code, content=content)
 
     @api.exception_handler(ConcurrencyConflict)
     async def conflicted(_: Request, exc: ConcurrencyConflict) -> JSONResponse:

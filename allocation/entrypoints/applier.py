@@ -2,8 +2,10 @@
 
 The poll is applied in ONE transaction. If that fails for any reason but a
 transient or systemic one, it is applied again one message at a time, so a
-poison message is dead-lettered alone. A systemic fault raises ``SystemicFault``
-before any dead letter is produced: the caller pauses and tries the poll again.
+poison message is dead-lettered alone. A business rejection is no failure: the
+bus commits it as a ``CommandRejected`` event and says so in the command's
+outcome. A systemic fault raises ``SystemicFault`` before any dead letter is
+produced: the caller pauses and tries the poll again.
 """
 
 from __future__ import annotations
@@ -12,10 +14,9 @@ import logging
 from dataclasses import dataclass, field
 
 from allocation.adapters.faults import Fault, Kind, Streak, classify, is_transient
-from allocation.domain.errors import DomainError
 from allocation.entrypoints.inbound import DeadLetter, Inbound
 from allocation.entrypoints.retry import Backoff
-from allocation.service_layer.messagebus import MessageBus
+from allocation.service_layer.messagebus import MessageBus, Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -30,17 +31,21 @@ class SystemicFault(Exception):
 
 @dataclass
 class Applied:
-    """What applying a poll did: the dead letters of rejected messages, and the duplicates."""
+    """What applying a poll did: the poison found, the duplicates and the rejections."""
 
-    rejected: list[DeadLetter] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
     duplicate_ids: set[int] = field(default_factory=set)  # id() of the messages
+    rejections: dict[int, str] = field(default_factory=dict)  # id() of the message: reason
 
     @property
     def duplicates(self) -> int:
         return len(self.duplicate_ids)
 
-    def duplicate(self, item: Inbound) -> None:
-        self.duplicate_ids.add(id(item.message))
+    def note(self, item: Inbound, outcome: Outcome) -> None:
+        if outcome.duplicate:
+            self.duplicate_ids.add(id(item.message))
+        elif outcome.rejection is not None:
+            self.rejections[id(item.message)] = outcome.rejection.reason
 
 
 class Applier:
@@ -66,8 +71,7 @@ class Applier:
             self._streak.success()
             applied = Applied()
             for item, outcome in zip(inbound, outcomes, strict=True):
-                if outcome.duplicate:
-                    applied.duplicate(item)
+                applied.note(item, outcome)
             return applied
         except Exception as exc:
             fault = classify(exc)
@@ -78,7 +82,7 @@ class Applier:
         for item in inbound:
             dead = self._apply_one(item, applied)
             if dead is not None:
-                applied.rejected.append(dead)
+                applied.dead.append(dead)
         return applied
 
     def _apply_one(self, item: Inbound, applied: Applied) -> DeadLetter | None:
@@ -89,15 +93,14 @@ class Applier:
                     "apply", lambda: self._bus.handle(item.command, item.envelope), is_transient
                 )
                 self._streak.success()
-                if outcome.duplicate:
-                    applied.duplicate(item)
+                applied.note(item, outcome)
                 return None
             except Exception as exc:
                 fault = classify(exc)
                 if fault.kind is Kind.SYSTEMIC:
                     raise SystemicFault(fault) from exc
                 if fault.kind is not Kind.UNKNOWN:
-                    return DeadLetter.of(item, fault, rejected=isinstance(exc, DomainError))
+                    return DeadLetter.of(item, fault)
                 logger.exception("unexpected error applying %s (attempt %d)", item.command, attempt)
         verdict = self._streak.judge(fault, item.envelope.message_id)
         if verdict.kind is Kind.SYSTEMIC:

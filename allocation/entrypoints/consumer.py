@@ -28,7 +28,7 @@ from allocation.adapters.kafka import produce_and_wait
 from allocation.adapters.positions import Partition, Positions, is_fatal
 from allocation.adapters.security import is_refusal, refused
 from allocation.config import Settings
-from allocation.entrypoints.applier import Applier, SystemicFault
+from allocation.entrypoints.applier import Applied, Applier, SystemicFault
 from allocation.entrypoints.health import Health
 from allocation.entrypoints.inbound import DeadLetter, Decoder, Inbound
 from allocation.entrypoints.pause import Pause
@@ -71,7 +71,8 @@ class CommandConsumer:
         self._pause = Pause()
         self._assigned: set[Partition] = set()
         self.health = health or Health()
-        self.applied = 0  # includes duplicates, which are applied by doing nothing
+        self.applied = 0  # includes duplicates (applied by doing nothing) and rejections
+        self.rejected = 0
         self.duplicates = 0
         self.dead_lettered = 0
 
@@ -171,7 +172,7 @@ class CommandConsumer:
             else:
                 dead.append(decoded)
         applied = self._applier.apply(inbound)
-        dead.extend(applied.rejected)
+        dead.extend(applied.dead)
         self._dead_letter(dead)
         applied_at = time.perf_counter()
         self._commit(messages)
@@ -186,9 +187,10 @@ class CommandConsumer:
                 "%d re-delivered message(s) were already applied; skipped", applied.duplicates
             )
         self.duplicates += applied.duplicates
-        self.applied += len(inbound) - len(applied.rejected)
+        self.applied += len(inbound) - len(applied.dead)
+        self.rejected += len(applied.rejections)
         self.dead_lettered += len(dead)
-        _count(inbound, dead, applied.duplicate_ids)
+        _count(inbound, dead, applied)
         for item in inbound:
             item.span.end()
 
@@ -288,17 +290,23 @@ def _is_error(message: Message) -> bool:
     return True
 
 
-def _count(inbound: list[Inbound], dead: list[DeadLetter], duplicates: set[int]) -> None:
+def _count(inbound: list[Inbound], dead: list[DeadLetter], applied: Applied) -> None:
     """Count each message of a poll once: applied, duplicate (already applied before),
-    rejected by a business rule, or dead-lettered as poison."""
+    rejected by a business rule (its CommandRejected sent), or dead-lettered as poison."""
     failed = {id(letter.message) for letter in dead}
     for item in inbound:
-        if id(item.message) not in failed:
-            outcome = "duplicate" if id(item.message) in duplicates else "applied"
-            metrics.COMMANDS.labels(str(item.message.topic()), outcome, "").inc()
+        key = id(item.message)
+        if key in failed:
+            continue
+        if key in applied.rejections:
+            outcome, reason = "rejected", applied.rejections[key]
+        else:
+            outcome, reason = ("duplicate" if key in applied.duplicate_ids else "applied"), ""
+        metrics.COMMANDS.labels(str(item.message.topic()), outcome, reason).inc()
     for letter in dead:
-        outcome = "rejected" if letter.rejected else "dead_lettered"
-        metrics.COMMANDS.labels(str(letter.message.topic()), outcome, letter.error_type).inc()
+        metrics.COMMANDS.labels(
+            str(letter.message.topic()), "dead_lettered", letter.error_type
+        ).inc()
 
 
 def _partition_list(partitions: list[TopicPartition]) -> str:

@@ -12,8 +12,10 @@ applies the command (``MessageBus.handle(on_result=...)``). So:
   this module then answers with the response the first one stored;
 - a retry reads the stored response first and does not touch the domain.
 
-A request the domain rejects (400, 409 for a duplicate batch) stores nothing,
-since nothing was applied: a retry is judged again. A key reused with another
+A request the domain rejects as a business rule (``Rejection``: 400, 409 for a
+duplicate batch) commits its ``CommandRejected`` event and stores its answer like
+any other: a retry gets the same rejection, and no second event. A request
+rejected for an invalid field stores nothing: a retry is judged again. A key reused with another
 request (another path or body: ``fingerprint``) is a 422. Responses are kept
 ``IDEMPOTENCY_RETENTION_HOURS`` (24 h); after that, until the inbox forgets the
 key (``INBOX_RETENTION_HOURS``), a retry is a 409: applied, answer gone.
@@ -29,7 +31,8 @@ from typing import Any
 from fastapi.responses import JSONResponse
 
 from allocation.domain import commands
-from allocation.service_layer.messagebus import MessageBus
+from allocation.domain.errors import DomainError, DuplicateBatchRef
+from allocation.service_layer.messagebus import MessageBus, Outcome
 from allocation.service_layer.ports import StoredResponse
 from allocation.service_layer.unit_of_work import AbstractUnitOfWork, Envelope
 
@@ -38,6 +41,18 @@ Respond = Callable[[Any], tuple[int, Any]]
 
 REPLAYED = "Idempotent-Replayed"
 """Response header set on an answer that was stored by an earlier request."""
+
+
+def rejection_answer(error: DomainError) -> tuple[int, Any]:
+    """The HTTP status and body of a request the domain refused."""
+    return (409 if isinstance(error, DuplicateBatchRef) else 400), {"detail": str(error)}
+
+
+def answer(outcome: Outcome, respond: Respond) -> tuple[int, Any]:
+    """The HTTP status and body of a command's outcome: its result, or its rejection."""
+    if outcome.rejection is not None:
+        return rejection_answer(outcome.rejection)
+    return respond(outcome.result)
 
 
 def message_id(key: str) -> str:
@@ -70,8 +85,8 @@ class IdempotentRequests:
         if stored is not None:
             return _replay(stored, request_fingerprint)
 
-        def keep(result: Any, uow: AbstractUnitOfWork) -> None:
-            status, body = respond(result)
+        def keep(outcome: Outcome, uow: AbstractUnitOfWork) -> None:
+            status, body = answer(outcome, respond)
             uow.responses.save(
                 envelope.message_id, StoredResponse(request_fingerprint, status, body)
             )
@@ -89,7 +104,7 @@ class IdempotentRequests:
                     },
                 )
             return _replay(stored, request_fingerprint)
-        status, body = respond(outcome.result)
+        status, body = answer(outcome, respond)
         return JSONResponse(status_code=status, content=body)
 
     def _stored(self, key_id: str) -> StoredResponse | None:

@@ -29,7 +29,7 @@ from allocation.adapters.kafka import (
 from allocation.adapters.wire import COMMAND_DECODERS, check_command
 from allocation.domain import commands
 from allocation.domain.errors import DomainError
-from allocation.service_layer.unit_of_work import Envelope
+from allocation.service_layer.unit_of_work import Envelope, Source
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +54,10 @@ class DeadLetter:
     headers: MessageHeaders
     error_type: str
     error_message: str
-    rejected: bool = False  # a business rule refused it: not poison, counted apart
 
     @classmethod
-    def of(cls, item: Inbound, fault: Fault, rejected: bool = False) -> DeadLetter:
-        return cls(item.message, item.headers, fault.name, fault.reason, rejected)
+    def of(cls, item: Inbound, fault: Fault) -> DeadLetter:
+        return cls(item.message, item.headers, fault.name, fault.reason)
 
     def outgoing(self, dlq_topic: str) -> Outgoing:
         """The letter as sent: the original key and bytes, with the contract's DLQ headers."""
@@ -108,6 +107,7 @@ class Decoder:
                 message_identity(message, headers),
                 correlation_id=header(headers, contract.CORRELATION_ID),
                 traceparent=tracing.traceparent_of(span),
+                source=Source(topic, message.partition() or 0, message.offset() or 0),
             )
         except (PoisonMessage, DomainError) as exc:
             fault = classify(exc)

@@ -6,6 +6,11 @@ that raised it. So a failing event handler is never silent: its exception rolls
 back the whole unit (state, inbox record, outbox rows) and reaches the caller,
 which retries the inbound message or dead-letters it. Nothing is committed
 without every handler's effect.
+
+A business rejection (``errors.Rejection``) is the exception: it is an outcome,
+not a failure. The unit is rolled back and run again with the rejected command
+replaced by its ``CommandRejected`` event (``rejections.reject``), so the inbox
+record and the event commit together and the others' effects still do.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from allocation.domain import commands, events
+from allocation.domain.errors import Rejection
+from allocation.service_layer.rejections import reject
 from allocation.service_layer.unit_of_work import (
     AbstractUnitOfWork,
     ConcurrencyConflict,
@@ -29,16 +36,31 @@ logger = logging.getLogger(__name__)
 
 CommandHandler = Callable[[Any, AbstractUnitOfWork], Any]
 EventHandler = Callable[[Any, AbstractUnitOfWork], None]
-ResultHook = Callable[[Any, AbstractUnitOfWork], None]
-"""Called with a command's result inside its unit of work: what it writes commits with it."""
+ResultHook = Callable[["Outcome", AbstractUnitOfWork], None]
+"""Called with a command's outcome inside its unit of work: what it writes commits with it."""
+
+REJECTION_RERUNS = 3
+"""Re-runs of a group for its rejections before ``handle_many`` gives up on it (raises the
+rejection): a poll full of rejections is then better applied one command at a time."""
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What handling one command did: the handler's result, or nothing for a duplicate."""
+    """What handling one command did: the handler's result, its rejection, or nothing for a
+    duplicate."""
 
     result: Any = None
     duplicate: bool = False
+    rejection: Rejection | None = None
+
+
+class _RejectedAt(Exception):
+    """The command at ``index`` of the group was rejected; the group runs again without it."""
+
+    def __init__(self, index: int, error: Rejection) -> None:
+        super().__init__(str(error))
+        self.index = index
+        self.error = error
 
 
 class MessageBus:
@@ -64,49 +86,75 @@ class MessageBus:
     ) -> Outcome:
         """Apply one command in its own transaction, retrying concurrency conflicts.
 
+        A rejection is returned (``Outcome.rejection``), its event committed, not raised.
         ``on_result`` runs after the handlers, in the same transaction (not for a duplicate).
         """
-        return self._run([(command, envelope)], on_result)[0]
+        return self._run([(command, envelope)], on_result, rerun_limit=1)[0]
 
     def handle_many(
         self, items: Sequence[tuple[commands.Command, Envelope | None]]
     ) -> list[Outcome]:
         """Apply the commands in order in ONE transaction: all commit or none does.
 
-        A conflict retries them all; any other error rolls them back and
+        A conflict retries them all; a few rejections are returned as ``handle``
+        returns one; any other error (or more rejections) rolls them back and
         reaches the caller, who may then apply the commands one by one.
         """
-        return self._run(items, None)
+        return self._run(items, None, rerun_limit=REJECTION_RERUNS)
 
     def _run(
         self,
         items: Sequence[tuple[commands.Command, Envelope | None]],
         on_result: ResultHook | None,
+        rerun_limit: int,
     ) -> list[Outcome]:
-        for attempt in range(1, self._max_attempts + 1):
+        attempt = 0
+        # Found on an earlier run of this group; judged again after a conflict, as the
+        # state they were judged on has moved.
+        rejected: dict[int, Rejection] = {}
+        while True:
             try:
                 with self._uow_factory() as uow:
                     uow.prefetch(wanted_by(items))
-                    outcomes = [self._apply(command, envelope, uow) for command, envelope in items]
+                    outcomes = [
+                        self._apply(index, command, envelope, uow, rejected.get(index))
+                        for index, (command, envelope) in enumerate(items)
+                    ]
                     if on_result is not None:
                         for outcome in outcomes:
                             if not outcome.duplicate:
-                                on_result(outcome.result, uow)
+                                on_result(outcome, uow)
                     uow.commit()
                     return outcomes
+            except _RejectedAt as exc:
+                if len(rejected) == rerun_limit:
+                    raise exc.error from None
+                rejected[exc.index] = exc.error
             except ConcurrencyConflict:
+                attempt += 1
                 if attempt == self._max_attempts:
                     raise
                 logger.info("conflict applying %d command(s), attempt %d", len(items), attempt)
+                rejected.clear()
                 _pause_before_retry(attempt)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _apply(
-        self, command: commands.Command, envelope: Envelope | None, uow: AbstractUnitOfWork
+        self,
+        index: int,
+        command: commands.Command,
+        envelope: Envelope | None,
+        uow: AbstractUnitOfWork,
+        rejection: Rejection | None,
     ) -> Outcome:
         if not uow.begin_message(envelope):
             return Outcome(duplicate=True)
-        return Outcome(result=self.dispatch(command, uow))
+        if rejection is not None:
+            reject(command, rejection, uow)
+            return Outcome(rejection=rejection)
+        try:
+            return Outcome(result=self.dispatch(command, uow))
+        except Rejection as error:
+            raise _RejectedAt(index, error) from error
 
     def dispatch(self, command: commands.Command, uow: AbstractUnitOfWork) -> Any:
         """Run the command's handler and every event it leads to, inside ``uow``."""

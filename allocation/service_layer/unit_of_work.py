@@ -46,6 +46,15 @@ class ConcurrencyConflict(Exception):
 
 
 @dataclass(frozen=True)
+class Source:
+    """Where an inbound Kafka message was read: told back to its sender on a rejection."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
 class Envelope:
     """Identity of the inbound message being handled, for the inbox and the outbox.
 
@@ -58,6 +67,7 @@ class Envelope:
     deduplicate: bool = True
     # W3C trace context of the span applying the message; its events are sent under it.
     traceparent: str | None = None
+    source: Source | None = None  # None for an HTTP request
 
     def __post_init__(self) -> None:
         if self.correlation_id is not None:
@@ -169,6 +179,22 @@ class AbstractUnitOfWork(abc.ABC):
                 self._stage(event)
                 yield event
 
+    @property
+    def envelope(self) -> Envelope | None:
+        """The inbound message being handled (``begin_message``), if any."""
+        return self._envelope
+
+    def emit(self, event: events.Event, envelope: Envelope | None = None) -> None:
+        """Stage an integration event raised by no product (a rejection, say).
+
+        ``envelope`` names its cause when that is not the message being handled:
+        such an event is its cause's only one, at position 0.
+        """
+        if envelope is None:
+            self._stage(event)
+        else:
+            self._stage(event, envelope, position=0)
+
     def commit(self) -> None:
         """Write everything staged, outbox last, and commit the transaction."""
         for _ in self.collect_new_events():
@@ -180,16 +206,23 @@ class AbstractUnitOfWork(abc.ABC):
         self._pending = []
         self._commit()
 
-    def _stage(self, event: events.Event) -> None:
+    def _stage(
+        self, event: events.Event, envelope: Envelope | None = None, position: int | None = None
+    ) -> None:
         topic = self._routes.get(type(event))
         if topic is None:
             return
-        key = getattr(event, "sku", None)
+        # A rejection is keyed as its command was; a product's event by its sku.
+        key = (
+            event.key if isinstance(event, events.CommandRejected) else getattr(event, "sku", None)
+        )
         if not isinstance(key, str):
             raise TypeError(f"{type(event).__name__} is routed to {topic} but has no sku to key by")
-        envelope = self._envelope
-        # Position among the message's events routed out, counted the same way on every run.
-        position, self._position = self._position, self._position + 1
+        if envelope is None:
+            envelope = self._envelope
+        if position is None:
+            # Position among the message's events routed out, counted the same way on every run.
+            position, self._position = self._position, self._position + 1
         self._pending.append(
             OutboxEntry(
                 event=event,

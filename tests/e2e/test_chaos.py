@@ -22,7 +22,7 @@ from sqlalchemy import Engine, text
 
 from allocation.adapters.security import kafka_client_security
 from allocation.config import Settings
-from testkit.processes import wait_for_leader, wait_until_ready
+from testkit.processes import wait_for_leader, wait_until, wait_until_ready
 from testkit.traffic import CommandSender
 from tests.chaos import SCALE, Run, rss_mib, stack, wire
 from tests.proxy import CuttableProxy
@@ -156,7 +156,8 @@ def test_a_relay_cut_off_from_the_broker(run: Run) -> None:
 
 def test_hostile_input_at_volume(run: Run) -> None:
     """Garbage of every kind among valid traffic: all dead-lettered with a reason, all valid
-    commands applied, the consumer's memory flat."""
+    commands applied, orders for an unknown sku rejected (not dead-lettered), the consumer's
+    memory flat."""
     four_mib = str(4 * 1024 * 1024)
     run.topic_config = {"topic_allocate": {"max.message.bytes": four_mib}}
     run.prepare()
@@ -175,25 +176,30 @@ def test_hostile_input_at_volume(run: Run) -> None:
     domain = [
         {"orderid": "o", "sku": run.orders[0].sku, "qty": -3},
         {"orderid": "o", "sku": "", "qty": 1},
-        {"orderid": "o", "sku": "unknown-sku", "qty": 1},
         {"orderid": "", "sku": run.orders[0].sku, "qty": 1},
     ]
-    poison += [run.codec.encode(run.settings.topic_allocate, domain[n % 4]) for n in range(200)]
-    rng.shuffle(poison)
+    poison += [run.codec.encode(run.settings.topic_allocate, domain[n % 3]) for n in range(150)]
+    unknown = {"orderid": "o", "sku": "unknown-sku", "qty": 1}
+    rejected = [run.codec.encode(run.settings.topic_allocate, unknown)] * 50
+    hostile_values = poison + rejected
+    rng.shuffle(hostile_values)
     hostile = CommandSender(run.settings, run.codec, max_bytes=5 * 1024 * 1024)
     consumer = run.services["consumer-1"]
     warm = rss_mib(consumer.pid)
     with run.load():
-        for n, value in enumerate(poison):
+        for n, value in enumerate(hostile_values):
             hostile.send_raw(run.settings.topic_allocate, value, f"hostile-{n % 17}")
             if n % 500 == 499:
                 hostile.flush()
                 time.sleep(0.05)
         hostile.flush()
     run.settle()
+    wait_until(lambda: run.rejections() >= len(rejected), 60, "the CommandRejected events")
     peak = rss_mib(consumer.pid)
     outcome = run.verdict(
-        expected_dead=len(poison), note=f"consumer RSS {warm:.0f} -> {peak:.0f} MiB"
+        expected_dead=len(poison),
+        expected_rejected=len(rejected),
+        note=f"consumer RSS {warm:.0f} -> {peak:.0f} MiB",
     )
     letters = run.recorder.on(run.settings.topic_dlq)
     assert all(s.headers.get("error_type") and s.headers.get("error_message") for s in letters)

@@ -106,10 +106,25 @@ def test_a_dead_letter_is_listed_and_can_be_replayed(
 ) -> None:
     s = e2e_settings
     sku, ref, orderid = random_sku(), random_batchref(), random_orderid()
-    early = allocation(
-        s, "produce", s.topic_allocate, "--orderid", orderid, "--sku", sku, "--qty", "2"
+    # A letter as a release before CommandRejected dead-lettered an early Allocate (this one
+    # would send a CommandRejected): the tools must still list and replay it.
+    codec = avro_codec(s)
+    sender = CommandSender(s, codec)
+    letter_headers = {
+        "error_type": "InvalidSku",
+        "error_message": f"Invalid sku {sku}",
+        SOURCE_TOPIC: s.topic_allocate,
+        "source_partition": "0",
+        "source_offset": "0",
+        "failed_at": "2026-01-01T00:00:00+00:00",
+    }
+    sender.send_raw(
+        s.topic_dlq,
+        codec.encode(s.topic_allocate, {"orderid": orderid, "sku": sku, "qty": 2}),
+        sku,
+        headers=[(name, value.encode()) for name, value in letter_headers.items()],
     )
-    assert early.returncode == 0, early.stderr
+    sender.flush()
 
     def listed() -> list[dict[str, object]]:
         out = allocation(s, "dlq", "list", "--timeout", "3").stdout
@@ -182,7 +197,8 @@ def test_replaying_every_dead_letter_ends_even_when_they_fail_again(
     create_contract_topics(s)
     register_contract_schemas(s)
     consumer = Service(["consumer"], service_env(s), log_dir, "replay-consumer").start()
-    sender = CommandSender(s, avro_codec(s))
+    codec = avro_codec(s)
+    sender = CommandSender(s, codec)
     try:
         sender.send_raw(s.topic_allocate, b"not avro at all", "poison")
         sender.send_raw(s.topic_dlq, b"an event", "stray", [(SOURCE_TOPIC, s.topic_line_allocated)])

@@ -121,7 +121,7 @@ def test_commands_apply_exactly_once_and_events_publish_once_through_sigkills(
         )
     finally:
         assert replayer.terminate() == 0
-    summary = re.search(r"(\d+) applied \((\d+) of them duplicates\)", replayer.log())
+    summary = re.search(r"(\d+) applied \((\d+) of them duplicates,", replayer.log())
     assert summary is not None, replayer.log()[-2000:]
     applied, duplicates = map(int, summary.groups())
     assert applied == duplicates >= len(orders) + len(creates)

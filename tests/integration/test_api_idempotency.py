@@ -103,14 +103,42 @@ def test_the_same_key_with_another_body_is_refused_and_applies_nothing(
     assert outbox_rows(engine, sku) == 1
 
 
-def test_a_rejected_request_stores_nothing_so_its_retry_is_judged_again(
-    client: TestClient,
+def rejections(engine: Engine, key: str) -> list[tuple[str | None, dict[str, object]]]:
+    with engine.connect() as connection:
+        query = select(tables.outbox.c.causation_id, tables.outbox.c.payload).where(
+            tables.outbox.c.key == key, tables.outbox.c.event_type == "CommandRejected"
+        )
+        return [(row.causation_id, row.payload) for row in connection.execute(query)]
+
+
+def test_a_rejected_request_is_answered_alike_on_retry_and_rejected_once(
+    client: TestClient, engine: Engine
 ) -> None:
+    """A business rejection is the request's outcome: kept with its CommandRejected event."""
     sku, key = random_sku(), new_key()
     line = {"orderid": random_orderid(), "sku": sku, "qty": 1}
-    assert client.post("/allocate", json=line, headers=key).status_code == 400  # no such sku
+    first = client.post("/allocate", json=line, headers=key)
+    assert (first.status_code, first.json()) == (400, {"detail": f"Invalid sku {sku}"})
     client.post("/batches", json={"ref": random_batchref(), "sku": sku, "qty": 10})
-    assert client.post("/allocate", json=line, headers=key).status_code == 201
+    again = client.post("/allocate", json=line, headers=key)
+    assert (again.status_code, again.json()) == (400, first.json())
+    assert again.headers["Idempotent-Replayed"] == "true"
+    [(causation, payload)] = rejections(engine, sku)
+    assert causation == f"http:{key['Idempotency-Key']}"
+    assert (payload["reason"], payload["source_topic"]) == ("InvalidSku", None)
+    assert client.post("/allocate", json=line, headers=new_key()).status_code == 201
+
+
+def test_an_unkeyed_rejected_request_is_answered_4xx_and_sent_as_a_rejection(
+    client: TestClient, engine: Engine
+) -> None:
+    sku, ref = random_sku(), random_batchref()
+    client.post("/batches", json={"ref": ref, "sku": sku, "qty": 10})
+    again = client.post("/batches", json={"ref": ref, "sku": sku, "qty": 10})
+    assert again.status_code == 409
+    [(causation, payload)] = rejections(engine, sku)
+    assert str(causation).startswith("http:")
+    assert (payload["reason"], payload["command_type"]) == ("DuplicateBatchRef", "CreateBatch")
 
 
 def test_concurrent_retries_of_one_key_apply_once(client: TestClient, engine: Engine) -> None:

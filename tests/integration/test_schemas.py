@@ -47,7 +47,8 @@ def test_the_contract_is_registered_once_at_each_directions_level(
     by_subject = {r.subject: (r.version, r.compatibility) for r in again}
     assert by_subject[f"{ours.topic_allocate}-value"] == (1, BACKWARD)
     assert by_subject[f"{ours.topic_line_allocated}-value"] == (1, FULL)
-    assert len(by_subject) == 6
+    assert by_subject[f"{ours.topic_command_rejected}-value"] == (1, FULL)
+    assert len(by_subject) == 7
 
 
 def test_a_compatible_change_is_a_new_version(registry: SchemaRegistryClient) -> None:

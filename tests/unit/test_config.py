@@ -9,7 +9,12 @@ def test_defaults_are_the_contracts() -> None:
     assert settings.kafka_bootstrap_servers == "127.0.0.1:9092"
     assert settings.schema_registry_url == "http://127.0.0.1:8081/apis/ccompat/v7"
     assert settings.command_topics == ("add-batch", "allocate", "batch-quantity")
-    assert settings.event_topics == ("line-allocated", "line-deallocated", "out-of-stock")
+    assert settings.event_topics == (
+        "line-allocated",
+        "line-deallocated",
+        "out-of-stock",
+        "command-rejected",
+    )
     assert settings.topic_dlq == "allocation-dlq"
 
 

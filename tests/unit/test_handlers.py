@@ -12,7 +12,7 @@ from allocation.domain.errors import (
     InvalidSku,
     StaleVersion,
 )
-from allocation.service_layer.messagebus import MessageBus
+from allocation.service_layer.messagebus import MessageBus, Outcome
 from allocation.service_layer.ports import StoredResponse
 from allocation.service_layer.unit_of_work import AbstractUnitOfWork, ConcurrencyConflict, Envelope
 from tests.fakes import FakeAllocationsView, FakeUnitOfWork
@@ -47,8 +47,8 @@ class TestAddBatch:
     def test_a_duplicate_batch_ref_is_rejected(self) -> None:
         app, _ = bootstrap_test_app()
         app.bus.handle(commands.CreateBatch("b1", "RUG", 100, None))
-        with pytest.raises(DuplicateBatchRef):
-            app.bus.handle(commands.CreateBatch("b1", "OTHER-RUG", 5, None))
+        outcome = app.bus.handle(commands.CreateBatch("b1", "OTHER-RUG", 5, None))
+        assert isinstance(outcome.rejection, DuplicateBatchRef)
 
     def test_a_non_positive_quantity_is_rejected(self) -> None:
         app, uow = bootstrap_test_app()
@@ -70,8 +70,9 @@ class TestAllocate:
     def test_errors_for_invalid_sku(self) -> None:
         app, _ = bootstrap_test_app()
         app.bus.handle(commands.CreateBatch("b1", "AREALSKU", 100, None))
-        with pytest.raises(InvalidSku, match="Invalid sku NONEXISTENTSKU"):
-            app.bus.handle(commands.Allocate("o1", "NONEXISTENTSKU", 10))
+        outcome = app.bus.handle(commands.Allocate("o1", "NONEXISTENTSKU", 10))
+        assert isinstance(outcome.rejection, InvalidSku)
+        assert str(outcome.rejection) == "Invalid sku NONEXISTENTSKU"
 
     def test_writes_allocated_to_the_outbox_with_its_cause(self) -> None:
         app, uow = bootstrap_test_app()
@@ -156,14 +157,16 @@ class TestChangeBatchQuantity:
         app.bus.handle(commands.CreateBatch("b1", "LAMP", 10, None))
         app.bus.handle(commands.Allocate("o1", "LAMP", 10))
         app.bus.handle(commands.ChangeBatchQuantity("b1", 12, expected_version=1))
-        with pytest.raises(StaleVersion, match="at version 2"):
-            app.bus.handle(commands.ChangeBatchQuantity("b1", 5, expected_version=1))
-        assert [type(e).__name__ for e in published(uow)] == ["Allocated"]
+        outcome = app.bus.handle(commands.ChangeBatchQuantity("b1", 5, expected_version=1))
+        assert isinstance(outcome.rejection, StaleVersion)
+        assert "at version 2" in str(outcome.rejection)
+        assert [type(e).__name__ for e in published(uow)] == ["Allocated", "CommandRejected"]
+        assert uow.products.get("LAMP").batch("b1").purchased_quantity == 12  # type: ignore[union-attr]
 
     def test_unknown_batch_ref_is_rejected(self) -> None:
         app, _ = bootstrap_test_app()
-        with pytest.raises(InvalidBatchRef):
-            app.bus.handle(commands.ChangeBatchQuantity("nope", 5))
+        outcome = app.bus.handle(commands.ChangeBatchQuantity("nope", 5))
+        assert isinstance(outcome.rejection, InvalidBatchRef)
 
 
 class TestInbox:
@@ -175,11 +178,14 @@ class TestInbox:
         assert (first.duplicate, again.duplicate) == (False, True)
         assert len(published(uow)) == 1
 
-    def test_a_rejected_message_is_not_recorded(self) -> None:
+    def test_a_rejected_message_is_recorded_with_its_rejection_and_rejected_once(self) -> None:
         app, uow = bootstrap_test_app()
-        with pytest.raises(InvalidSku):
-            app.bus.handle(commands.Allocate("o1", "NOPE", 2), Envelope("m-1"))
-        assert "m-1" not in uow.inbox.committed
+        first = app.bus.handle(commands.Allocate("o1", "NOPE", 2), Envelope("m-1"))
+        again = app.bus.handle(commands.Allocate("o1", "NOPE", 2), Envelope("m-1"))
+        assert isinstance(first.rejection, InvalidSku)
+        assert (again.duplicate, again.rejection) == (True, None)
+        assert "m-1" in uow.inbox.committed
+        assert [type(e).__name__ for e in published(uow)] == ["CommandRejected"]
 
 
 class ExplodingView(FakeAllocationsView):
@@ -244,36 +250,56 @@ class TestHandleBatch:
         assert uow.commits == 2
         assert [e.causation_id for e in uow.outbox.committed] == ["m-1", "m-2"]
 
-    def test_a_rejected_command_fails_the_whole_batch(self) -> None:
+    def test_a_rejected_command_is_rejected_alone_in_the_same_commit(self) -> None:
         app, uow = bootstrap_test_app()
         app.bus.handle(commands.CreateBatch("b1", "LAMP", 10, None))
+        commits = uow.commits
+        # The rejected one first: the fake's products outlive a rolled-back unit (PostgreSQL's
+        # do not; tests/integration/test_rejections.py rejects one in the middle of a poll).
+        outcomes = app.bus.handle_many(
+            [
+                (commands.Allocate("o1", "NOPE", 3), Envelope("m-1")),
+                (commands.Allocate("o2", "LAMP", 2), Envelope("m-2")),
+            ]
+        )
+        assert [o.result for o in outcomes] == [None, "b1"]
+        assert isinstance(outcomes[0].rejection, InvalidSku)
+        assert uow.commits == commits + 1
+        assert uow.inbox.committed == {"m-1", "m-2"}
+        assert [(type(e.event).__name__, e.causation_id) for e in uow.outbox.committed] == [
+            ("CommandRejected", "m-1"),
+            ("Allocated", "m-2"),
+        ]
+
+    def test_a_poll_of_many_rejections_is_given_back_to_be_applied_one_by_one(self) -> None:
+        app, uow = bootstrap_test_app()
+        items = [(commands.Allocate(f"o{i}", "NOPE", 1), Envelope(f"m-{i}")) for i in range(5)]
         with pytest.raises(InvalidSku):
-            app.bus.handle_many(
-                [
-                    (commands.Allocate("o1", "LAMP", 2), Envelope("m-1")),
-                    (commands.Allocate("o2", "NOPE", 3), Envelope("m-2")),
-                ]
-            )
-        assert uow.outbox.committed == []
-        assert uow.inbox.committed == set()
+            app.bus.handle_many(items)
+        assert (uow.outbox.committed, uow.inbox.committed) == ([], set())
 
 
 class TestResultHook:
-    def keep(self, result: object, uow: AbstractUnitOfWork) -> None:
-        uow.responses.save("http:k", StoredResponse("f", 201, {"batchref": result}))
+    def keep(self, outcome: Outcome, uow: AbstractUnitOfWork) -> None:
+        body = {"batchref": outcome.result, "rejected": outcome.rejection is not None}
+        uow.responses.save("http:k", StoredResponse("f", 201, body))
 
     def test_what_it_writes_commits_with_the_command_and_not_for_a_duplicate(self) -> None:
         app, uow = bootstrap_test_app()
         app.bus.handle(commands.CreateBatch("b1", "LAMP", 10, None))
         first = app.bus.handle(commands.Allocate("o1", "LAMP", 2), Envelope("http:k"), self.keep)
-        assert uow.responses.committed == {"http:k": StoredResponse("f", 201, {"batchref": "b1"})}
+        assert uow.responses.committed == {
+            "http:k": StoredResponse("f", 201, {"batchref": "b1", "rejected": False})
+        }
         uow.responses.committed.clear()
         again = app.bus.handle(commands.Allocate("o1", "LAMP", 2), Envelope("http:k"), self.keep)
         assert (first.duplicate, again.duplicate) == (False, True)
         assert uow.responses.committed == {}
 
-    def test_a_rejected_command_keeps_no_response(self) -> None:
+    def test_a_rejected_command_keeps_its_answer_with_its_rejection(self) -> None:
         app, uow = bootstrap_test_app()
-        with pytest.raises(InvalidSku):
-            app.bus.handle(commands.Allocate("o1", "NOPE", 2), Envelope("http:k"), self.keep)
-        assert uow.responses.committed == {}
+        app.bus.handle(commands.Allocate("o1", "NOPE", 2), Envelope("http:k"), self.keep)
+        assert uow.responses.committed == {
+            "http:k": StoredResponse("f", 201, {"batchref": None, "rejected": True})
+        }
+        assert [type(e).__name__ for e in published(uow)] == ["CommandRejected"]

@@ -65,8 +65,8 @@ def run_consumer(settings: Settings, _args: argparse.Namespace, _: list[str]) ->
     finally:
         application.close()
     print(
-        f"consumer stopped: {process.applied} applied ({process.duplicates} of them duplicates),"
-        f" {process.dead_lettered} dead-lettered"
+        f"consumer stopped: {process.applied} applied ({process.duplicates} of them duplicates,"
+        f" {process.rejected} rejected), {process.dead_lettered} dead-lettered"
     )
     return 0
 
