@@ -9,6 +9,7 @@ before any dead letter is produced: the caller pauses and tries the poll again.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from allocation.adapters.faults import Fault, Kind, Streak, classify, is_transient
@@ -16,6 +17,7 @@ from allocation.domain.errors import DomainError
 from allocation.entrypoints.inbound import DeadLetter, Inbound
 from allocation.entrypoints.retry import Backoff
 from allocation.service_layer.messagebus import MessageBus
+from allocation.service_layer.ports import ConsumedOffset
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +32,12 @@ class SystemicFault(Exception):
 
 @dataclass
 class Applied:
-    """What applying a poll did: the dead letters of rejected messages, and the duplicates."""
+    """What applying a poll did: the dead letters of rejected messages, the duplicates,
+    and whether the poll's offsets were saved in its transaction."""
 
     rejected: list[DeadLetter] = field(default_factory=list)
     duplicate_ids: set[int] = field(default_factory=set)  # id() of the messages
+    offsets_saved: bool = False
 
     @property
     def duplicates(self) -> int:
@@ -54,17 +58,21 @@ class Applier:
         # start of the next is still a streak.
         self._streak = Streak()
 
-    def apply(self, inbound: list[Inbound]) -> Applied:
-        """Apply every message; SystemicFault when the system, not a message, is at fault."""
+    def apply(self, inbound: list[Inbound], offsets: Sequence[ConsumedOffset] = ()) -> Applied:
+        """Apply every message; SystemicFault when the system, not a message, is at fault.
+
+        ``offsets`` are saved in the poll's transaction when it commits as one; when
+        it is applied one by one they are not (``offsets_saved`` says which).
+        """
         if not inbound:
             return Applied()
         items = [(i.command, i.envelope) for i in inbound]
         try:
             outcomes = self._backoff.call(
-                "apply poll", lambda: self._bus.handle_many(items), is_transient
+                "apply poll", lambda: self._bus.handle_many(items, offsets), is_transient
             )
             self._streak.success()
-            applied = Applied()
+            applied = Applied(offsets_saved=bool(offsets))
             for item, outcome in zip(inbound, outcomes, strict=True):
                 if outcome.duplicate:
                     applied.duplicate(item)

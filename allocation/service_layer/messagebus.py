@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from allocation.domain import commands, events
+from allocation.service_layer.ports import ConsumedOffset
 from allocation.service_layer.unit_of_work import (
     AbstractUnitOfWork,
     ConcurrencyConflict,
@@ -69,19 +70,27 @@ class MessageBus:
         return self._run([(command, envelope)], on_result)[0]
 
     def handle_many(
-        self, items: Sequence[tuple[commands.Command, Envelope | None]]
+        self,
+        items: Sequence[tuple[commands.Command, Envelope | None]],
+        offsets: Sequence[ConsumedOffset] = (),
     ) -> list[Outcome]:
         """Apply the commands in order in ONE transaction: all commit or none does.
 
+        ``offsets`` (where their consumer reads next) commit in the same transaction.
         A conflict retries them all; any other error rolls them back and
         reaches the caller, who may then apply the commands one by one.
         """
-        return self._run(items, None)
+        return self._run(items, None, offsets)
+
+    def save_offsets(self, offsets: Sequence[ConsumedOffset]) -> None:
+        """Store a consumer's offsets in a transaction of their own (nothing else to apply)."""
+        self._run([], None, offsets)
 
     def _run(
         self,
         items: Sequence[tuple[commands.Command, Envelope | None]],
         on_result: ResultHook | None,
+        offsets: Sequence[ConsumedOffset] = (),
     ) -> list[Outcome]:
         for attempt in range(1, self._max_attempts + 1):
             try:
@@ -92,6 +101,8 @@ class MessageBus:
                         for outcome in outcomes:
                             if not outcome.duplicate:
                                 on_result(outcome.result, uow)
+                    if offsets:
+                        uow.offsets.save(offsets)
                     uow.commit()
                     return outcomes
             except ConcurrencyConflict:

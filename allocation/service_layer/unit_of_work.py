@@ -19,6 +19,7 @@ from allocation.domain.errors import DomainError, InvalidValue
 from allocation.service_layer.ports import (
     AbstractAllocationsView,
     AbstractInbox,
+    AbstractOffsets,
     AbstractOutbox,
     AbstractRepository,
     AbstractResponses,
@@ -124,6 +125,7 @@ class AbstractUnitOfWork(abc.ABC):
     outbox: AbstractOutbox
     views: AbstractAllocationsView
     responses: AbstractResponses
+    offsets: AbstractOffsets
 
     def __init__(self, routes: EventRoutes) -> None:
         self._routes = routes
