@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from allocation.bootstrap import event_routes
 from allocation.config import settings_from
@@ -45,8 +45,9 @@ class FakeInbox(AbstractInbox):
         self.committed: set[str] = set()
         self.staged: set[str] = set()
 
-    def record(self, message_id: str) -> bool:
-        if message_id in self.committed or message_id in self.staged:
+    def record(self, message_id: str, aliases: Iterable[str] = ()) -> bool:
+        known = self.committed | self.staged
+        if message_id in known or not known.isdisjoint(aliases):
             return False
         self.staged.add(message_id)
         return True

@@ -85,8 +85,9 @@ class AbstractInbox(abc.ABC):
     """Identities of inbound messages already applied, written in the applying transaction."""
 
     @abc.abstractmethod
-    def record(self, message_id: str) -> bool:
-        """Record the message; False when it was recorded before (a duplicate)."""
+    def record(self, message_id: str, aliases: Iterable[str] = ()) -> bool:
+        """Record the message; False when it, or one of its ``aliases``, was recorded before
+        (a duplicate). Aliases are only looked up, never recorded."""
 
     def prefetch(self, message_ids: Iterable[str]) -> None:  # noqa: B027 (optional)
         """These ids will be recorded soon: look them up in bulk if that helps."""
