@@ -17,8 +17,6 @@ from allocation.service_layer.ports import ConsumedOffset
 from allocation.service_layer.unit_of_work import Envelope
 from tests.conftest import random_batchref, random_orderid, random_sku
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def bus(uow_factory: Callable[[], SqlAlchemyUnitOfWork]) -> MessageBus:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import pytest
 from confluent_kafka import OFFSET_INVALID, Message, TopicPartition
 
 from allocation.domain.errors import InvalidSku
@@ -13,8 +12,6 @@ from allocation.entrypoints.assignment import Assignment
 from allocation.entrypoints.retry import Backoff
 from allocation.service_layer.ports import ConsumedOffset
 from tests.unit.test_consumer_faults import TOPIC, FakeBus, FakeProducer, consumer, poll
-
-pytestmark = pytest.mark.unit
 
 
 def test_a_poll_saves_its_offsets_in_the_transaction_that_applied_it() -> None:

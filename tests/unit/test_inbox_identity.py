@@ -13,8 +13,6 @@ from allocation.service_layer.messagebus import MessageBus
 from allocation.service_layer.unit_of_work import Envelope
 from tests.fakes import FakeUnitOfWork
 
-pytestmark = pytest.mark.unit
-
 
 def kafka_message(
     topic: str, offset: int = 0, message_id: str | None = None, written_at_ms: int = 1_000
