@@ -18,6 +18,8 @@ from allocation.adapters.positions import Partition
 from allocation.config import Settings
 
 TIMEOUT = 10.0
+# librdkafka's notices at exit ("Purging 1 unserved events") mean nothing to an operator.
+QUIET = {"log_level": 3}
 
 
 @dataclass(frozen=True)
@@ -76,14 +78,14 @@ def offsets_at(
 
 def members(settings: Settings, group: str) -> int:
     """How many members ``group`` has now (0 for a group that does not exist)."""
-    admin = admin_client(settings)
+    admin = admin_client(settings, **QUIET)
     [future] = admin.describe_consumer_groups([group], request_timeout=TIMEOUT).values()
     return len(future.result().members)
 
 
 def commit(settings: Settings, group: str, offsets: dict[Partition, int]) -> None:
     """Set ``group``'s committed offsets in Kafka; the group must have no member."""
-    admin: AdminClient = admin_client(settings)
+    admin: AdminClient = admin_client(settings, **QUIET)
     request = ConsumerGroupTopicPartitions(
         group, [TopicPartition(t, p, o) for (t, p), o in sorted(offsets.items())]
     )

@@ -83,10 +83,14 @@ def command_consumer_config(settings: Settings, client_id: str) -> dict[str, Any
     return config
 
 
-def admin_client(settings: Settings) -> AdminClient:
+def admin_client(settings: Settings, **overrides: Any) -> AdminClient:
     """A client for topic and group administration."""
     return AdminClient(
-        {"bootstrap.servers": settings.kafka_bootstrap_servers, **kafka_client_security(settings)}
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            **kafka_client_security(settings),
+            **overrides,
+        }
     )
 
 
