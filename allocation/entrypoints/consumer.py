@@ -25,7 +25,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from allocation import bootstrap
 from allocation.adapters import contract, metrics, offsets
 from allocation.adapters.avro import AvroCodec
-from allocation.adapters.faults import is_transient
+from allocation.adapters.faults import classify, is_transient
 from allocation.adapters.kafka import produce_and_wait
 from allocation.adapters.positions import is_fatal
 from allocation.adapters.security import is_refusal, refused
@@ -42,6 +42,7 @@ from allocation.entrypoints.inbound import DeadLetter, Decoder, Inbound
 from allocation.entrypoints.pause import Pause
 from allocation.entrypoints.retry import Backoff, Stopped
 from allocation.service_layer.messagebus import MessageBus
+from allocation.service_layer.ports import ConsumedOffset
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +184,7 @@ class CommandConsumer:
         dead.extend(applied.rejected)
         self._dead_letter(dead)
         if not applied.offsets_saved:
-            self._backoff.call("save offsets", lambda: self._bus.save_offsets(stored), is_transient)
+            self._save_offsets(stored)
         applied_at = time.perf_counter()
         self._assignment.commit(self._consumer, messages)
         logger.debug(
@@ -202,6 +203,14 @@ class CommandConsumer:
         _count(inbound, dead, applied.duplicate_ids)
         for item in inbound:
             item.span.end()
+
+    def _save_offsets(self, stored: list[ConsumedOffset]) -> None:
+        try:
+            self._backoff.call("save offsets", lambda: self._bus.save_offsets(stored), is_transient)
+        except Exception as exc:
+            # Never the messages' fault: pause and try the poll again (its commands come
+            # back as duplicates, its dead letters are sent again: at least once).
+            raise SystemicFault(classify(exc)) from exc
 
     def _dead_letter(self, dead: list[DeadLetter]) -> None:
         if dead:

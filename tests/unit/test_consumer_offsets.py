@@ -5,13 +5,21 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
 from confluent_kafka import OFFSET_INVALID, Message, TopicPartition
 
 from allocation.domain.errors import InvalidSku
 from allocation.entrypoints.assignment import Assignment
 from allocation.entrypoints.retry import Backoff
 from allocation.service_layer.ports import ConsumedOffset
-from tests.unit.test_consumer_faults import TOPIC, FakeBus, FakeProducer, consumer, poll
+from tests.unit.test_consumer_faults import (
+    TOPIC,
+    FakeBus,
+    FakeProducer,
+    consumer,
+    database_error,
+    poll,
+)
 
 
 def test_a_poll_saves_its_offsets_in_the_transaction_that_applied_it() -> None:
@@ -76,3 +84,24 @@ def test_an_assigned_partition_starts_at_its_stored_offset_else_where_kafka_says
 
     assert kafka.assigned == [(TOPIC, 0, 7), (TOPIC, 1, OFFSET_INVALID)]
     assert assignment.assigned == {(TOPIC, 0), (TOPIC, 1)}
+
+
+@pytest.mark.timeout(20)
+def test_offsets_that_cannot_be_saved_pause_consumption_until_they_can() -> None:
+    failures = [database_error("42P01", 'relation "consumer_offsets" does not exist')]
+
+    class TableMissingOnce(FakeBus):
+        def save_offsets(self, offsets: Any) -> None:
+            if failures:
+                raise failures.pop()
+            super().save_offsets(offsets)
+
+    bus = TableMissingOnce(lambda _: None)
+    dlq = FakeProducer()
+    undecodable = Message(topic=TOPIC, partition=0, offset=0, key=b"k", value=b"{", headers=[])
+    process = consumer(bus, dlq)
+    process.process([undecodable])
+
+    assert bus.transactions == [([], [ConsumedOffset("allocation", TOPIC, 0, 1)])]
+    assert not process.paused
+    assert len(dlq.sent) == 2  # the letter again with the poll: dead letters are at least once
