@@ -287,7 +287,8 @@ class Run:
                 connection.execute(
                     select(func.count())
                     .select_from(inbox)
-                    .where(inbox.c.message_id.like(f"{self.settings.topic_allocate}:%"))
+                    # id-less commands: at:<topic>:<partition>:<offset>:<timestamp> (README)
+                    .where(inbox.c.message_id.like(f"at:{self.settings.topic_allocate}:%"))
                 ).scalar_one()
             )
 

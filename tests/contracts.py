@@ -100,6 +100,15 @@ class InboxContract:
         assert port.record(message_id) is True
         assert port.record(message_id) is False
 
+    def test_a_message_known_by_an_alias_is_a_duplicate_and_the_alias_is_not_recorded(
+        self, port: AbstractInbox
+    ) -> None:
+        old, new, other = (f"{kind}-{random_orderid()}" for kind in ("old", "new", "other"))
+        assert port.record(old) is True
+        assert port.record(new, aliases=[old]) is False
+        assert port.record(other, aliases=[f"never-{new}"]) is True
+        assert port.record(f"never-{new}") is True  # an alias looked up is not recorded
+
 
 class ResponsesContract:
     def test_a_saved_response_is_read_back_and_others_are_unknown(

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 from allocation.bootstrap import event_routes
 from allocation.config import settings_from
 from allocation.domain import model
 from allocation.service_layer.ports import (
     AbstractAllocationsView,
     AbstractInbox,
+    AbstractOffsets,
     AbstractOutbox,
     AbstractRepository,
     AbstractResponses,
     AllocationView,
+    ConsumedOffset,
     OutboxEntry,
     StoredResponse,
 )
@@ -41,8 +45,9 @@ class FakeInbox(AbstractInbox):
         self.committed: set[str] = set()
         self.staged: set[str] = set()
 
-    def record(self, message_id: str) -> bool:
-        if message_id in self.committed or message_id in self.staged:
+    def record(self, message_id: str, aliases: Iterable[str] = ()) -> bool:
+        known = self.committed | self.staged
+        if message_id in known or not known.isdisjoint(aliases):
             return False
         self.staged.add(message_id)
         return True
@@ -86,6 +91,15 @@ class FakeAllocationsView(AbstractAllocationsView):
         )
 
 
+class FakeOffsets(AbstractOffsets):
+    def __init__(self) -> None:
+        self.committed: dict[tuple[str, str, int], int] = {}
+        self.staged: dict[tuple[str, str, int], int] = {}
+
+    def save(self, offsets: Sequence[ConsumedOffset]) -> None:
+        self.staged.update({(o.group, o.topic, o.partition): o.next_offset for o in offsets})
+
+
 class FakeUnitOfWork(AbstractUnitOfWork):
     """Products live across units (as the book's fake); inbox and outbox keep only commits."""
 
@@ -96,6 +110,7 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         self.outbox = FakeOutbox()
         self.views = FakeAllocationsView()
         self.responses = FakeResponses()
+        self.offsets = FakeOffsets()
         self.commits = 0
 
     def _flush(self) -> None:
@@ -106,10 +121,12 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         self.inbox.committed |= self.inbox.staged
         self.outbox.committed.extend(self.outbox.staged)
         self.responses.committed.update(self.responses.staged)
+        self.offsets.committed.update(self.offsets.staged)
         self.rollback()
 
     def rollback(self) -> None:
         self.inbox.staged.clear()
         self.outbox.staged.clear()
         self.responses.staged.clear()
+        self.offsets.staged.clear()
         self.products.seen.clear()

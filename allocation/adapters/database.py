@@ -18,6 +18,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from allocation import migrations
 from allocation.adapters.inbox import SqlInbox
+from allocation.adapters.offsets import SqlOffsets
 from allocation.adapters.outbox import SchemaVersions, SqlOutbox
 from allocation.adapters.products import SqlProductRepository
 from allocation.adapters.responses import SqlResponses
@@ -85,6 +86,7 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
     inbox: SqlInbox
     views: SqlAllocationsView
     responses: SqlResponses
+    offsets: SqlOffsets
 
     def __init__(
         self,
@@ -103,6 +105,7 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
         self.outbox = SqlOutbox(self.session, self._schema_versions)
         self.views = SqlAllocationsView(self.session)
         self.responses = SqlResponses(self.session)
+        self.offsets = SqlOffsets(self.session)
         super().__enter__()
         return self
 

@@ -37,10 +37,11 @@ class SqlInbox(AbstractInbox):
             self._recorded.update(found.scalars())
             self._checked.update(wanted)
 
-    def record(self, message_id: str) -> bool:
-        if message_id not in self._checked:
-            self.prefetch([message_id])
-        if message_id in self._recorded:
+    def record(self, message_id: str, aliases: Iterable[str] = ()) -> bool:
+        ids = [message_id, *aliases]
+        if not self._checked.issuperset(ids):
+            self.prefetch(ids)
+        if not self._recorded.isdisjoint(ids):
             return False
         self._recorded.add(message_id)
         self._staged.append(message_id)

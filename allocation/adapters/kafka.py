@@ -83,10 +83,14 @@ def command_consumer_config(settings: Settings, client_id: str) -> dict[str, Any
     return config
 
 
-def admin_client(settings: Settings) -> AdminClient:
+def admin_client(settings: Settings, **overrides: Any) -> AdminClient:
     """A client for topic and group administration."""
     return AdminClient(
-        {"bootstrap.servers": settings.kafka_bootstrap_servers, **kafka_client_security(settings)}
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            **kafka_client_security(settings),
+            **overrides,
+        }
     )
 
 
@@ -152,12 +156,37 @@ def header(headers: MessageHeaders, name: str) -> str | None:
 
 
 def message_identity(message: Message, headers: MessageHeaders) -> str:
-    """The inbox key of an inbound message: its ``message_id`` header, else its coordinates."""
+    """The inbox key of an inbound message (the README's "Inbox identity").
+
+    ``id:<topic>:<message_id>`` when the sender set a ``message_id`` header: one id
+    reused on two command topics names two commands. Else
+    ``at:<topic>:<partition>:<offset>:<timestamp ms>``: the record's timestamp
+    tells a recreated topic's offset 5 from the old topic's offset 5.
+    """
+    message_id = _message_id(headers)
+    if message_id is not None:
+        return f"id:{message.topic()}:{message_id}"
+    _, timestamp = message.timestamp()
+    return f"at:{message.topic()}:{message.partition()}:{message.offset()}:{timestamp}"
+
+
+def legacy_identity(message: Message, headers: MessageHeaders) -> str:
+    """The key the same message had under the rule before 0.12 (``id:<message_id>``, else
+    ``<topic>:<partition>:<offset>``): found in the inbox, the message was applied by an
+    older consumer during a rolling upgrade. Rows of that rule expire with the inbox's
+    retention; after that, checking it finds nothing and it can go."""
+    message_id = _message_id(headers)
+    if message_id is not None:
+        return "id:" + message_id
+    return f"{message.topic()}:{message.partition()}:{message.offset()}"
+
+
+def _message_id(headers: MessageHeaders) -> str | None:
     message_id = header(headers, contract.MESSAGE_ID)
     # An id the inbox cannot store (unprintable, or longer than its key) is ignored.
     if message_id and len(message_id) <= 200 and message_id.isprintable():
-        return "id:" + message_id
-    return f"{message.topic()}:{message.partition()}:{message.offset()}"
+        return message_id
+    return None
 
 
 def dead_letter_headers(

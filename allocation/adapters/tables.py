@@ -80,6 +80,18 @@ inbox = Table(
     Index("ix_inbox_processed_at", "processed_at"),
 )
 
+# Where each consumer group reads next, per partition: written in the transaction that
+# applied the messages before it, so the offsets are restored with the data they describe.
+consumer_offsets = Table(
+    "consumer_offsets",
+    metadata,
+    Column("consumer_group", String(255), primary_key=True),
+    Column("topic", String(249), primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("next_offset", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
 # Responses to HTTP requests that carried an Idempotency-Key, keyed like their inbox row
 # ("http:<key>") and written in the same transaction as the command.
 idempotency_keys = Table(

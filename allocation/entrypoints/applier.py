@@ -11,12 +11,14 @@ produced: the caller pauses and tries the poll again.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from allocation.adapters.faults import Fault, Kind, Streak, classify, is_transient
 from allocation.entrypoints.inbound import DeadLetter, Inbound
 from allocation.entrypoints.retry import Backoff
 from allocation.service_layer.messagebus import MessageBus, Outcome
+from allocation.service_layer.ports import ConsumedOffset
 
 logger = logging.getLogger(__name__)
 
@@ -31,11 +33,13 @@ class SystemicFault(Exception):
 
 @dataclass
 class Applied:
-    """What applying a poll did: the poison found, the duplicates and the rejections."""
+    """What applying a poll did: the poison found, the duplicates, the rejections,
+    and whether the poll's offsets were saved in its transaction."""
 
     dead: list[DeadLetter] = field(default_factory=list)
     duplicate_ids: set[int] = field(default_factory=set)  # id() of the messages
     rejections: dict[int, str] = field(default_factory=dict)  # id() of the message: reason
+    offsets_saved: bool = False
 
     @property
     def duplicates(self) -> int:
@@ -59,17 +63,21 @@ class Applier:
         # start of the next is still a streak.
         self._streak = Streak()
 
-    def apply(self, inbound: list[Inbound]) -> Applied:
-        """Apply every message; SystemicFault when the system, not a message, is at fault."""
+    def apply(self, inbound: list[Inbound], offsets: Sequence[ConsumedOffset] = ()) -> Applied:
+        """Apply every message; SystemicFault when the system, not a message, is at fault.
+
+        ``offsets`` are saved in the poll's transaction when it commits as one; when
+        it is applied one by one they are not (``offsets_saved`` says which).
+        """
         if not inbound:
             return Applied()
         items = [(i.command, i.envelope) for i in inbound]
         try:
             outcomes = self._backoff.call(
-                "apply poll", lambda: self._bus.handle_many(items), is_transient
+                "apply poll", lambda: self._bus.handle_many(items, offsets), is_transient
             )
             self._streak.success()
-            applied = Applied()
+            applied = Applied(offsets_saved=bool(offsets))
             for item, outcome in zip(inbound, outcomes, strict=True):
                 applied.note(item, outcome)
             return applied

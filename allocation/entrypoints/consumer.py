@@ -2,11 +2,13 @@
 
 Each poll returns up to ``consumer_poll_size`` messages; ``inbound`` decodes them
 at the edge, ``applier`` applies them (one transaction, or one by one to isolate
-poison). Only when the transaction committed and the dead letters were
-acknowledged does the consumer commit the offsets. A crash anywhere re-delivers
-the poll, and the inbox turns the re-delivery into a no-op. A systemic fault (a
-missing table, a refused permission) pauses consumption: nothing is
-dead-lettered, the poll in hand is tried again, and the first success resumes.
+poison). The partitions' next offsets are saved in PostgreSQL in the transaction
+that applied the poll (``assignment`` seeks there on assignment); when the poll
+had dead letters, they are saved only after the letters were acknowledged. A
+crash anywhere re-delivers the poll, and the inbox turns the re-delivery into a
+no-op. A systemic fault (a missing table, a refused permission) pauses
+consumption: nothing is dead-lettered, the poll in hand is tried again, and the
+first success resumes.
 """
 
 from __future__ import annotations
@@ -18,28 +20,31 @@ from collections.abc import Callable
 from contextlib import suppress
 from functools import partial
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 
 from allocation import bootstrap
-from allocation.adapters import contract, metrics
+from allocation.adapters import contract, metrics, offsets
 from allocation.adapters.avro import AvroCodec
-from allocation.adapters.faults import is_transient
+from allocation.adapters.faults import classify, is_transient
 from allocation.adapters.kafka import produce_and_wait
-from allocation.adapters.positions import Partition, Positions, is_fatal
+from allocation.adapters.positions import is_fatal
 from allocation.adapters.security import is_refusal, refused
 from allocation.config import Settings
 from allocation.entrypoints.applier import Applied, Applier, SystemicFault
+from allocation.entrypoints.assignment import (
+    Assignment,
+    ConsumerBroken,
+    StoredOffsets,
+    next_offsets,
+)
 from allocation.entrypoints.health import Health
 from allocation.entrypoints.inbound import DeadLetter, Decoder, Inbound
 from allocation.entrypoints.pause import Pause
 from allocation.entrypoints.retry import Backoff, Stopped
 from allocation.service_layer.messagebus import MessageBus
+from allocation.service_layer.ports import ConsumedOffset
 
 logger = logging.getLogger(__name__)
-
-
-class ConsumerBroken(Exception):
-    """librdkafka reported a fatal error (a fenced static member, say): this client is done."""
 
 
 class CommandConsumer:
@@ -54,6 +59,8 @@ class CommandConsumer:
         bus: MessageBus,
         records: dict[str, str],
         stop: threading.Event,
+        group: str,
+        stored_offsets: StoredOffsets,
         poll_size: int = 500,
         unexpected_attempts: int = 3,
         health: Health | None = None,
@@ -66,10 +73,11 @@ class CommandConsumer:
         self._stop = stop
         self._poll_size = poll_size
         self._backoff = Backoff(stop)
+        self._bus = bus
+        self._group = group
         self._applier = Applier(bus, self._backoff, unexpected_attempts)
-        self._positions = Positions()
+        self._assignment = Assignment(stored_offsets, self._backoff, self._report)
         self._pause = Pause()
-        self._assigned: set[Partition] = set()
         self.health = health or Health()
         self.applied = 0  # includes duplicates (applied by doing nothing) and rejections
         self.rejected = 0
@@ -84,8 +92,8 @@ class CommandConsumer:
     def run(self, poll_timeout: float = 0.5) -> None:
         """Consume until stopped; a Kafka client that breaks for good is replaced by a new one.
 
-        The replacement resumes from the committed offsets; whatever the broken
-        one had applied but not committed comes again and the inbox absorbs it.
+        The replacement resumes from the stored offsets; whatever the broken one
+        had applied beyond them comes again and the inbox absorbs it.
         """
         try:
             while not self._stop.is_set():
@@ -93,13 +101,12 @@ class CommandConsumer:
                     self._consume(poll_timeout)
                 except ConsumerBroken as exc:
                     logger.error("%s; replacing the Kafka consumer", exc)
-                    self._positions.clear()
-                    self._assigned.clear()
+                    self._assignment.clear()
                     self._report()
                     with suppress(KafkaException, RuntimeError):
                         self._consumer.close()
                     self._consumer = self._consumer_factory()
-            self._commit_on_close()
+            self._assignment.commit_on_close(self._consumer)
         finally:
             self._consumer.close()
             self._dlq.flush(10)
@@ -107,9 +114,9 @@ class CommandConsumer:
     def _consume(self, poll_timeout: float) -> None:
         self._consumer.subscribe(
             self._decoder.topics,
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_lost,
+            on_assign=self._assignment.on_assign,
+            on_revoke=self._assignment.on_revoke,
+            on_lost=self._assignment.on_lost,
         )
         while not self._stop.is_set():
             self.health.beat()
@@ -171,11 +178,16 @@ class CommandConsumer:
                 inbound.append(decoded)
             else:
                 dead.append(decoded)
-        applied = self._applier.apply(inbound)
+        stored = next_offsets(self._group, messages)
+        # With a dead letter in hand the offsets wait until it is acknowledged: saved
+        # with the commands, they could pass a letter that a crash then never sends.
+        applied = self._applier.apply(inbound, () if dead else stored)
         dead.extend(applied.dead)
         self._dead_letter(dead)
+        if not applied.offsets_saved:
+            self._save_offsets(stored)
         applied_at = time.perf_counter()
-        self._commit(messages)
+        self._assignment.commit(self._consumer, messages)
         logger.debug(
             "poll of %d: applied in %.1f ms, offsets committed in %.1f ms",
             len(messages),
@@ -194,6 +206,14 @@ class CommandConsumer:
         for item in inbound:
             item.span.end()
 
+    def _save_offsets(self, stored: list[ConsumedOffset]) -> None:
+        try:
+            self._backoff.call("save offsets", lambda: self._bus.save_offsets(stored), is_transient)
+        except Exception as exc:
+            # Never the messages' fault: pause and try the poll again (its commands come
+            # back as duplicates, its dead letters are sent again: at least once).
+            raise SystemicFault(classify(exc)) from exc
+
     def _dead_letter(self, dead: list[DeadLetter]) -> None:
         if dead:
             self._backoff.call("dead-letter", lambda: self._produce_dead(dead), _dlq_transient)
@@ -201,74 +221,13 @@ class CommandConsumer:
     def _produce_dead(self, dead: list[DeadLetter]) -> None:
         produce_and_wait(self._dlq, [letter.outgoing(self._dlq_topic) for letter in dead])
 
-    def _commit(self, messages: list[Message]) -> None:
-        """Commit the poll's offsets without waiting for the broker's answer.
-
-        The database transaction is already durable, so an offset commit that
-        fails or is lost only means a re-delivery, which the inbox absorbs; not
-        waiting for it keeps its round trip out of every poll's latency.
-        """
-        moved = self._positions.advance(
-            (str(m.topic()), m.partition() or 0, m.offset() or 0) for m in messages
-        )
-        try:
-            self._consumer.commit(offsets=self._offsets(moved), asynchronous=True)
-        except KafkaException as exc:
-            if exc.args and is_fatal(exc.args[0]):
-                raise ConsumerBroken(f"fatal error committing offsets: {exc}") from exc
-            logger.warning("offset commit failed (%s); the poll may be re-delivered", exc)
-
-    def _offsets(self, partitions: set[Partition] | None = None) -> list[TopicPartition]:
-        return [TopicPartition(*position) for position in self._positions.to_commit(partitions)]
-
-    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        logger.info("assigned %s", _partition_list(partitions))
-        self._assigned.update((tp.topic, tp.partition) for tp in partitions)
-        self._report()
-
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        logger.info("revoked %s", _partition_list(partitions))
-        revoked = [(tp.topic, tp.partition) for tp in partitions]
-        # What was applied is committed before the partitions move, so their next owner
-        # starts where this one stopped instead of re-reading what the inbox would absorb.
-        applied = self._offsets(set(revoked))
-        if applied:
-            try:
-                consumer.commit(offsets=applied, asynchronous=False)
-            except KafkaException as exc:
-                logger.warning("offsets of revoked partitions not committed (%s)", exc)
-        self._forget(revoked)
-
-    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Already another member's: committing now could only overwrite its offsets.
-        logger.warning("lost %s", _partition_list(partitions))
-        self._forget([(tp.topic, tp.partition) for tp in partitions])
-
-    def _forget(self, revoked: list[Partition]) -> None:
-        self._positions.forget(revoked)
-        self._assigned.difference_update(revoked)
-        for topic, partition in revoked:
-            with suppress(KeyError):  # never reported
-                metrics.CONSUMER_LAG.remove(topic, str(partition))
-        self._report()
-
     def _report(self) -> None:
         if self._pause.paused:
             return  # the pause says why it is not ready
-        if self._assigned:
-            self.health.ready(f"{len(self._assigned)} partitions assigned")
+        if self._assignment.assigned:
+            self.health.ready(f"{len(self._assignment.assigned)} partitions assigned")
         else:
             self.health.not_ready("no partition assigned")
-
-    def _commit_on_close(self) -> None:
-        if not self._positions:
-            return
-        try:
-            self._consumer.commit(offsets=self._offsets(), asynchronous=False)
-        except KafkaException as exc:
-            logger.warning(
-                "final offset commit failed (%s); some messages may be re-delivered", exc
-            )
 
 
 def _dlq_transient(exc: Exception) -> bool:
@@ -309,10 +268,6 @@ def _count(inbound: list[Inbound], dead: list[DeadLetter], applied: Applied) -> 
         ).inc()
 
 
-def _partition_list(partitions: list[TopicPartition]) -> str:
-    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing"
-
-
 def build(
     settings: Settings, application: bootstrap.Application, stop: threading.Event
 ) -> CommandConsumer:
@@ -326,5 +281,7 @@ def build(
         bus=application.bus,
         records={topic: records[topic] for topic in settings.command_topics},
         stop=stop,
+        group=settings.consumer_group,
+        stored_offsets=offsets.reader(application.engine, settings.consumer_group),
         poll_size=settings.consumer_poll_size,
     )

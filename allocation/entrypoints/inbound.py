@@ -23,6 +23,7 @@ from allocation.adapters.kafka import (
     Outgoing,
     dead_letter_headers,
     header,
+    legacy_identity,
     message_headers,
     message_identity,
 )
@@ -105,6 +106,7 @@ class Decoder:
             )
             envelope = Envelope(
                 message_identity(message, headers),
+                aliases=(legacy_identity(message, headers),),
                 correlation_id=header(headers, contract.CORRELATION_ID),
                 traceparent=tracing.traceparent_of(span),
                 source=Source(topic, message.partition() or 0, message.offset() or 0),

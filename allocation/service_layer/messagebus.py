@@ -24,6 +24,7 @@ from typing import Any
 
 from allocation.domain import commands, events
 from allocation.domain.errors import Rejection
+from allocation.service_layer.ports import ConsumedOffset
 from allocation.service_layer.rejections import reject
 from allocation.service_layer.unit_of_work import (
     AbstractUnitOfWork,
@@ -92,21 +93,29 @@ class MessageBus:
         return self._run([(command, envelope)], on_result, rerun_limit=1)[0]
 
     def handle_many(
-        self, items: Sequence[tuple[commands.Command, Envelope | None]]
+        self,
+        items: Sequence[tuple[commands.Command, Envelope | None]],
+        offsets: Sequence[ConsumedOffset] = (),
     ) -> list[Outcome]:
         """Apply the commands in order in ONE transaction: all commit or none does.
 
+        ``offsets`` (where their consumer reads next) commit in the same transaction.
         A conflict retries them all; a few rejections are returned as ``handle``
         returns one; any other error (or more rejections) rolls them back and
         reaches the caller, who may then apply the commands one by one.
         """
-        return self._run(items, None, rerun_limit=REJECTION_RERUNS)
+        return self._run(items, None, rerun_limit=REJECTION_RERUNS, offsets=offsets)
+
+    def save_offsets(self, offsets: Sequence[ConsumedOffset]) -> None:
+        """Store a consumer's offsets in a transaction of their own (nothing else to apply)."""
+        self._run([], None, rerun_limit=0, offsets=offsets)
 
     def _run(
         self,
         items: Sequence[tuple[commands.Command, Envelope | None]],
         on_result: ResultHook | None,
         rerun_limit: int,
+        offsets: Sequence[ConsumedOffset] = (),
     ) -> list[Outcome]:
         attempt = 0
         # Found on an earlier run of this group; judged again after a conflict, as the
@@ -124,6 +133,8 @@ class MessageBus:
                         for outcome in outcomes:
                             if not outcome.duplicate:
                                 on_result(outcome, uow)
+                    if offsets:
+                        uow.offsets.save(offsets)
                     uow.commit()
                     return outcomes
             except _RejectedAt as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -85,8 +85,9 @@ class AbstractInbox(abc.ABC):
     """Identities of inbound messages already applied, written in the applying transaction."""
 
     @abc.abstractmethod
-    def record(self, message_id: str) -> bool:
-        """Record the message; False when it was recorded before (a duplicate)."""
+    def record(self, message_id: str, aliases: Iterable[str] = ()) -> bool:
+        """Record the message; False when it, or one of its ``aliases``, was recorded before
+        (a duplicate). Aliases are only looked up, never recorded."""
 
     def prefetch(self, message_ids: Iterable[str]) -> None:  # noqa: B027 (optional)
         """These ids will be recorded soon: look them up in bulk if that helps."""
@@ -148,3 +149,22 @@ class AbstractAllocationsView(abc.ABC):
     @abc.abstractmethod
     def for_order(self, orderid: str) -> list[AllocationView]:
         """Every line of the order that is allocated, sorted by sku."""
+
+
+@dataclass(frozen=True)
+class ConsumedOffset:
+    """Where a consumer group reads next in one partition: everything before it is applied."""
+
+    group: str
+    topic: str
+    partition: int
+    next_offset: int
+
+
+class AbstractOffsets(abc.ABC):
+    """Consumer offsets kept with the data: saved in the transaction that applied the messages,
+    so a database restored to an earlier point brings back the offsets that go with it."""
+
+    @abc.abstractmethod
+    def save(self, offsets: Sequence[ConsumedOffset]) -> None:
+        """Set these partitions' next offsets (written at commit, with everything else)."""

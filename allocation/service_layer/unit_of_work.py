@@ -19,6 +19,7 @@ from allocation.domain.errors import DomainError, InvalidValue
 from allocation.service_layer.ports import (
     AbstractAllocationsView,
     AbstractInbox,
+    AbstractOffsets,
     AbstractOutbox,
     AbstractRepository,
     AbstractResponses,
@@ -65,6 +66,9 @@ class Envelope:
     message_id: str
     correlation_id: str | None = None
     deduplicate: bool = True
+    # Keys the same message had under an older identity rule: any of them in the
+    # inbox means it was applied already (rolling upgrades). Never recorded.
+    aliases: tuple[str, ...] = ()
     # W3C trace context of the span applying the message; its events are sent under it.
     traceparent: str | None = None
     source: Source | None = None  # None for an HTTP request
@@ -115,6 +119,7 @@ def wanted_by(
                 lines.add((command.sku, command.orderid))
         if envelope is not None and envelope.deduplicate:
             ids.add(envelope.message_id)
+            ids.update(envelope.aliases)
     return Wanted(frozenset(skus), frozenset(lines), frozenset(ids))
 
 
@@ -134,6 +139,7 @@ class AbstractUnitOfWork(abc.ABC):
     outbox: AbstractOutbox
     views: AbstractAllocationsView
     responses: AbstractResponses
+    offsets: AbstractOffsets
 
     def __init__(self, routes: EventRoutes) -> None:
         self._routes = routes
@@ -169,7 +175,7 @@ class AbstractUnitOfWork(abc.ABC):
         self._position = 0
         if envelope is None or not envelope.deduplicate:
             return True
-        return self.inbox.record(envelope.message_id)
+        return self.inbox.record(envelope.message_id, envelope.aliases)
 
     def collect_new_events(self) -> Iterator[events.Event]:
         """Hand over events raised since the last call; integration events also go to the outbox."""

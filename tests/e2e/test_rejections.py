@@ -49,7 +49,8 @@ def test_rejected_commands_become_command_rejected_events_and_none_is_dead_lette
 
     def rejections(got: list[Decoded]) -> dict[str, Decoded]:
         return {
-            str(r.value["causation_id"]).removeprefix("id:").removesuffix(f"-{orderid}"): r
+            # The causation is the command's inbox identity, id:<topic>:<message_id>.
+            str(r.value["causation_id"]).rsplit(":", 1)[-1].removesuffix(f"-{orderid}"): r
             for r in got
             if r.topic == s.topic_command_rejected
             and r.value

@@ -17,6 +17,7 @@ from allocation.domain import commands
 from allocation.entrypoints.consumer import CommandConsumer
 from allocation.entrypoints.retry import Stopped
 from allocation.service_layer.messagebus import Outcome
+from allocation.service_layer.ports import ConsumedOffset
 from allocation.service_layer.unit_of_work import Envelope
 
 TOPIC = "allocate"
@@ -80,16 +81,25 @@ class FakeBus:
     def __init__(self, fail: Callable[[commands.Allocate], Exception | None]) -> None:
         self.fail = fail
         self.applied: list[str] = []
+        # What each committed transaction held: order ids applied, offsets saved.
+        self.transactions: list[tuple[list[str], list[ConsumedOffset]]] = []
 
     def handle_many(
-        self, items: Sequence[tuple[commands.Command, Envelope | None]]
+        self,
+        items: Sequence[tuple[commands.Command, Envelope | None]],
+        offsets: Sequence[ConsumedOffset] = (),
     ) -> list[Outcome]:
         for command, _ in items:
             assert isinstance(command, commands.Allocate)
             if (error := self.fail(command)) is not None:
                 raise error
-        self.applied.extend(c.orderid for c, _ in items if isinstance(c, commands.Allocate))
+        orderids = [c.orderid for c, _ in items if isinstance(c, commands.Allocate)]
+        self.applied.extend(orderids)
+        self.transactions.append((orderids, list(offsets)))
         return [Outcome() for _ in items]
+
+    def save_offsets(self, offsets: Sequence[ConsumedOffset]) -> None:
+        self.transactions.append(([], list(offsets)))
 
     def handle(self, command: commands.Command, envelope: Envelope | None = None) -> Outcome:
         return self.handle_many([(command, envelope)])[0]
@@ -106,6 +116,8 @@ def consumer(
         bus=bus,  # type: ignore[arg-type]
         records={TOPIC: "Allocate"},
         stop=stop or threading.Event(),
+        group="allocation",
+        stored_offsets=lambda _: {},
         unexpected_attempts=attempts,
     )
 

@@ -2,7 +2,7 @@
 
 One module per group of subcommands, each adding its own to the parser:
 ``processes`` (run, consumer, relay, api, db), ``contract`` (topics, schemas),
-``console`` (produce, consume), ``dlq``, ``operations`` (status, outbox).
+``console`` (produce, consume), ``dlq``, ``offsets``, ``operations`` (status, outbox).
 Every failure a user can cause or meet (bad input, a server down, a refused
 schema) ends in one line on stderr and a non-zero exit, never a traceback.
 """
@@ -26,7 +26,7 @@ from allocation.adapters.schemas import IncompatibleSchema
 from allocation.adapters.security import AccessDenied, is_refusal, refused
 from allocation.config import ConfigurationError, Settings, load_settings
 from allocation.domain.errors import DomainError
-from allocation.entrypoints.cli import console, contract, dlq, operations, processes
+from allocation.entrypoints.cli import console, contract, dlq, offsets, operations, processes
 from allocation.entrypoints.cli.common import Handler, ToolError
 
 USER_ERRORS = (
@@ -97,6 +97,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"allocation {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (processes, contract, console, dlq, operations):
+    for group in (processes, contract, console, dlq, offsets, operations):
         group.add_commands(sub)
     return parser
