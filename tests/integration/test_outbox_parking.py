@@ -8,7 +8,7 @@ from sqlalchemy import Engine, insert, update
 from allocation.adapters import outbox
 from allocation.adapters.tables import outbox as outbox_table
 from allocation.config import Settings
-from allocation.entrypoints.relay import leader_connection
+from allocation.entrypoints.leadership import LeaderLock
 from tests.conftest import random_sku
 
 
@@ -62,12 +62,12 @@ def test_a_skipped_row_frees_its_key_and_is_never_sent(engine: Engine) -> None:
 
 
 def test_the_leader_connection_asks_the_server_to_drop_a_silent_peer(settings: Settings) -> None:
-    connection = leader_connection(settings.database_url)
+    lock = LeaderLock(settings.database_url)
     try:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT current_setting('tcp_user_timeout'), current_setting('tcp_keepalives_idle')"
-            )
-            assert cursor.fetchone() == ("10000", "5")  # milliseconds, seconds
+        row = lock.query(
+            "SELECT current_setting('tcp_user_timeout'), current_setting('tcp_keepalives_idle'),"
+            " current_setting('idle_session_timeout')"
+        )
+        assert row == ("10000", "5", "10s")  # milliseconds, seconds, and a silent session's end
     finally:
-        connection.close()
+        lock.close()
