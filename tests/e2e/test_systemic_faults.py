@@ -15,11 +15,10 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from sqlalchemy import Engine, select, text
 
 from allocation.adapters.database import make_engine, migrate
-from allocation.bootstrap import bootstrap
-from allocation.domain import commands
 from allocation.adapters.tables import allocations
-from allocation.bootstrap import avro_codec
+from allocation.bootstrap import avro_codec, bootstrap
 from allocation.config import Settings
+from allocation.domain import commands
 from allocation.entrypoints.provision import create_contract_topics, register_contract_schemas
 from testkit.processes import (
     Service,
