@@ -69,6 +69,7 @@ class CuttableProxy:
             except OSError:
                 _close(client)
                 continue
+            upstream.settimeout(None)  # a quiet server is not a broken one: wait as long as it
             with self._lock:
                 self._open += [client, upstream]
             for source, sink in ((client, upstream), (upstream, client)):

@@ -35,8 +35,14 @@ LAST_PROBE_S = 5.0
 class RelayPause:
     """Pauses the relay on a systemic fault; re-raises every other one."""
 
-    def __init__(self, stop: threading.Event, health: Health) -> None:
+    def __init__(
+        self,
+        stop: threading.Event,
+        health: Health,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._stop = stop
+        self._clock = clock
         self._health = health
         self._pause = Pause(what="publishing")
         self._delay = FIRST_PROBE_S
@@ -56,8 +62,8 @@ class RelayPause:
         self._pause.hold(fault.reason)
         metrics.RELAY_PAUSED.set(1)
         self._health.not_ready(f"publishing paused: {fault.reason}")
-        deadline = time.monotonic() + self._delay
-        while (remaining := deadline - time.monotonic()) > 0:
+        deadline = self._clock() + self._delay
+        while (remaining := deadline - self._clock()) > 0:
             self._health.beat()  # paused on purpose: alive, not stuck
             if self._stop.is_set():
                 raise Stopped("paused relay") from exc

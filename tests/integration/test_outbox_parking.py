@@ -7,8 +7,6 @@ from sqlalchemy import Engine, insert, update
 
 from allocation.adapters import outbox
 from allocation.adapters.tables import outbox as outbox_table
-from allocation.config import Settings
-from allocation.entrypoints.leadership import LeaderLock
 from tests.conftest import random_sku
 
 
@@ -59,15 +57,3 @@ def test_a_skipped_row_frees_its_key_and_is_never_sent(engine: Engine) -> None:
         assert outbox.skip(connection, [stuck]) == 0  # once only
         assert [r["id"] for r in outbox.parked(connection) if r["key"] == key] == []
     assert pending_ids(engine, key) == [later]
-
-
-def test_the_leader_connection_asks_the_server_to_drop_a_silent_peer(settings: Settings) -> None:
-    lock = LeaderLock(settings.database_url)
-    try:
-        row = lock.query(
-            "SELECT current_setting('tcp_user_timeout'), current_setting('tcp_keepalives_idle'),"
-            " current_setting('idle_session_timeout')"
-        )
-        assert row == ("10000", "5", "10s")  # milliseconds, seconds, and a silent session's end
-    finally:
-        lock.close()
