@@ -58,7 +58,7 @@ bench-quick: $(STAMP) stack-up  ## the same figures at small sizes (2-3 minutes)
 	$(BIN)/python -m bench --quick --out bench/results/tmp/quick.json
 
 chaos: $(STAMP) stack-up  ## fault-injection scenarios at full scale (20 s outages, 10-min soak), table at the end
-	CHAOS_SIZE=full $(BIN)/pytest tests/e2e/test_chaos.py tests/integration/test_api_fuzz.py --timeout 1800 $(PYTEST_ARGS)
+	CHAOS_SIZE=full $(BIN)/pytest tests/e2e/test_chaos.py tests/e2e/test_chaos_half_failures.py tests/integration/test_api_fuzz.py --timeout 1800 $(PYTEST_ARGS)
 
 .PHONY: chaos-cluster
 chaos-cluster: $(STAMP)  ## the cluster topology (3 brokers, Patroni) of its own, under node faults (~5 min)

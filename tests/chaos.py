@@ -330,6 +330,17 @@ class Run:
         admin_client(self.settings).delete_topics(list(self.settings.all_topics))
 
 
+@contextmanager
+def scenario(name: str, base: Settings, engine: Engine, log_dir: Path) -> Iterator[Run]:
+    """A scenario's run; afterwards every server is up again and its processes stopped."""
+    run = Run(name, base, engine, log_dir)
+    try:
+        yield run
+    finally:
+        stack("up")  # whatever a scenario stopped is running again for the next one
+        run.close()
+
+
 def expected_allocations(
     creates: list[commands.CreateBatch], orders: list[commands.Allocate]
 ) -> list[Allocation]:

@@ -1,4 +1,4 @@
-"""A TCP forwarder a test can cut: the network fault between one client and a server."""
+"""A TCP forwarder a test can cut or stall: the network faults between one client and a server."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ class CuttableProxy:
     """Forwards 127.0.0.1:``listen_port`` to 127.0.0.1:``target_port`` until cut.
 
     ``cut()`` closes every open connection and refuses new ones (the client sees
-    the server vanish); ``restore()`` accepts again.
+    the server vanish); ``restore()`` accepts again. ``stall()`` stops forwarding
+    in both directions without closing anything, new connections included (a
+    stuck middlebox: each kernel still acknowledges what it receives, so no TCP
+    timer fires on either end); ``resume()`` forwards again what waited.
     """
 
     def __init__(self, listen_port: int, target_port: int) -> None:
@@ -21,6 +24,8 @@ class CuttableProxy:
         self._lock = threading.Lock()
         self._open: list[socket.socket] = []
         self._cut = threading.Event()
+        self._flowing = threading.Event()
+        self._flowing.set()
         self._closed = threading.Event()
         self._acceptor = threading.Thread(target=self._accept, daemon=True)
         self._acceptor.start()
@@ -35,8 +40,15 @@ class CuttableProxy:
     def restore(self) -> None:
         self._cut.clear()
 
+    def stall(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
+
     def close(self) -> None:
         self._closed.set()
+        self._flowing.set()
         self.cut()
         self._acceptor.join(5)
         self._server.close()
@@ -57,15 +69,18 @@ class CuttableProxy:
             except OSError:
                 _close(client)
                 continue
+            upstream.settimeout(None)  # a quiet server is not a broken one: wait as long as it
             with self._lock:
                 self._open += [client, upstream]
             for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
+                pump = (source, sink, self._flowing)
+                threading.Thread(target=_pump, args=pump, daemon=True).start()
 
 
-def _pump(source: socket.socket, sink: socket.socket) -> None:
+def _pump(source: socket.socket, sink: socket.socket, flowing: threading.Event) -> None:
     try:
-        while chunk := source.recv(65536):
+        while flowing.wait() and (chunk := source.recv(65536)):
+            flowing.wait()  # stalled meanwhile: hold what was read
             sink.sendall(chunk)
     except OSError:
         pass

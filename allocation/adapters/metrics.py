@@ -50,6 +50,7 @@ OUTBOX_PARKED = Gauge(
     "allocation_outbox_parked_rows", "Outbox rows the relay gave up on, waiting for an operator."
 )
 RELAY_LEADER = Gauge("allocation_relay_leader", "1 on the relay that leads, 0 on a standby.")
+RELAY_PAUSED = Gauge("allocation_relay_paused", "1 while publishing is paused by a systemic fault.")
 PUBLISH_DELAY = Histogram(
     "allocation_event_publish_delay_seconds",
     "From the commit that wrote an event to the broker's acknowledgement of it.",

@@ -1,4 +1,4 @@
-"""Consumption held back by a systemic fault, and how often the log hears of it."""
+"""Work held back by a systemic fault, and how often the log hears of it."""
 
 from __future__ import annotations
 
@@ -10,13 +10,19 @@ logger = logging.getLogger(__name__)
 
 
 class Pause:
-    """Whether consumption is paused, and why; says so in the log at most once a period.
+    """Whether ``what`` (consumption, publishing) is paused, and why; logged at most once a period.
 
     A systemic fault (a missing table, a refused permission) pauses; the first
-    poll applied after it lifts the pause. ``paused`` is what readiness reports.
+    work done after it lifts the pause. ``paused`` is what readiness reports.
     """
 
-    def __init__(self, every: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        every: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        what: str = "consumption",
+    ) -> None:
+        self._what = what
         self._every = every
         self._clock = clock
         self._logged_at: float | None = None
@@ -30,13 +36,13 @@ class Pause:
         """(Still) paused for ``reason``; logged now if it was not within the period."""
         now = self._clock()
         if self._logged_at is None or now - self._logged_at >= self._every:
-            logger.error("consumption paused: %s", reason)
+            logger.error("%s paused: %s", self._what, reason)
             self._logged_at = now
         self.reason = reason
 
     def lift(self) -> None:
         """The work that failed succeeded: consumption goes on."""
         if self.reason is not None:
-            logger.warning("consumption resumed (it was paused: %s)", self.reason)
+            logger.warning("%s resumed (it was paused: %s)", self._what, self.reason)
         self.reason = None
         self._logged_at = None

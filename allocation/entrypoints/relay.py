@@ -1,8 +1,9 @@
 """The outbox relay: publishes committed outbox rows to Kafka, in commit order per key.
 
 One relay leads at a time: the one holding a PostgreSQL advisory lock on its
-own connection. Others wait as hot standbys and take over within about
-``standby_poll_s`` of the leader's connection closing (its process died).
+own connection (``leadership``). Others wait as hot standbys and take over
+within about ``standby_poll_s`` of the leader's session ending (its process
+died, or it went silent). A systemic fault pauses the leader (``relay_pause``).
 
 The leader wakes on NOTIFY (sent by a trigger when outbox rows commit) or
 after ``poll_interval_s``. It produces a chunk of rows with an idempotent producer,
@@ -16,13 +17,10 @@ parked for an operator after ``max_attempts``.
 from __future__ import annotations
 
 import logging
-import select
 import threading
 import time
 from collections.abc import Callable
 
-import psycopg2
-import psycopg2.extensions
 from confluent_kafka import KafkaError, KafkaException, Producer
 from sqlalchemy import Connection, Engine
 
@@ -34,44 +32,16 @@ from allocation.adapters.inbox import prune_inbox
 from allocation.adapters.kafka import Headers
 from allocation.adapters.responses import prune_idempotency_keys
 from allocation.adapters.security import is_refusal, refused
-from allocation.adapters.tables import LEADER_LOCK, OUTBOX_CHANNEL
+from allocation.adapters.tables import OUTBOX_CHANNEL
 from allocation.adapters.wire import published_record
 from allocation.config import Settings
 from allocation.entrypoints.health import Health
+from allocation.entrypoints.leadership import LeaderLock
+from allocation.entrypoints.relay_pause import RelayPause
 from allocation.entrypoints.relay_policy import Delivered, Delivery, RelayPolicy
 from allocation.entrypoints.retry import Backoff, Stopped
 
 logger = logging.getLogger(__name__)
-
-
-# The lock's connection tells both ends to give up on a peer that stopped answering: the
-# server (its tcp_* settings, per session) releases the leader lock within about 20 s of
-# the leader's host vanishing, instead of the two hours of the kernel's default keepalive.
-_LIVENESS = {
-    "keepalives": 1,
-    "keepalives_idle": 5,
-    "keepalives_interval": 2,
-    "keepalives_count": 3,
-    "tcp_user_timeout": 10_000,
-    "options": (
-        "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3 "
-        "-c tcp_user_timeout=10000"
-    ),
-}
-
-
-def leader_connection(dsn: str) -> psycopg2.extensions.connection:
-    """The connection that holds the leader lock, and LISTENs, for as long as it lives."""
-    # Named after the process, so that `allocation status` and tests can tell who leads.
-    connection = psycopg2.connect(dsn, application_name=bootstrap.client_id("relay"), **_LIVENESS)
-    connection.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
-    return connection
-
-
-def _ping(connection: psycopg2.extensions.connection) -> None:
-    # Raises on a dead connection, which sends the relay back to standby.
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
 
 
 class ProducerBroken(Exception):
@@ -107,6 +77,8 @@ class OutboxRelay:
         self._known_topics: set[str] = set()
         self._backoff = Backoff(stop)
         self.health = health or Health()
+        self._pause = RelayPause(stop, self.health)
+        self._lock: LeaderLock | None = None
         self.is_leader = threading.Event()
         self.published = 0
 
@@ -119,67 +91,68 @@ class OutboxRelay:
                     # Unsent rows stay pending: the new producer sends them again.
                     logger.error("%s; replacing the Kafka producer", exc)
                     self._producer = self._producer_factory()
+                except Exception as exc:  # not leading (yet): nothing held while paused
+                    self._pause.hold(exc)
         except Stopped:
             pass
         finally:
             self._producer.flush(10)
 
     def _lead_once(self) -> None:
-        """Wait for the leader lock, then publish until stopped or the lock's connection fails."""
+        """Wait for the leader lock, then publish until stopped or the lock is lost."""
         self.health.not_ready("connecting to the database")
-        leader = leader_connection(self._dsn)
+        lock = LeaderLock(self._dsn)
         try:
+            self._pause.lift("standby: another relay leads")
             self.health.ready("standby: another relay leads")
-            if not self._acquire(leader):
+            if not self._acquire(lock):
                 return
             logger.info("relay is the leader")
+            self._lock = lock
             self.is_leader.set()
             self.health.ready("leader")
             metrics.RELAY_LEADER.set(1)
-            with leader.cursor() as cursor:
-                cursor.execute(f"LISTEN {OUTBOX_CHANNEL}")
-            checked = time.monotonic()
+            lock.listen(OUTBOX_CHANNEL)
             while not self._stop.is_set():
                 self.health.beat()
-                self._observe_backlog()
-                if self._publish_chunk() < self._policy.chunk_size:
-                    self._housekeeping()
-                    self._wait_for_notify(leader)
-                elif time.monotonic() - checked >= 1.0:
-                    # Busy, so no wait for NOTIFY checks the lock's connection: ask it
-                    # now, so that a leader cut off from PostgreSQL stops within seconds.
-                    _ping(leader)
-                checked = time.monotonic()
+                try:
+                    self._lead_one_round(lock)
+                except ProducerBroken:
+                    raise
+                except Exception as exc:  # a systemic fault keeps the lock (see relay_pause)
+                    self._pause.hold(exc, wait=lock.wait_for_notify)
+                    continue
+                self._pause.lift("leader")
         finally:
+            self._lock = None
             self.is_leader.clear()
             metrics.RELAY_LEADER.set(0)
             self.health.not_ready("not connected to the database")
-            leader.close()
+            lock.close()
 
-    def _acquire(self, leader: psycopg2.extensions.connection) -> bool:
+    def _lead_one_round(self, lock: LeaderLock) -> None:
+        self._observe_backlog()
+        if self._publish_chunk() < self._policy.chunk_size:
+            self._housekeeping()
+            lock.wait_for_notify(self._policy.poll_interval_s)
+        else:
+            lock.confirm()  # busy: no wait for NOTIFY confirms the lock, so ask now
+
+    def _acquire(self, lock: LeaderLock) -> bool:
         while not self._stop.is_set():
             self.health.beat()
-            with leader.cursor() as cursor:
-                cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", LEADER_LOCK)
-                row = cursor.fetchone()
-            if row is not None and row[0]:
+            if lock.try_acquire():
                 return True
             self._stop.wait(self._policy.standby_poll_s)
         return False
-
-    def _wait_for_notify(self, leader: psycopg2.extensions.connection) -> None:
-        # poll() on a dead connection raises, which sends the relay back to standby.
-        readable, _, _ = select.select([leader], [], [], self._policy.poll_interval_s)
-        leader.poll()
-        leader.notifies.clear()
-        if not readable:
-            _ping(leader)
 
     def _publish_chunk(self) -> int:
         with self._engine.connect() as connection:
             rows = outbox.fetch_pending(connection, self._policy.chunk_size)
         if not rows:
             return 0
+        if self._lock is not None:  # the fence: hand rows to the producer only as the leader
+            self._lock.confirm()
         delivery = self._produce(rows)
         published = delivery.publishable()
         with self._engine.begin() as connection:
@@ -269,6 +242,8 @@ class OutboxRelay:
         while self._producer.flush(1.0) > 0:
             if self._stop.is_set():
                 raise NotDelivered("stopping with unacknowledged rows; they will be re-published")
+            if self._lock is not None:
+                self._lock.confirm()
 
     def _hold_back(self, connection: Connection, row: outbox.PendingRow, error: str) -> None:
         attempts = row.attempts + 1

@@ -16,17 +16,21 @@ from sqlalchemy import Engine, select, text
 
 from allocation.adapters.database import make_engine, migrate
 from allocation.adapters.tables import allocations
-from allocation.bootstrap import avro_codec
+from allocation.bootstrap import avro_codec, bootstrap
 from allocation.config import Settings
+from allocation.domain import commands
 from allocation.entrypoints.provision import create_contract_topics, register_contract_schemas
 from testkit.processes import (
     Service,
+    leading_relay_pid,
+    readiness,
     service_env,
     wait_for_batches,
+    wait_for_leader,
     wait_until,
     wait_until_ready,
 )
-from testkit.traffic import CommandSender
+from testkit.traffic import CommandSender, DecodingReader
 from tests.conftest import fresh_database, random_batchref, random_orderid, random_sku
 
 
@@ -102,6 +106,46 @@ def test_a_missing_table_pauses_the_consumer_until_it_is_back_and_dead_letters_n
     finally:
         code = consumer.terminate()
         print(f"--- consumer log ---\n{consumer.log()[-4000:]}")
+        engine.dispose()
+    assert code == 0
+
+
+def test_a_revoked_permission_pauses_the_relay_which_keeps_its_lock_and_resumes_by_itself(
+    world: Settings, tmp_path: Path
+) -> None:
+    engine = make_engine(world.sqlalchemy_url, pool_size=1)
+    migrate(engine)
+    relay = Service(["relay"], service_env(world), tmp_path, "relay").start()
+    application = bootstrap(world)
+    reader = DecodingReader(world, avro_codec(world), [world.topic_line_allocated])
+    try:
+        wait_for_leader(engine, relay)
+        with engine.begin() as connection:
+            connection.execute(text("REVOKE SELECT ON outbox FROM CURRENT_USER"))
+
+        def paused() -> bool:
+            status, reason = readiness(relay)
+            return status == 503 and reason.startswith("publishing paused: SQLSTATE 42501")
+
+        wait_until(paused, 60, "the relay to report its pause on /readyz")
+        assert relay.running, relay.log()[-3000:]
+        assert leading_relay_pid(engine) == relay.pid  # paused, it keeps the lock
+        with engine.begin() as connection:
+            connection.execute(text("GRANT SELECT ON outbox TO CURRENT_USER"))
+        sku, orderid = random_sku(), random_orderid()
+        application.bus.handle(commands.CreateBatch(random_batchref(), sku, 10, None))
+        application.bus.handle(commands.Allocate(orderid, sku, 3))
+        reader.read_until(
+            lambda seen: any(r.value and r.value["orderid"] == orderid for r in seen), 60
+        )
+        wait_until_ready(relay)
+        assert relay.log().count("publishing paused: SQLSTATE 42501") == 1  # once a minute
+        assert "publishing resumed" in relay.log()
+    finally:
+        code = relay.terminate()
+        print(f"--- relay log ---\n{relay.log()[-4000:]}")
+        reader.close()
+        application.close()
         engine.dispose()
     assert code == 0
 

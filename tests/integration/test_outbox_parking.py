@@ -7,8 +7,6 @@ from sqlalchemy import Engine, insert, update
 
 from allocation.adapters import outbox
 from allocation.adapters.tables import outbox as outbox_table
-from allocation.config import Settings
-from allocation.entrypoints.relay import leader_connection
 from tests.conftest import random_sku
 
 
@@ -59,15 +57,3 @@ def test_a_skipped_row_frees_its_key_and_is_never_sent(engine: Engine) -> None:
         assert outbox.skip(connection, [stuck]) == 0  # once only
         assert [r["id"] for r in outbox.parked(connection) if r["key"] == key] == []
     assert pending_ids(engine, key) == [later]
-
-
-def test_the_leader_connection_asks_the_server_to_drop_a_silent_peer(settings: Settings) -> None:
-    connection = leader_connection(settings.database_url)
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT current_setting('tcp_user_timeout'), current_setting('tcp_keepalives_idle')"
-            )
-            assert cursor.fetchone() == ("10000", "5")  # milliseconds, seconds
-    finally:
-        connection.close()

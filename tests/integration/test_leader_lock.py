@@ -1,0 +1,64 @@
+"""The relay's leader lock gives way when its holder goes silent, whatever TCP says."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import make_url
+
+from allocation.config import Settings
+from allocation.entrypoints.leadership import LeaderLock, LockLost
+from testkit.processes import free_port, wait_until
+from tests.proxy import CuttableProxy
+
+
+@pytest.fixture
+def proxied(settings: Settings) -> Iterator[tuple[CuttableProxy, str]]:
+    """A proxy to the test database, and the database URL through it."""
+    url = make_url(settings.database_url)
+    port = free_port()
+    proxy = CuttableProxy(port, url.port or 5432)
+    yield proxy, url.set(port=port).render_as_string(hide_password=False)
+    proxy.close()
+
+
+def test_the_leader_connection_asks_the_server_to_drop_a_silent_peer(settings: Settings) -> None:
+    lock = LeaderLock(settings.database_url)
+    try:
+        row = lock.query(
+            "SELECT current_setting('tcp_user_timeout'), current_setting('tcp_keepalives_idle'),"
+            " current_setting('idle_session_timeout')"
+        )
+        assert row == ("10000", "5", "10s")  # milliseconds, seconds, and a silent session's end
+    finally:
+        lock.close()
+
+
+def test_a_lock_connection_that_stops_answering_is_given_up(
+    proxied: tuple[CuttableProxy, str],
+) -> None:
+    proxy, url = proxied
+    lock = LeaderLock(url)
+    try:
+        assert lock.try_acquire()
+        proxy.stall()  # nothing forwarded, nothing closed: no TCP timer fires
+        with pytest.raises(LockLost):
+            lock.query("SELECT 1")
+    finally:
+        lock.close()
+
+
+def test_the_server_frees_the_lock_of_a_session_that_went_silent(
+    settings: Settings, proxied: tuple[CuttableProxy, str]
+) -> None:
+    proxy, url = proxied
+    silent, standby = LeaderLock(url), LeaderLock(settings.database_url)
+    try:
+        assert silent.try_acquire()
+        proxy.stall()
+        assert not standby.try_acquire()
+        wait_until(standby.try_acquire, 30, "the silent session's lock to be freed")
+    finally:
+        silent.close()
+        standby.close()
