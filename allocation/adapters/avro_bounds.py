@@ -58,7 +58,7 @@ def _empty(schema: Any, named: dict[str, bool]) -> bool:
         return False  # a union writes its branch index
     kind = schema.get("type")
     if kind == "fixed":
-        empty = schema.get("size") == 0
+        empty = bool(schema.get("size") == 0)
     elif kind == "record":
         name = schema.get("name", "")
         named.setdefault(name, False)  # a type inside itself can only hold it behind a union
