@@ -26,23 +26,39 @@ from typing import Any
 import fastavro
 from confluent_kafka.schema_registry import Schema as RegistrySchema
 from confluent_kafka.schema_registry import SchemaRegistryClient
-from confluent_kafka.schema_registry.error import SchemaRegistryError
 from fastavro.read import SchemaResolutionError
 
 from allocation.adapters.avro_bounds import MAX_RECORD_BYTES, unbounded_array
+from allocation.adapters.avro_errors import (
+    InvalidRecord,
+    OversizeRecord,
+    PoisonMessage,
+    SchemaNotInSubject,
+    UnboundedSchema,
+    UndecodableMessage,
+    UnknownSchemaId,
+    WrongRecordType,
+    registry_failure,
+)
+from allocation.adapters.avro_errors import RegistryTransportError as RegistryTransportError
+from allocation.adapters.avro_errors import registry_client as registry_client
 from allocation.adapters.contract import Schema, subject
-from allocation.adapters.faults import MessageFault, RegistryUnavailable
-from allocation.adapters.security import AccessDenied, registry_client_config
 from allocation.adapters.wire import Record
-from allocation.config import Settings
 
-try:  # the HTTP library the registry client itself uses (httpx2, or httpx before it)
-    from confluent_kafka.schema_registry.common._httpx_compat import httpx as _registry_http
-except ImportError:  # pragma: no cover (older confluent-kafka)
-    import httpx as _registry_http  # type: ignore[no-redef]
+__all__ = [
+    "AvroCodec",
+    "InvalidRecord",
+    "OversizeRecord",
+    "PoisonMessage",
+    "RegistryTransportError",
+    "SchemaNotInSubject",
+    "UnboundedSchema",
+    "UndecodableMessage",
+    "UnknownSchemaId",
+    "WrongRecordType",
+    "registry_client",
+]
 
-RegistryTransportError: type[Exception] = _registry_http.HTTPError
-"""Raised by the registry client when it cannot reach the registry at all."""
 
 _HEADER = struct.Struct(">bI")
 # How long a writer trusts "this build's schema is not registered" before asking again.
@@ -51,70 +67,6 @@ _UNREGISTERED_TTL_S = 60.0
 _FOREIGN_ID_TTL_S = 60.0
 
 logger = logging.getLogger(__name__)
-
-
-class PoisonMessage(MessageFault):
-    """The bytes of a message can never become a command; ``error_type`` names why."""
-
-    error_type = "PoisonMessage"
-
-
-class UndecodableMessage(PoisonMessage):
-    error_type = "UndecodableMessage"
-
-
-class UnknownSchemaId(PoisonMessage):
-    error_type = "UnknownSchemaId"
-
-
-class SchemaNotInSubject(PoisonMessage):
-    """The schema id is in the registry, but not a version of the topic's subject."""
-
-    error_type = "SchemaNotInSubject"
-
-
-class OversizeRecord(PoisonMessage):
-    error_type = "OversizeRecord"
-
-
-class UnboundedSchema(PoisonMessage):
-    """The writer schema would let a record's decode run unbounded (see ``avro_bounds``)."""
-
-    error_type = "UnboundedSchema"
-
-
-class WrongRecordType(PoisonMessage):
-    error_type = "WrongRecordType"
-
-
-class InvalidRecord(PoisonMessage):
-    """The record's schema cannot be read as the topic's (a field missing, a type changed)."""
-
-    error_type = "InvalidRecord"
-
-
-def registry_client(settings: Settings) -> SchemaRegistryClient:
-    """A client of the schema registry, with the credentials the settings give."""
-    return SchemaRegistryClient(registry_client_config(settings))
-
-
-def _refused(exc: Exception) -> bool:
-    # Wrong or missing credentials: not the message's fault, and no retry will help.
-    return isinstance(exc, SchemaRegistryError) and exc.http_status_code in (401, 403)
-
-
-def _registry_refused(exc: Exception) -> AccessDenied:
-    status = getattr(exc, "http_status_code", None)
-    return AccessDenied(
-        f"schema registry refused access (HTTP {status}): check "
-        "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO (not retried)"
-    )
-
-
-def _unavailable(exc: Exception) -> bool:
-    if isinstance(exc, RegistryTransportError):
-        return True
-    return isinstance(exc, SchemaRegistryError) and (exc.http_status_code or 0) >= 500
 
 
 class AvroCodec:
@@ -227,8 +179,9 @@ class AvroCodec:
         try:
             registered = self._registry.get_version(name, version)
         except Exception as exc:
-            if _unavailable(exc):
-                raise RegistryUnavailable(f"schema registry: {exc}") from exc
+            failure = registry_failure(exc)
+            if failure is not None:
+                raise failure from exc
             raise LookupError(f"version {version} of {name} is not in the registry") from exc
         if registered.schema_id is None or registered.schema is None:
             raise LookupError(f"the registry gave no schema for version {version} of {name}")
@@ -245,10 +198,9 @@ class AvroCodec:
                     name, RegistrySchema(json.dumps(self._raw[topic]), "AVRO")
                 )
             except Exception as exc:
-                if _unavailable(exc):
-                    raise RegistryUnavailable(f"schema registry: {exc}") from exc
-                if _refused(exc):
-                    raise _registry_refused(exc) from exc
+                failure = registry_failure(exc)
+                if failure is not None:
+                    raise failure from exc
                 raise LookupError(
                     f"schema for {name} is not registered (run `allocation schemas register`)"
                 ) from exc
@@ -269,10 +221,9 @@ class AvroCodec:
             try:
                 found = self._registry.get_schema_versions(schema_id)
             except Exception as exc:
-                if _unavailable(exc):
-                    raise RegistryUnavailable(f"schema registry: {exc}") from exc
-                if _refused(exc):
-                    raise _registry_refused(exc) from exc
+                failure = registry_failure(exc)
+                if failure is not None:
+                    raise failure from exc
                 raise UnknownSchemaId(f"schema id {schema_id} is unknown to the registry") from exc
             if any(v.subject == name for v in found):
                 self._in_subject.setdefault(topic, set()).add(schema_id)
@@ -296,10 +247,9 @@ class AvroCodec:
         try:
             found = self._registry.get_schema(schema_id)
         except Exception as exc:
-            if _unavailable(exc):
-                raise RegistryUnavailable(f"schema registry: {exc}") from exc
-            if _refused(exc):
-                raise _registry_refused(exc) from exc
+            failure = registry_failure(exc)
+            if failure is not None:
+                raise failure from exc
             raise UnknownSchemaId(f"schema id {schema_id} is unknown to the registry") from exc
         if found.schema_type not in (None, "AVRO"):
             return WrongRecordType(f"schema id {schema_id} is {found.schema_type}, not Avro")
