@@ -12,6 +12,7 @@ import dataclasses
 import json
 import random
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -331,7 +332,12 @@ def test_poison_at_the_decode_edge(run: Run, registry: SchemaRegistryClient, kin
     run.orders += extra
     run.settle()
     letters = run.recorder.on(run.settings.topic_dlq)
-    run.verdict(expected_dead=len(reasons), note=f"{len(extra)} good orders with bad headers")
+    kinds = Counter(t for t, _ in reasons)
+    run.verdict(
+        expected_dead=len(reasons),
+        note=", ".join(f"{n} {t}" for t, n in sorted(kinds.items()))
+        + (f"; {len(extra)} good orders with bad headers" if extra else ""),
+    )
     got = sorted((s.headers["error_type"], s.headers["error_message"]) for s in letters)
     assert [t for t, _ in got] == sorted(t for t, _ in reasons)
     for (kind_got, message), (_, wanted) in zip(got, sorted(reasons), strict=True):
