@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+
+from confluent_kafka.schema_registry import RegisteredSchema
+from confluent_kafka.schema_registry import Schema as RegistrySchema
+from confluent_kafka.schema_registry.common.schema_registry_client import SchemaVersion
+from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from allocation.bootstrap import event_routes
 from allocation.config import settings_from
@@ -130,3 +137,43 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         self.responses.staged.clear()
         self.offsets.staged.clear()
         self.products.seen.clear()
+
+
+class FakeSchemaRegistry:
+    """The few calls of a Confluent-style registry the Avro codec makes, counted per method."""
+
+    def __init__(self) -> None:
+        self.schemas: dict[int, str] = {}
+        self.subjects: dict[str, list[int]] = {}
+        self.calls: Counter[str] = Counter()
+
+    def register(self, subject: str, schema: Mapping[str, object]) -> int:
+        text = json.dumps(schema)
+        schema_id = next((i for i, s in self.schemas.items() if s == text), len(self.schemas) + 1)
+        self.schemas[schema_id] = text
+        self.subjects.setdefault(subject, []).append(schema_id)
+        return schema_id
+
+    def get_schema(self, schema_id: int) -> RegistrySchema:
+        self.calls["get_schema"] += 1
+        if schema_id not in self.schemas:
+            raise SchemaRegistryError(404, 40403, f"schema {schema_id} not found")
+        return RegistrySchema(self.schemas[schema_id], "AVRO")
+
+    def get_schema_versions(self, schema_id: int) -> list[SchemaVersion]:
+        self.calls["get_schema_versions"] += 1
+        if schema_id not in self.schemas:
+            raise SchemaRegistryError(404, 40403, f"schema {schema_id} not found")
+        return [
+            SchemaVersion(subject, n + 1)
+            for subject, ids in self.subjects.items()
+            for n, i in enumerate(ids)
+            if i == schema_id
+        ]
+
+    def lookup_schema(self, subject: str, schema: RegistrySchema) -> RegisteredSchema:
+        self.calls["lookup_schema"] += 1
+        for n, i in enumerate(self.subjects.get(subject, [])):
+            if json.loads(self.schemas[i]) == json.loads(schema.schema_str or "null"):
+                return RegisteredSchema(subject, n + 1, i, None, schema)
+        raise SchemaRegistryError(404, 40403, f"not under {subject}")

@@ -3,7 +3,11 @@
 Wire format: magic byte 0, the writer schema's id (4 bytes, big endian), then
 the Avro body. Decoding reads with the writer schema the registry names and
 resolves it to the topic's own schema (``allocation/schemas/*.avsc``), so a record written
-with an older compatible schema still decodes.
+with an older compatible schema still decodes. Only the ids registered under the
+topic's own subject are read: the registry checked those against the subject's
+compatibility level; any other id is poison. The decode is bounded (see
+``avro_bounds``): a record over ``MAX_RECORD_BYTES`` or a writer schema with an
+array of zero-byte items is poison before fastavro reads it.
 
 Errors are split by what the caller must do: a ``PoisonMessage`` can never
 decode (dead-letter it); ``RegistryUnavailable`` may clear (retry).
@@ -22,76 +26,47 @@ from typing import Any
 import fastavro
 from confluent_kafka.schema_registry import Schema as RegistrySchema
 from confluent_kafka.schema_registry import SchemaRegistryClient
-from confluent_kafka.schema_registry.error import SchemaRegistryError
 from fastavro.read import SchemaResolutionError
 
+from allocation.adapters.avro_bounds import MAX_RECORD_BYTES, unbounded_array
+from allocation.adapters.avro_errors import (
+    InvalidRecord,
+    OversizeRecord,
+    PoisonMessage,
+    SchemaNotInSubject,
+    UnboundedSchema,
+    UndecodableMessage,
+    UnknownSchemaId,
+    WrongRecordType,
+    registry_failure,
+)
+from allocation.adapters.avro_errors import RegistryTransportError as RegistryTransportError
+from allocation.adapters.avro_errors import registry_client as registry_client
 from allocation.adapters.contract import Schema, subject
-from allocation.adapters.faults import MessageFault, RegistryUnavailable
-from allocation.adapters.security import AccessDenied, registry_client_config
 from allocation.adapters.wire import Record
-from allocation.config import Settings
 
-try:  # the HTTP library the registry client itself uses (httpx2, or httpx before it)
-    from confluent_kafka.schema_registry.common._httpx_compat import httpx as _registry_http
-except ImportError:  # pragma: no cover (older confluent-kafka)
-    import httpx as _registry_http  # type: ignore[no-redef]
+__all__ = [
+    "AvroCodec",
+    "InvalidRecord",
+    "OversizeRecord",
+    "PoisonMessage",
+    "RegistryTransportError",
+    "SchemaNotInSubject",
+    "UnboundedSchema",
+    "UndecodableMessage",
+    "UnknownSchemaId",
+    "WrongRecordType",
+    "registry_client",
+]
 
-RegistryTransportError: type[Exception] = _registry_http.HTTPError
-"""Raised by the registry client when it cannot reach the registry at all."""
 
 _HEADER = struct.Struct(">bI")
 # How long a writer trusts "this build's schema is not registered" before asking again.
 _UNREGISTERED_TTL_S = 60.0
+# How long a reader trusts "this id is under other subjects only" (an id can be added to one).
+_FOREIGN_ID_TTL_S = 60.0
 
 logger = logging.getLogger(__name__)
-
-
-class PoisonMessage(MessageFault):
-    """The bytes of a message can never become a command; ``error_type`` names why."""
-
-    error_type = "PoisonMessage"
-
-
-class UndecodableMessage(PoisonMessage):
-    error_type = "UndecodableMessage"
-
-
-class UnknownSchemaId(PoisonMessage):
-    error_type = "UnknownSchemaId"
-
-
-class WrongRecordType(PoisonMessage):
-    error_type = "WrongRecordType"
-
-
-class InvalidRecord(PoisonMessage):
-    """The record's schema cannot be read as the topic's (a field missing, a type changed)."""
-
-    error_type = "InvalidRecord"
-
-
-def registry_client(settings: Settings) -> SchemaRegistryClient:
-    """A client of the schema registry, with the credentials the settings give."""
-    return SchemaRegistryClient(registry_client_config(settings))
-
-
-def _refused(exc: Exception) -> bool:
-    # Wrong or missing credentials: not the message's fault, and no retry will help.
-    return isinstance(exc, SchemaRegistryError) and exc.http_status_code in (401, 403)
-
-
-def _registry_refused(exc: Exception) -> AccessDenied:
-    status = getattr(exc, "http_status_code", None)
-    return AccessDenied(
-        f"schema registry refused access (HTTP {status}): check "
-        "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO (not retried)"
-    )
-
-
-def _unavailable(exc: Exception) -> bool:
-    if isinstance(exc, RegistryTransportError):
-        return True
-    return isinstance(exc, SchemaRegistryError) and (exc.http_status_code or 0) >= 500
 
 
 class AvroCodec:
@@ -102,11 +77,17 @@ class AvroCodec:
         self._registry = registry
         self._schemas = {topic: _parse(s) for topic, s in schemas.items()}
         self._raw = dict(schemas)
-        self._writers: dict[int, Schema] = {}
+        # A writer schema, or why it cannot be one: asked of the registry once per id.
+        self._writers: dict[int, Schema | PoisonMessage] = {}
         self._ids: dict[str, int] = {}
         self._versions: dict[str, int] = {}
         self._unregistered: dict[str, float] = {}
         self._by_version: dict[tuple[str, int], tuple[int, Schema]] = {}
+        # Per topic, the ids known to be versions of its subject; a miss asks the
+        # registry again (a version registered since is accepted), a hit does not.
+        self._in_subject: dict[str, set[int]] = {}
+        # (topic, id) found under other subjects only, until when that answer is trusted.
+        self._foreign: dict[tuple[str, int], tuple[float, str]] = {}
 
     def decode(self, topic: str, data: bytes | None) -> Record:
         """The record in ``data``, read as ``topic``'s schema; PoisonMessage if it cannot be."""
@@ -117,9 +98,14 @@ class AvroCodec:
             raise UndecodableMessage(
                 f"{len(data or b'')} bytes: too short for the Confluent wire format"
             )
+        if len(data) > MAX_RECORD_BYTES:
+            raise OversizeRecord(
+                f"{len(data)} bytes: over the {MAX_RECORD_BYTES}-byte limit of a command"
+            )
         magic, schema_id = _HEADER.unpack_from(data)
         if magic != 0:
             raise UndecodableMessage(f"magic byte {magic}, expected 0 (Confluent wire format)")
+        self._require_in_subject(topic, schema_id)
         writer = self._writer_schema(schema_id)
         if writer["name"] != reader["name"]:
             raise WrongRecordType(
@@ -193,8 +179,9 @@ class AvroCodec:
         try:
             registered = self._registry.get_version(name, version)
         except Exception as exc:
-            if _unavailable(exc):
-                raise RegistryUnavailable(f"schema registry: {exc}") from exc
+            failure = registry_failure(exc)
+            if failure is not None:
+                raise failure from exc
             raise LookupError(f"version {version} of {name} is not in the registry") from exc
         if registered.schema_id is None or registered.schema is None:
             raise LookupError(f"the registry gave no schema for version {version} of {name}")
@@ -211,41 +198,73 @@ class AvroCodec:
                     name, RegistrySchema(json.dumps(self._raw[topic]), "AVRO")
                 )
             except Exception as exc:
-                if _unavailable(exc):
-                    raise RegistryUnavailable(f"schema registry: {exc}") from exc
-                if _refused(exc):
-                    raise _registry_refused(exc) from exc
+                failure = registry_failure(exc)
+                if failure is not None:
+                    raise failure from exc
                 raise LookupError(
                     f"schema for {name} is not registered (run `allocation schemas register`)"
                 ) from exc
             if registered.schema_id is None:
                 raise LookupError(f"the registry gave no id for {name}")
             self._ids[topic] = registered.schema_id
+            self._in_subject.setdefault(topic, set()).add(registered.schema_id)
             if registered.version is not None:
                 self._versions[topic] = int(registered.version)
         return self._ids[topic]
 
+    def _require_in_subject(self, topic: str, schema_id: int) -> None:
+        if schema_id in self._in_subject.get(topic, ()):
+            return
+        name = subject(topic)
+        until, elsewhere = self._foreign.get((topic, schema_id), (0.0, ""))
+        if time.monotonic() >= until:
+            try:
+                found = self._registry.get_schema_versions(schema_id)
+            except Exception as exc:
+                failure = registry_failure(exc)
+                if failure is not None:
+                    raise failure from exc
+                raise UnknownSchemaId(f"schema id {schema_id} is unknown to the registry") from exc
+            if any(v.subject == name for v in found):
+                self._in_subject.setdefault(topic, set()).add(schema_id)
+                return
+            elsewhere = ", ".join(sorted({str(v.subject) for v in found})) or "no subject"
+            self._foreign[(topic, schema_id)] = (time.monotonic() + _FOREIGN_ID_TTL_S, elsewhere)
+        raise SchemaNotInSubject(
+            f"schema id {schema_id} is not a version of {name} (it is registered under "
+            f"{elsewhere}); the registry never checked it against {name}'s compatibility"
+        )
+
     def _writer_schema(self, schema_id: int) -> Schema:
         writer = self._writers.get(schema_id)
-        if writer is not None:
-            return writer
+        if writer is None:
+            writer = self._writers[schema_id] = self._fetch_writer(schema_id)
+        if isinstance(writer, PoisonMessage):
+            raise type(writer)(str(writer))
+        return writer
+
+    def _fetch_writer(self, schema_id: int) -> Schema | PoisonMessage:
         try:
             found = self._registry.get_schema(schema_id)
         except Exception as exc:
-            if _unavailable(exc):
-                raise RegistryUnavailable(f"schema registry: {exc}") from exc
-            if _refused(exc):
-                raise _registry_refused(exc) from exc
+            failure = registry_failure(exc)
+            if failure is not None:
+                raise failure from exc
             raise UnknownSchemaId(f"schema id {schema_id} is unknown to the registry") from exc
         if found.schema_type not in (None, "AVRO"):
-            raise WrongRecordType(f"schema id {schema_id} is {found.schema_type}, not Avro")
+            return WrongRecordType(f"schema id {schema_id} is {found.schema_type}, not Avro")
         try:
             writer = _parse(json.loads(found.schema_str or "null"))
-        except Exception as exc:
-            raise WrongRecordType(f"schema id {schema_id} is not a usable Avro record") from exc
+        except Exception:
+            return WrongRecordType(f"schema id {schema_id} is not a usable Avro record")
         if writer.get("type") != "record":
-            raise WrongRecordType(f"schema id {schema_id} is not an Avro record")
-        self._writers[schema_id] = writer
+            return WrongRecordType(f"schema id {schema_id} is not an Avro record")
+        unbounded = unbounded_array(writer)
+        if unbounded is not None:
+            return UnboundedSchema(
+                f"schema id {schema_id}: array {unbounded} holds items of zero bytes, so a "
+                "record could make its decode run unbounded"
+            )
         return writer
 
 

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import random
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,9 +21,14 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from sqlalchemy import Engine, text
 
+from allocation.adapters.avro_bounds import MAX_RECORD_BYTES
+from allocation.adapters.contract import load_schema
 from allocation.adapters.security import kafka_client_security
 from allocation.config import Settings
+from allocation.domain import commands
+from testkit.hostile import spinning_record, with_zero_byte_array
 from testkit.processes import wait_for_leader, wait_until, wait_until_ready
+from testkit.raw_headers import produce_with_raw_header
 from testkit.traffic import CommandSender
 from tests.chaos import SCALE, Run, rss_mib, stack, wire
 from tests.proxy import CuttableProxy
@@ -303,3 +309,91 @@ def dead_letters_trimmed(run: Run) -> bool:
     finally:
         consumer.close()
     return any(low > 0 for low in lows)
+
+
+# Poison at the decode edge (issue 10): each kind sent once the pipeline is warm, with
+# good orders still arriving behind it. One parametrised function, a row per kind.
+EDGE_POISON = [
+    "oversize-record",
+    pytest.param(
+        "header-garbage",
+        # Seen 3 runs of 3: the consumer segfaults inside confluent-kafka iterating the
+        # list Message.headers() returned for a record whose header name is not UTF-8
+        # (kafka.message_headers, first call; PYTHONFAULTHANDLER below shows the stack
+        # in consumer-1.log). The single such record of test_poison.py does not crash it.
+        marks=pytest.mark.xfail(strict=True, reason="consumer segfaults on a raw header name"),
+    ),
+    "registry-poison",
+]
+
+
+@pytest.mark.parametrize("kind", EDGE_POISON)
+def test_poison_at_the_decode_edge(run: Run, registry: SchemaRegistryClient, kind: str) -> None:
+    """Every poison record dead-lettered with its reason, every good command applied once."""
+    run.prepare(stock=1000)  # stock never runs out: extra orders may land in any order
+    run.start_pipeline(PYTHONFAULTHANDLER="1")  # a crash in C leaves its Python stack in the log
+    with run.load():
+        run.warmed_up()
+        reasons, extra = send_edge_poison(run, registry, kind)
+    run.orders += extra
+    run.settle()
+    letters = run.recorder.on(run.settings.topic_dlq)
+    kinds = Counter(t for t, _ in reasons)
+    run.verdict(
+        expected_dead=len(reasons),
+        note=", ".join(f"{n} {t}" for t, n in sorted(kinds.items()))
+        + (f"; {len(extra)} good orders with bad headers" if extra else ""),
+    )
+    got = sorted((s.headers["error_type"], s.headers["error_message"]) for s in letters)
+    assert [t for t, _ in got] == sorted(t for t, _ in reasons)
+    for (kind_got, message), (_, wanted) in zip(got, sorted(reasons), strict=True):
+        assert wanted in message, f"{kind_got}: {message!r} does not say {wanted!r}"
+
+
+def send_edge_poison(
+    run: Run, registry: SchemaRegistryClient, kind: str
+) -> tuple[list[tuple[str, str]], list[commands.Allocate]]:
+    """Send ``kind``'s poison; its (error_type, reason fragment) per record, and the good
+    orders it sent besides (to be applied like the load's)."""
+    s, sku = run.settings, run.orders[0].sku
+    topic, order = s.topic_allocate, {"orderid": "poison", "sku": sku, "qty": 1}
+    sender = CommandSender(s, run.codec, max_bytes=1_000_000)
+    reasons: list[tuple[str, str]] = []
+    extra: list[commands.Allocate] = []
+    if kind == "oversize-record":
+        for size in (MAX_RECORD_BYTES + 1, 200_000, 900_000):
+            value = run.codec.encode(topic, {**order, "orderid": "x" * size})
+            sender.send_raw(topic, value, sku)
+            reasons.append(("OversizeRecord", f"{MAX_RECORD_BYTES}-byte limit"))
+    elif kind == "header-garbage":
+        for n in range(5):
+            bad = run.codec.encode(topic, {**order, "qty": -1})
+            produce_with_raw_header(
+                s.kafka_bootstrap_servers, topic, sku.encode(), bad, b"\xff\xfe", b"\xc3\x28"
+            )
+            reasons.append(("InvalidQuantity", "qty"))
+            good = commands.Allocate(f"{s.consumer_group}-garbage-{n}", sku, 1)
+            value = run.codec.encode(topic, dataclasses.asdict(good))
+            produce_with_raw_header(
+                s.kafka_bootstrap_servers, topic, sku.encode(), value, b"\x80id", b"\xff"
+            )
+            extra.append(good)
+            garbled = [("message_id", b"\xff\xfe"), ("correlation_id", b"\xc3\x28")]
+            sender.send_raw(topic, bad, sku, headers=garbled)
+            reasons.append(("InvalidQuantity", "qty"))
+    else:
+        allocate = load_schema("Allocate")
+        elsewhere = {**allocate, "doc": "registered under a subject the topic does not use"}
+        foreign = registry.register_schema(
+            f"{s.consumer_group}-scratch-value", Schema(json.dumps(elsewhere), "AVRO")
+        )
+        padded = with_zero_byte_array(allocate)
+        # Compatible (a new field with a default), so the topic's own subject takes it.
+        hostile = registry.register_schema(f"{topic}-value", Schema(json.dumps(padded), "AVRO"))
+        for _ in range(5):
+            sender.send_raw(topic, wire(foreign, elsewhere, order), sku)
+            reasons.append(("SchemaNotInSubject", f"schema id {foreign} is not a version"))
+            sender.send_raw(topic, spinning_record(hostile, allocate, order), sku)
+            reasons.append(("UnboundedSchema", f"schema id {hostile}: array pad[]"))
+    sender.flush()
+    return reasons, extra

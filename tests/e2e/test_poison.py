@@ -35,7 +35,11 @@ def wire(schema_id: int, body: bytes) -> bytes:
 
 @pytest.fixture
 def allocate_without_qty(registry: SchemaRegistryClient, e2e_settings: Settings) -> int:
-    """The id of an Allocate schema lacking ``qty``, registered under a scratch subject."""
+    """The id of an Allocate schema lacking ``qty``, registered under a scratch subject.
+
+    The registry never checked it against the allocate topic's subject, so the
+    consumer must not read it as an Allocate (it once did, by record name alone).
+    """
     schema = {
         "type": "record",
         "name": "Allocate",
@@ -73,8 +77,8 @@ def test_every_kind_of_poison_is_dead_lettered_and_a_valid_command_behind_it_app
         "no-value": (None, "UndecodableMessage"),
         "bad-magic": (b"\x01" + wire(allocate_id, valid_body)[1:], "UndecodableMessage"),
         "unknown-schema-id": (wire(987_654_321, valid_body), "UnknownSchemaId"),
-        "wrong-record": (allocated_bytes, "WrongRecordType"),
-        "missing-field": (without_qty, "InvalidRecord"),
+        "wrong-record": (allocated_bytes, "SchemaNotInSubject"),
+        "foreign-subject": (without_qty, "SchemaNotInSubject"),
         "truncated": (wire(allocate_id, valid_body[:-3]), "UndecodableMessage"),
         "trailing-bytes": (wire(allocate_id, valid_body + b"\x00\x00"), "UndecodableMessage"),
     }

@@ -13,9 +13,9 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from allocation.adapters.avro import (
     AvroCodec,
     InvalidRecord,
+    SchemaNotInSubject,
     UndecodableMessage,
     UnknownSchemaId,
-    WrongRecordType,
 )
 from allocation.adapters.contract import load_schema
 from allocation.adapters.schemas import register
@@ -47,17 +47,56 @@ def test_round_trips_in_the_confluent_wire_format(
     assert codec.decode(topics["add"], data) == record
 
 
+def fresh_topic(registry: SchemaRegistryClient, *versions: dict[str, object]) -> str:
+    """A topic whose subject holds ``versions``, oldest first, under BACKWARD."""
+    topic = f"avro-test-{uuid.uuid4().hex[:8]}-fresh"
+    for version in versions:
+        register(registry, topic, version, "BACKWARD")
+    return topic
+
+
 def test_reads_a_record_written_with_an_older_compatible_schema(
-    codec: AvroCodec, topics: dict[str, str], registry: SchemaRegistryClient
+    registry: SchemaRegistryClient,
 ) -> None:
     older = load_schema("CreateBatch")
     older["fields"] = [f for f in older["fields"] if f["name"] != "eta"]
-    older_id = registry.register_schema(
-        f"{topics['add']}-old-value", Schema(json.dumps(older), "AVRO")
-    )
+    topic = fresh_topic(registry, older, load_schema("CreateBatch"))
+    older_id = registry.lookup_schema(f"{topic}-value", Schema(json.dumps(older), "AVRO")).schema_id
+    codec = AvroCodec(registry, {topic: load_schema("CreateBatch")})
     body = b"\x04b1" + b"\x08LAMP" + b"\x0a"  # ref "b1", sku "LAMP", qty 5
-    decoded = codec.decode(topics["add"], struct.pack(">bI", 0, older_id) + body)
+    decoded = codec.decode(topic, struct.pack(">bI", 0, older_id) + body)
     assert decoded == {"ref": "b1", "sku": "LAMP", "qty": 5, "eta": None}
+
+
+def test_an_id_registered_under_another_subject_is_not_read_as_the_topics(
+    codec: AvroCodec, topics: dict[str, str], registry: SchemaRegistryClient
+) -> None:
+    # A valid Allocate writer schema, but one the topic's subject never checked.
+    other = {**load_schema("Allocate"), "doc": "registered elsewhere"}
+    other_subject = f"{topics['allocate']}-elsewhere-value"
+    foreign = registry.register_schema(other_subject, Schema(json.dumps(other), "AVRO"))
+    data = struct.pack(">bI", 0, foreign) + b"\x04o1\x08LAMP\x06"
+    with pytest.raises(
+        SchemaNotInSubject, match=rf"schema id {foreign} is not a version of {topics['allocate']}"
+    ):
+        codec.decode(topics["allocate"], data)
+
+
+def test_a_version_registered_after_the_codec_started_is_read(
+    registry: SchemaRegistryClient,
+) -> None:
+    first = load_schema("Allocate")
+    topic = fresh_topic(registry, first)
+    codec = AvroCodec(registry, {topic: first})
+    record = {"orderid": "o1", "sku": "LAMP", "qty": 3}
+    assert codec.decode(topic, codec.encode(topic, record)) == record
+    second = {
+        **first,
+        "fields": [*first["fields"], {"name": "note", "type": "string", "default": ""}],
+    }
+    later = register(registry, topic, second, "BACKWARD").schema_id
+    body = b"\x04o1\x08LAMP\x06\x04hi"
+    assert codec.decode(topic, struct.pack(">bI", 0, later) + body) == record
 
 
 @pytest.mark.parametrize(
@@ -77,13 +116,13 @@ def test_bytes_that_are_not_a_record_are_poison(
         codec.decode(topics["allocate"], data)
 
 
-def test_a_record_of_another_topic_is_the_wrong_type(
+def test_a_record_of_another_topic_is_not_read_as_this_ones(
     codec: AvroCodec, topics: dict[str, str]
 ) -> None:
     allocated = codec.encode(
         topics["allocated"], {"orderid": "o", "sku": "s", "qty": 1, "batchref": "b"}
     )
-    with pytest.raises(WrongRecordType, match="Allocated"):
+    with pytest.raises(SchemaNotInSubject, match=f"{topics['allocated']}-value"):
         codec.decode(topics["allocate"], allocated)
 
 
@@ -98,10 +137,13 @@ def test_truncated_and_padded_bodies_are_poison(codec: AvroCodec, topics: dict[s
 def test_a_writer_schema_missing_a_required_field_is_an_invalid_record(
     codec: AvroCodec, topics: dict[str, str], registry: SchemaRegistryClient
 ) -> None:
+    # Dropping a field is BACKWARD-compatible, so the subject takes it; this build cannot read it.
     partial = load_schema("Allocate")
     partial["fields"] = [f for f in partial["fields"] if f["name"] != "qty"]
-    partial_id = registry.register_schema(
-        f"{topics['allocate']}-partial-value", Schema(json.dumps(partial), "AVRO")
-    )
+    topic = fresh_topic(registry, load_schema("Allocate"), partial)
+    partial_id = registry.lookup_schema(
+        f"{topic}-value", Schema(json.dumps(partial), "AVRO")
+    ).schema_id
+    codec = AvroCodec(registry, {topic: load_schema("Allocate")})
     with pytest.raises(InvalidRecord, match="qty"):
-        codec.decode(topics["allocate"], struct.pack(">bI", 0, partial_id) + b"\x04o1\x08LAMP")
+        codec.decode(topic, struct.pack(">bI", 0, partial_id) + b"\x04o1\x08LAMP")
