@@ -5,6 +5,7 @@ Every Kafka client of the service and its tools is configured here.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -140,8 +141,28 @@ def message_headers(message: Message) -> MessageHeaders:
         raw = message.headers() or []
     except (SystemError, UnicodeError):
         return []
+    try:
+        if isinstance(raw, list) and not _whole(raw):
+            return []
+    except SystemError:  # the decode error confluent-kafka left pending surfaced here
+        return []
     pairs = raw.items() if isinstance(raw, dict) else raw
     return [(k, v.encode() if isinstance(v, str) else v) for k, v in pairs if v is not None]
+
+
+def _whole(headers: list[Any]) -> bool:
+    """Whether confluent-kafka filled every slot of the list (and of each pair) it returned.
+
+    On a header name that is not UTF-8 it may return, without raising, a list whose
+    slots past that header are NULL, with the decode error left pending (the next C
+    call then raises SystemError); touching such a slot from Python crashes the
+    process. The garbage collector's traversal skips NULL slots, so counting what it
+    sees against the length tells, without touching any slot.
+    """
+    pairs = gc.get_referents(headers)
+    return len(pairs) == len(headers) and all(
+        isinstance(pair, tuple) and len(gc.get_referents(pair)) == len(pair) for pair in pairs
+    )
 
 
 def header(headers: MessageHeaders, name: str) -> str | None:
