@@ -32,6 +32,8 @@ SECRET_FILES = {
     "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO_FILE": "schema_registry_basic_auth_user_info",
     "DATABASE_URL_FILE": "database_url",
     "DATABASE_PASSWORD_FILE": "database_url",  # only the password part of DATABASE_URL
+    "MIGRATION_DATABASE_URL_FILE": "migration_database_url",
+    "API_TOKEN_FILE": "api_token",
 }
 
 KAFKA_CONFIG_PREFIX = "KAFKA_CONFIG_"

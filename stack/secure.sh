@@ -33,7 +33,7 @@ secure_material() {
     local name old_umask
     old_umask=$(umask)
     umask 077
-    for name in "${PRINCIPALS[@]}" keystore pg-allocation pg-apicurio; do
+    for name in "${PRINCIPALS[@]}" keystore pg-allocation pg-allocation-owner pg-apicurio; do
         openssl rand -hex 16 >"$SECURE_DIR/$name.password"
     done
     (
@@ -74,6 +74,9 @@ SCHEMA_REGISTRY_CA_LOCATION=$SECURE_DIR/ca.pem
 DATABASE_URL='postgresql://allocation:$pg_password@127.0.0.1:$STACK_PG_PORT/allocation?sslmode=verify-full&sslrootcert=$SECURE_DIR/ca.pem'
 EOF
     done
+    # Only the admin migrates: the database's owner role, which the service's role is not.
+    echo "MIGRATION_DATABASE_URL='postgresql://allocation_owner:$(secure_password pg-allocation-owner)@127.0.0.1:$STACK_PG_PORT/allocation?sslmode=verify-full&sslrootcert=$SECURE_DIR/ca.pem'" \
+        >>"$SECURE_DIR/admin.env"
     # Kafka's own Java tools (kafka-acls, kafka-topics ...) as the admin: --command-config admin.properties
     cat >"$SECURE_DIR/admin.properties" <<EOF
 security.protocol=SASL_SSL
@@ -200,8 +203,10 @@ pg_wait_and_setup() {
         || die "creating the roles and databases failed (stack/postgres/init.sql)"
     # init.sql sets the plain stack's well-known passwords: replace them with generated ones
     pg_superuser_psql -q -d postgres -v ON_ERROR_STOP=1 \
-        -v a="$(secure_password pg-allocation)" -v r="$(secure_password pg-apicurio)" >/dev/null <<'EOF' \
+        -v a="$(secure_password pg-allocation)" -v r="$(secure_password pg-apicurio)" \
+        -v o="$(secure_password pg-allocation-owner)" >/dev/null <<'EOF' \
         || die "setting the database passwords failed"
+ALTER ROLE allocation_owner PASSWORD :'o';
 ALTER ROLE allocation PASSWORD :'a';
 ALTER ROLE apicurio PASSWORD :'r';
 EOF

@@ -27,6 +27,7 @@ from allocation.bootstrap import Application
 from allocation.domain import commands, model
 from allocation.domain.errors import DomainError, DuplicateBatchRef
 from allocation.entrypoints import api_operations
+from allocation.entrypoints.api_auth import BearerToken
 from allocation.entrypoints.idempotency import IdempotentRequests, Respond, fingerprint, message_id
 from allocation.service_layer.unit_of_work import ConcurrencyConflict, Envelope
 
@@ -199,6 +200,9 @@ def create_app(application: Application) -> FastAPI:
         return {"status": "ok"}
 
     _install_error_handlers(api)
+    token = application.settings.api_token
+    if token is not None:  # added first: the request metrics count its 401s too
+        api.add_middleware(BearerToken, token=token.get_secret_value())
     api_operations.install(api, application.engine)
     return api
 
