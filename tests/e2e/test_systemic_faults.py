@@ -1,4 +1,4 @@
-"""The operator's faults (a missing table, an old schema) pause or stop; nothing dead-lettered."""
+"""The operator's faults (a missing table or privilege, an old schema): pause or stop, no DLQ."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from sqlalchemy import Engine, select, text
+from sqlalchemy.engine import make_url
 
 from allocation.adapters.database import make_engine
 from allocation.adapters.tables import allocations
@@ -124,3 +125,45 @@ def test_a_process_refuses_to_start_on_a_database_without_the_schema(
     assert "allocation db upgrade" in lines[0]
     assert "Traceback" not in started.stderr
     assert dead_letter_count(world) == 0
+
+
+def test_a_refused_privilege_pauses_the_consumer_saying_what_to_do_until_db_upgrade_grants_it(
+    world: Settings, tmp_path: Path
+) -> None:
+    upgrade_schema(world)
+    owner = make_engine(world.migration_sqlalchemy_url, pool_size=1)
+    service_role = make_url(world.sqlalchemy_url).username
+    consumer = Service(["consumer"], service_env(world), tmp_path, "consumer").start()
+    try:
+        wait_until_ready(consumer)
+        # The operator's mistake: a privilege the service's role needs, taken away.
+        with owner.begin() as connection:
+            connection.execute(text(f'REVOKE INSERT ON products FROM "{service_role}"'))
+        sender = CommandSender(world, avro_codec(world))
+        sku, ref = random_sku(), random_batchref()
+        sender.send(world.topic_add_batch, {"ref": ref, "sku": sku, "qty": 5, "eta": None}, sku)
+        sender.flush()
+        wait_until(lambda: "consumption paused" in consumer.log(), 90, "the consumer to pause")
+        paused = next(line for line in consumer.log().splitlines() if "consumption paused" in line)
+        assert "SQLSTATE 42501" in paused
+        assert "MIGRATION_DATABASE_URL" in paused
+        assert "allocation db upgrade" in paused
+        assert consumer.running, consumer.log()[-3000:]
+        assert dead_letter_count(world) == 0
+
+        # What the log says to do: migrate as the owner, which grants the privileges again.
+        upgraded = subprocess.run(
+            [sys.executable, "-m", "allocation.entrypoints.cli", "db", "upgrade"],
+            env=service_env(world),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert upgraded.returncode == 0, upgraded.stderr
+        wait_for_batches(owner, [ref], timeout=60)
+        assert dead_letter_count(world) == 0
+    finally:
+        code = consumer.terminate()
+        print(f"--- consumer log ---\n{consumer.log()[-4000:]}")
+        owner.dispose()
+    assert code == 0
