@@ -27,7 +27,10 @@ secure_material() {
     if [[ -d $DATA_DIR ]] && [[ ! -f $SECURE_DIR/.complete ]] && [[ -n $(ls -A "$DATA_DIR" 2>/dev/null) ]]; then
         die "$STACK_HOME holds a plain stack's data: run 'stack/stack.sh purge' first, or use another STACK_HOME"
     fi
-    [[ -f $SECURE_DIR/.complete ]] && return 0
+    if [[ -f $SECURE_DIR/.complete ]]; then
+        secure_owner_material
+        return 0
+    fi
     command -v openssl >/dev/null || die "openssl not found (apt-get install openssl)"
     say "generating a throwaway CA, the servers' certificate and passwords in $SECURE_DIR"
     local name old_umask
@@ -54,6 +57,13 @@ secure_material() {
     umask "$old_umask"
     chmod 644 "$SECURE_DIR/ca.pem"
     touch "$SECURE_DIR/.complete"
+}
+
+# A secured stack made before the owner role existed: its password, and its URL in admin.env.
+secure_owner_material() {
+    [[ -f $SECURE_DIR/pg-allocation-owner.password ]] && return 0
+    say "generating the database owner's password in $SECURE_DIR"
+    (umask 077 && openssl rand -hex 16 >"$SECURE_DIR/pg-allocation-owner.password" && secure_env_files)
 }
 
 # service.env, client.env, admin.env: the settings of the `allocation` command for each principal.

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 from psycopg2 import errors
 
 from allocation.adapters.faults import Kind, classify
@@ -14,6 +15,7 @@ from allocation.entrypoints.cli import explain
 from allocation.settings_sources import SECRET_FILES
 
 SERVICE = "postgresql://allocation:service-pw@db:5432/allocation"
+ROOT = Path(__file__).resolve().parents[2]
 OWNER = "postgresql://allocation_owner:owner-s3cret-pw@db:5432/allocation?sslmode=require"
 
 
@@ -87,3 +89,14 @@ def test_the_cli_names_what_to_do_about_a_refused_privilege() -> None:
     said = explain(refused, settings_from())
     assert said.startswith("permission denied for schema public; ")
     assert "MIGRATION_DATABASE_URL" in said
+
+
+def test_in_the_compose_file_only_the_deploy_step_has_the_owners_url() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.kafka.yml").read_text())
+    services = compose["services"]
+    having = {
+        name for name, s in services.items() if "MIGRATION_DATABASE_URL" in s.get("environment", {})
+    }
+    assert having == {"prepare"}
+    owner = services["prepare"]["environment"]["MIGRATION_DATABASE_URL"]
+    assert owner.startswith("postgresql://allocation_owner:")
