@@ -6,9 +6,12 @@ service's role (DATABASE_URL) is granted only the rows' privileges, by the migra
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
@@ -23,6 +26,7 @@ from allocation.service_layer.handlers import COMMAND_HANDLERS, EVENT_HANDLERS
 from allocation.service_layer.messagebus import MessageBus
 from testkit.processes import service_env
 from tests.conftest import fresh_database, random_batchref, random_orderid, random_sku
+from tests.containers import servers_mode
 
 
 def allocation(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -138,3 +142,27 @@ def test_db_upgrade_as_the_service_role_says_to_set_the_migration_url(fresh: Set
     assert len(lines) == 1, refused.stderr
     assert "permission denied" in lines[0]
     assert "MIGRATION_DATABASE_URL" in lines[0]
+
+
+def test_the_stacks_socket_directory_is_not_world_writable(settings: Settings) -> None:
+    if servers_mode() != "native":
+        pytest.skip("the socket directory of the native stack only")
+    root = Path(__file__).resolve().parents[2]
+    shown = subprocess.run(
+        [
+            "bash",
+            str(root / "stack" / "stack.sh"),
+            "psql",
+            "-At",
+            "-c",
+            "SHOW unix_socket_directories",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert shown.returncode == 0, shown.stderr
+    for directory in shown.stdout.strip().split(","):
+        mode = stat.S_IMODE(os.stat(directory.strip()).st_mode)
+        assert mode & (stat.S_IWOTH | stat.S_IROTH | stat.S_IXOTH) == 0, oct(mode)
+        assert mode & stat.S_IWGRP == 0, oct(mode)
