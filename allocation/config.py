@@ -26,6 +26,7 @@ from allocation.settings_sources import (
     check_pass_through,
     mask_password,
     masked_property,
+    sqlalchemy_form,
 )
 
 __all__ = ["ConfigurationError", "Settings", "load_settings", "mask_password", "settings_from"]
@@ -162,6 +163,14 @@ class Settings(BaseSettings):
             raise ValueError("must be user:password")
         return value
 
+    @field_validator("api_token")
+    @classmethod
+    def _usable_token(cls, value: SecretStr | None) -> SecretStr | None:
+        token = None if value is None else value.get_secret_value()
+        if token is not None and (not token or any(c.isspace() for c in token)):
+            raise ValueError("must be non-empty, without spaces (unset it: no authentication)")
+        return value
+
     @field_validator("kafka_config")
     @classmethod
     def _not_reserved(cls, value: dict[str, str]) -> dict[str, str]:
@@ -192,13 +201,13 @@ class Settings(BaseSettings):
 
     @property
     def sqlalchemy_url(self) -> str:
-        """DATABASE_URL with the driver SQLAlchemy should use spelled out (``_sqlalchemy``)."""
-        return _sqlalchemy(self.database_url)
+        """DATABASE_URL with the driver SQLAlchemy should use spelled out (``sqlalchemy_form``)."""
+        return sqlalchemy_form(self.database_url)
 
     @property
     def migration_sqlalchemy_url(self) -> str:
         """MIGRATION_DATABASE_URL, or DATABASE_URL when it is unset, for SQLAlchemy."""
-        return _sqlalchemy(self.migration_database_url or self.database_url)
+        return sqlalchemy_form(self.migration_database_url or self.database_url)
 
     @property
     def command_topics(self) -> tuple[str, str, str]:
@@ -217,24 +226,6 @@ class Settings(BaseSettings):
 
 
 _URLS = ("database_url", "migration_database_url", "schema_registry_url")
-
-
-def _sqlalchemy(database_url: str) -> str:
-    """A PostgreSQL URL with the driver SQLAlchemy should use spelled out.
-
-    libpq's multi-host form (``@h1:5432,h2:5433/db``, a Patroni cluster) is one SQLAlchemy's
-    URL parser rejects: it becomes ``@/db?host=h1:5432&host=h2:5433``, which psycopg2 gets
-    back as libpq's lists, so ``target_session_attrs`` still picks the primary.
-    """
-    url = database_url.replace("postgresql://", "postgresql+psycopg2://", 1)
-    scheme, _, rest = url.partition("://")
-    credentials, at, location = rest.rpartition("@")
-    hosts, _, path = location.partition("/")
-    if "," not in hosts:
-        return url
-    database, _, query = path.partition("?")
-    params = "&".join([*(f"host={host}" for host in hosts.split(",")), *filter(None, [query])])
-    return f"{scheme}://{credentials}{at}/{database}?{params}"
 
 
 class _ExplicitSettings(Settings):

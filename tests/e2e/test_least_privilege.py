@@ -166,3 +166,14 @@ def test_the_stacks_socket_directory_is_not_world_writable(settings: Settings) -
         mode = stat.S_IMODE(os.stat(directory.strip()).st_mode)
         assert mode & (stat.S_IWOTH | stat.S_IROTH | stat.S_IXOTH) == 0, oct(mode)
         assert mode & stat.S_IWGRP == 0, oct(mode)
+
+
+def test_db_upgrade_names_a_service_role_that_does_not_exist(fresh: Settings) -> None:
+    absent = make_url(fresh.database_url).set(username="no_such_service_role", password="x")
+    env = service_env(fresh, DATABASE_URL=absent.render_as_string(hide_password=False))
+
+    refused = allocation(env, "db", "upgrade")
+
+    assert refused.returncode == 1
+    assert "Traceback" not in refused.stderr
+    assert "'no_such_service_role' (DATABASE_URL) does not exist" in refused.stderr

@@ -100,3 +100,13 @@ def test_in_the_compose_file_only_the_deploy_step_has_the_owners_url() -> None:
     assert having == {"prepare"}
     owner = services["prepare"]["environment"]["MIGRATION_DATABASE_URL"]
     assert owner.startswith("postgresql://allocation_owner:")
+
+
+@pytest.mark.parametrize("token", ["", "two words"])
+def test_an_unusable_api_token_is_refused_without_echoing_it(
+    monkeypatch: pytest.MonkeyPatch, token: str
+) -> None:
+    monkeypatch.setenv("API_TOKEN", token)
+    with pytest.raises(ConfigurationError, match=r"API_TOKEN: .*non-empty") as refused:
+        load_settings()
+    assert "two words" not in str(refused.value)
