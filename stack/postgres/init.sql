@@ -20,6 +20,11 @@ ALTER ROLE allocation_owner WITH LOGIN NOSUPERUSER CREATEDB NOCREATEROLE PASSWOR
 ALTER ROLE allocation WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD 'allocation';
 ALTER ROLE apicurio WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD 'apicurio';
 
+-- The owner may end the service's sessions: the tests drop their throwaway databases
+-- WITH (FORCE) while a crashed process's connections may linger. It gives the owner no
+-- privilege it lacks: the service's role holds less than the owner already does.
+GRANT allocation TO allocation_owner;
+
 SELECT format('CREATE DATABASE %I OWNER %I', d, o)
   FROM (VALUES ('allocation', 'allocation_owner'), ('apicurio', 'apicurio')) AS t (d, o)
  WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = d)
