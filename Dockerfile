@@ -2,7 +2,8 @@
 # (run, consumer, relay, api, prepare, ...). docker-compose.kafka.yml's `service` profile uses it:
 #   docker compose -f docker-compose.kafka.yml --profile service up
 # Settings come from the environment as everywhere (KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL,
-# DATABASE_URL, ...; see allocation/config.py).
+# DATABASE_URL, ...; see allocation/config.py). Only `prepare` needs MIGRATION_DATABASE_URL, the
+# database owner's URL: the service's role owns nothing and cannot migrate.
 
 # --- builder: the project's wheel and its dependencies' wheels -------------------------------
 FROM python:3.11-slim AS builder

@@ -8,6 +8,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
+# The native stack's owner role runs the migrations (`allocation prepare`) and creates the tests'
+# throwaway databases; the service's role (DATABASE_URL) owns nothing. Defaulted only with
+# DATABASE_URL unset: for another database, say which role migrates it.
+ifeq ($(origin DATABASE_URL),undefined)
+export MIGRATION_DATABASE_URL ?= postgresql://allocation_owner:allocation_owner@127.0.0.1:5432/allocation
+endif
+
 .PHONY: help venv stack-up stack-down stack-status lint typecheck test test-unit test-security run bench bench-quick chaos chaos-cluster clean \
 	observability-check observe observe-down prometheus-installed asyncapi-validate
 

@@ -13,10 +13,16 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, Producer
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 
 from allocation.adapters import contract, metrics
 from allocation.adapters.avro import AvroCodec, registry_client
-from allocation.adapters.database import SqlAlchemyUnitOfWork, make_engine, session_factory
+from allocation.adapters.database import (
+    SqlAlchemyUnitOfWork,
+    make_engine,
+    migrate,
+    session_factory,
+)
 from allocation.adapters.kafka import DLQ_MAX_BYTES, command_consumer_config, producer_config
 from allocation.adapters.products import start_mappers
 from allocation.config import Settings
@@ -44,6 +50,16 @@ def event_routes(settings: Settings) -> EventRoutes:
 def database(settings: Settings, pool_size: int = 5, pre_ping: bool = True) -> Engine:
     """An engine on the service's database; the caller disposes of it."""
     return make_engine(settings.sqlalchemy_url, pool_size=pool_size, pre_ping=pre_ping)
+
+
+def upgrade_schema(settings: Settings, revision: str = "head") -> None:
+    """Migrate as the database's owner (MIGRATION_DATABASE_URL, else DATABASE_URL), then
+    grant the service's role (DATABASE_URL's user) what it needs, in one transaction."""
+    owner = make_engine(settings.migration_sqlalchemy_url, pool_size=1)
+    try:
+        migrate(owner, revision, grant_to=make_url(settings.sqlalchemy_url).username)
+    finally:
+        owner.dispose()
 
 
 @dataclass

@@ -26,6 +26,7 @@ from allocation.settings_sources import (
     check_pass_through,
     mask_password,
     masked_property,
+    sqlalchemy_form,
 )
 
 __all__ = ["ConfigurationError", "Settings", "load_settings", "mask_password", "settings_from"]
@@ -56,6 +57,9 @@ class Settings(BaseSettings):
     schema_registry_ca_location: str | None = None  # PEM file to verify an https:// registry
     # TLS to PostgreSQL goes in the URL: ?sslmode=verify-full&sslrootcert=/path/ca.pem
     database_url: str = DEFAULT_DATABASE_URL
+    # The role migrations run as (`allocation db upgrade` / `prepare`): the database's owner.
+    # Unset, DATABASE_URL's role migrates. Least privilege: the service's role owns nothing.
+    migration_database_url: str | None = None
 
     topic_add_batch: str = "add-batch"
     topic_allocate: str = "allocate"
@@ -92,6 +96,9 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, ge=1, le=65535)
     # A log line per request costs ~8% of the API's CPU; http_requests_total counts them anyway.
     api_access_log: bool = False
+    # Unset, the API has no authentication; set, every route but /livez, /readyz and
+    # /metrics needs `Authorization: Bearer <token>`.
+    api_token: SecretStr | None = None
 
     # How many outbox rows the relay publishes per round trip.
     relay_chunk_size: int = Field(
@@ -132,10 +139,15 @@ class Settings(BaseSettings):
             return (init_settings,)
         return (init_settings, FromFilesAndPassThrough(settings_cls), env_settings)
 
-    @field_validator("database_url")
+    @field_validator("migration_database_url", mode="before")
     @classmethod
-    def _postgres_only(cls, value: str) -> str:
-        if not value.startswith(("postgresql://", "postgresql+psycopg2://")):
+    def _empty_is_unset(cls, value: object) -> object:
+        return value or None  # MIGRATION_DATABASE_URL= (compose files say so): DATABASE_URL's role
+
+    @field_validator("database_url", "migration_database_url")
+    @classmethod
+    def _postgres_only(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgresql+psycopg2://")):
             raise ValueError("must be a postgresql:// URL")  # the URL itself is never echoed
         return value
 
@@ -154,6 +166,14 @@ class Settings(BaseSettings):
             raise ValueError("must be user:password")
         return value
 
+    @field_validator("api_token")
+    @classmethod
+    def _usable_token(cls, value: SecretStr | None) -> SecretStr | None:
+        token = None if value is None else value.get_secret_value()
+        if token is not None and (not token or any(c.isspace() for c in token)):
+            raise ValueError("must be non-empty, without spaces (unset it: no authentication)")
+        return value
+
     @field_validator("kafka_config")
     @classmethod
     def _not_reserved(cls, value: dict[str, str]) -> dict[str, str]:
@@ -162,7 +182,7 @@ class Settings(BaseSettings):
 
     def __repr_args__(self) -> Any:
         for name, value in super().__repr_args__():
-            if name in ("database_url", "schema_registry_url") and isinstance(value, str):
+            if name in _URLS and isinstance(value, str):
                 yield name, mask_password(value)
             elif name == "kafka_config" and isinstance(value, dict):
                 yield name, {k: masked_property(k, v) for k, v in value.items()}
@@ -184,21 +204,13 @@ class Settings(BaseSettings):
 
     @property
     def sqlalchemy_url(self) -> str:
-        """DATABASE_URL with the driver SQLAlchemy should use spelled out.
+        """DATABASE_URL with the driver SQLAlchemy should use spelled out (``sqlalchemy_form``)."""
+        return sqlalchemy_form(self.database_url)
 
-        libpq's multi-host form (``@h1:5432,h2:5433/db``, a Patroni cluster) is one SQLAlchemy's
-        URL parser rejects: it becomes ``@/db?host=h1:5432&host=h2:5433``, which psycopg2 gets
-        back as libpq's lists, so ``target_session_attrs`` still picks the primary.
-        """
-        url = self.database_url.replace("postgresql://", "postgresql+psycopg2://", 1)
-        scheme, _, rest = url.partition("://")
-        credentials, at, location = rest.rpartition("@")
-        hosts, _, path = location.partition("/")
-        if "," not in hosts:
-            return url
-        database, _, query = path.partition("?")
-        params = "&".join([*(f"host={host}" for host in hosts.split(",")), *filter(None, [query])])
-        return f"{scheme}://{credentials}{at}/{database}?{params}"
+    @property
+    def migration_sqlalchemy_url(self) -> str:
+        """MIGRATION_DATABASE_URL, or DATABASE_URL when it is unset, for SQLAlchemy."""
+        return sqlalchemy_form(self.migration_database_url or self.database_url)
 
     @property
     def command_topics(self) -> tuple[str, str, str]:
@@ -219,6 +231,9 @@ class Settings(BaseSettings):
     def all_topics(self) -> tuple[str, ...]:
         """Every topic of the contract, the DLQ included."""
         return (*self.command_topics, *self.event_topics, self.topic_dlq)
+
+
+_URLS = ("database_url", "migration_database_url", "schema_registry_url")
 
 
 class _ExplicitSettings(Settings):

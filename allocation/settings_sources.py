@@ -32,6 +32,8 @@ SECRET_FILES = {
     "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO_FILE": "schema_registry_basic_auth_user_info",
     "DATABASE_URL_FILE": "database_url",
     "DATABASE_PASSWORD_FILE": "database_url",  # only the password part of DATABASE_URL
+    "MIGRATION_DATABASE_URL_FILE": "migration_database_url",
+    "API_TOKEN_FILE": "api_token",
 }
 
 KAFKA_CONFIG_PREFIX = "KAFKA_CONFIG_"
@@ -132,3 +134,21 @@ def check_pass_through(properties: dict[str, str]) -> None:
             instead = RESERVED_KAFKA_PROPERTIES[name]
             why = f"use {instead} instead" if instead else "the service sets it itself"
             raise ValueError(f"{variable} ({name}) cannot be passed through: {why}")
+
+
+def sqlalchemy_form(database_url: str) -> str:
+    """A PostgreSQL URL with the driver SQLAlchemy should use spelled out.
+
+    libpq's multi-host form (``@h1:5432,h2:5433/db``, a Patroni cluster) is one SQLAlchemy's
+    URL parser rejects: it becomes ``@/db?host=h1:5432&host=h2:5433``, which psycopg2 gets
+    back as libpq's lists, so ``target_session_attrs`` still picks the primary.
+    """
+    url = database_url.replace("postgresql://", "postgresql+psycopg2://", 1)
+    scheme, _, rest = url.partition("://")
+    credentials, at, location = rest.rpartition("@")
+    hosts, _, path = location.partition("/")
+    if "," not in hosts:
+        return url
+    database, _, query = path.partition("?")
+    params = "&".join([*(f"host={host}" for host in hosts.split(",")), *filter(None, [query])])
+    return f"{scheme}://{credentials}{at}/{database}?{params}"

@@ -8,16 +8,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
+from sqlalchemy import Engine
 
-from allocation.adapters.database import make_engine, migrate
+from allocation.adapters.database import make_engine
 from allocation.adapters.kafka import admin_client
 from allocation.adapters.products import start_mappers
+from allocation.bootstrap import upgrade_schema
 from allocation.config import Settings, load_settings
 from allocation.entrypoints.provision import create_contract_topics, register_contract_schemas
 from bench.servers import Servers, find_servers
+from testkit.databases import throwaway_database
 
 
 @dataclass
@@ -36,23 +36,14 @@ def bench_database() -> Iterator[BenchDatabase]:
     except LookupError as missing:
         print(f"the servers' CPU will not be measured: {missing}", file=sys.stderr)
         servers = None
-    name = f"allocation_bench_{uuid.uuid4().hex[:8]}"
-    # No pool: a connection kept from before a database restart would be dead at teardown.
-    admin = create_engine(base.sqlalchemy_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(base.database_url).set(database=name).render_as_string(hide_password=False)
-    settings = base.model_copy(update={"database_url": url})
-    engine = make_engine(settings.sqlalchemy_url, pool_size=4)
-    migrate(engine)
-    start_mappers()
-    try:
-        yield BenchDatabase(settings, engine, servers)
-    finally:
-        engine.dispose()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with throwaway_database(base, prefix="allocation_bench") as settings:
+        upgrade_schema(settings)  # as the owner role; the service's role is granted its share
+        engine = make_engine(settings.sqlalchemy_url, pool_size=4)
+        start_mappers()
+        try:
+            yield BenchDatabase(settings, engine, servers)
+        finally:
+            engine.dispose()
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import delete, func, insert, select, text
 
+from allocation.adapters.database import make_engine
 from allocation.adapters.security import kafka_client_security
 from allocation.adapters.tables import allocations, batches, outbox, products
 from allocation.bootstrap import avro_codec, bootstrap
@@ -331,14 +332,20 @@ def relay_only(db: BenchDatabase, sizes: Sizes) -> float:
 
 def commit_ceiling(db: BenchDatabase, seconds: float = 10.0, clients: int = 4) -> float:
     """Single-row update-and-commit transactions per second with pgbench, 4 connections."""
-    with db.engine.begin() as connection:
-        connection.execute(
-            text("CREATE TABLE IF NOT EXISTS bench_ceiling (id int primary key, n bigint)")
-        )
-        connection.execute(text("TRUNCATE bench_ceiling"))
-        connection.execute(
-            text("INSERT INTO bench_ceiling SELECT g, 0 FROM generate_series(1, 1000) g")
-        )
+    # Made by the owner role (the service's may not create a table); the default privileges
+    # let the service's role, which pgbench connects as, update its rows.
+    owner = make_engine(db.settings.migration_sqlalchemy_url, pool_size=1)
+    try:
+        with owner.begin() as connection:
+            connection.execute(
+                text("CREATE TABLE IF NOT EXISTS bench_ceiling (id int primary key, n bigint)")
+            )
+            connection.execute(text("TRUNCATE bench_ceiling"))
+            connection.execute(
+                text("INSERT INTO bench_ceiling SELECT g, 0 FROM generate_series(1, 1000) g")
+            )
+    finally:
+        owner.dispose()
     script = LOGS / "ceiling.sql"
     LOGS.mkdir(parents=True, exist_ok=True)
     script.write_text(
@@ -393,7 +400,13 @@ def growth(db: BenchDatabase, sizes: Sizes) -> dict[str, float]:
                 text("UPDATE batches SET allocated_quantity = :n WHERE sku = :sku"),
                 {"sku": sku, "n": history},
             )
+    # Only the table's owner may ANALYZE it (the service's role would be skipped with a warning).
+    owner = make_engine(db.settings.migration_sqlalchemy_url, pool_size=1)
+    try:
+        with owner.begin() as connection:
             connection.execute(text("ANALYZE allocations"))
+    finally:
+        owner.dispose()
     application = bootstrap(db.settings)
     timings: dict[str, list[float]] = {long_sku: [], short_sku: []}
     try:

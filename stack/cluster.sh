@@ -233,6 +233,7 @@ patroni_start() { # N
         chown postgres:postgres "$CL_PG_ROOT" "$(pg_node_sock "$n")"
         [[ ! -d $(pg_node_data "$n") ]] || chown postgres:postgres "$(pg_node_data "$n")"
     fi
+    chmod 700 "$(pg_node_sock "$n")" # the superuser's trusted socket: not for every local user
     patroni_config "$n"
     say "starting Patroni postgres-$n (PostgreSQL on 127.0.0.1:$(node_pg_port "$n"), REST $(rest_port "$n")) ..."
     local -a AS_PG
@@ -388,6 +389,7 @@ print_cluster_env() {
 export KAFKA_BOOTSTRAP_SERVERS=$(bootstrap_servers)
 export SCHEMA_REGISTRY_URL=$REGISTRY_URL
 export DATABASE_URL=postgresql://allocation:allocation@${hosts[*]}/allocation?target_session_attrs=read-write
+export MIGRATION_DATABASE_URL=postgresql://allocation_owner:allocation_owner@${hosts[*]}/allocation?target_session_attrs=read-write
 export TOPIC_REPLICATION_FACTOR=${#KAFKA_NODES[@]}
 EOF
     )

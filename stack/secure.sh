@@ -27,13 +27,16 @@ secure_material() {
     if [[ -d $DATA_DIR ]] && [[ ! -f $SECURE_DIR/.complete ]] && [[ -n $(ls -A "$DATA_DIR" 2>/dev/null) ]]; then
         die "$STACK_HOME holds a plain stack's data: run 'stack/stack.sh purge' first, or use another STACK_HOME"
     fi
-    [[ -f $SECURE_DIR/.complete ]] && return 0
+    if [[ -f $SECURE_DIR/.complete ]]; then
+        secure_owner_material
+        return 0
+    fi
     command -v openssl >/dev/null || die "openssl not found (apt-get install openssl)"
     say "generating a throwaway CA, the servers' certificate and passwords in $SECURE_DIR"
     local name old_umask
     old_umask=$(umask)
     umask 077
-    for name in "${PRINCIPALS[@]}" keystore pg-allocation pg-apicurio; do
+    for name in "${PRINCIPALS[@]}" keystore pg-allocation pg-allocation-owner pg-apicurio; do
         openssl rand -hex 16 >"$SECURE_DIR/$name.password"
     done
     (
@@ -56,6 +59,13 @@ secure_material() {
     touch "$SECURE_DIR/.complete"
 }
 
+# A secured stack made before the owner role existed: its password, and its URL in admin.env.
+secure_owner_material() {
+    [[ -f $SECURE_DIR/pg-allocation-owner.password ]] && return 0
+    say "generating the database owner's password in $SECURE_DIR"
+    (umask 077 && openssl rand -hex 16 >"$SECURE_DIR/pg-allocation-owner.password" && secure_env_files)
+}
+
 # service.env, client.env, admin.env: the settings of the `allocation` command for each principal.
 secure_env_files() {
     local who pg_password
@@ -74,6 +84,9 @@ SCHEMA_REGISTRY_CA_LOCATION=$SECURE_DIR/ca.pem
 DATABASE_URL='postgresql://allocation:$pg_password@127.0.0.1:$STACK_PG_PORT/allocation?sslmode=verify-full&sslrootcert=$SECURE_DIR/ca.pem'
 EOF
     done
+    # Only the admin migrates: the database's owner role, which the service's role is not.
+    echo "MIGRATION_DATABASE_URL='postgresql://allocation_owner:$(secure_password pg-allocation-owner)@127.0.0.1:$STACK_PG_PORT/allocation?sslmode=verify-full&sslrootcert=$SECURE_DIR/ca.pem'" \
+        >>"$SECURE_DIR/admin.env"
     # Kafka's own Java tools (kafka-acls, kafka-topics ...) as the admin: --command-config admin.properties
     cat >"$SECURE_DIR/admin.properties" <<EOF
 security.protocol=SASL_SSL
@@ -202,8 +215,10 @@ pg_wait_and_setup() {
         || die "creating the roles and databases failed (stack/postgres/init.sql)"
     # init.sql sets the plain stack's well-known passwords: replace them with generated ones
     pg_superuser_psql -q -d postgres -v ON_ERROR_STOP=1 \
-        -v a="$(secure_password pg-allocation)" -v r="$(secure_password pg-apicurio)" >/dev/null <<'EOF' \
+        -v a="$(secure_password pg-allocation)" -v r="$(secure_password pg-apicurio)" \
+        -v o="$(secure_password pg-allocation-owner)" >/dev/null <<'EOF' \
         || die "setting the database passwords failed"
+ALTER ROLE allocation_owner PASSWORD :'o';
 ALTER ROLE allocation PASSWORD :'a';
 ALTER ROLE apicurio PASSWORD :'r';
 EOF

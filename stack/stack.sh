@@ -294,12 +294,15 @@ pg_start() {
     mkdir -p "$PG_SOCK" "$(dirname "$PG_LOG")"
     touch "$PG_LOG"
     as_root && chown postgres:postgres "$PG_SOCK" "$PG_LOG"
+    # Only the server's user (and root) reach the superuser's trusted socket.
+    chmod 700 "$PG_SOCK"
     # regenerated on every start, so a changed STACK_PG_PORT takes effect
     as_pg tee "$PG_DATA/stack.conf" >/dev/null <<EOF
 # written by stack/stack.sh on every start
 listen_addresses = '127.0.0.1'
 port = $STACK_PG_PORT
 unix_socket_directories = '$PG_SOCK'
+unix_socket_permissions = 0700
 max_connections = 300
 password_encryption = 'scram-sha-256'
 log_line_prefix = '%m [%p] %q%u@%d '
@@ -450,6 +453,7 @@ print_env() {
 export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$STACK_KAFKA_PORT
 export SCHEMA_REGISTRY_URL=$REGISTRY_URL
 export DATABASE_URL=postgresql://allocation:allocation@127.0.0.1:$STACK_PG_PORT/allocation
+export MIGRATION_DATABASE_URL=postgresql://allocation_owner:allocation_owner@127.0.0.1:$STACK_PG_PORT/allocation
 EOF
     )
     printf '%s\n' "$env" >"$STACK_HOME/env"

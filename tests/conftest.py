@@ -12,22 +12,21 @@ import pytest
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry import SchemaRegistryClient
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import NullPool
 
 from allocation.adapters.database import (
     SqlAlchemyUnitOfWork,
     make_engine,
-    migrate,
     session_factory,
 )
 from allocation.adapters.products import start_mappers
 from allocation.adapters.security import kafka_client_security, registry_client_config
-from allocation.bootstrap import event_routes
+from allocation.bootstrap import event_routes, upgrade_schema
 from allocation.config import Settings, load_settings
+from testkit.databases import throwaway_database
 from tests.containers import docker_missing, running_servers, servers_mode
 from tests.servers import server_missing
 
@@ -75,50 +74,35 @@ def settings(servers: dict[str, str]) -> Iterator[Settings]:
     """The environment's settings, pointed at a throwaway database of this test session.
 
     Tests then see no row of a running service, nor of an earlier run, and the
-    relay's leader lock is theirs alone.
+    relay's leader lock is theirs alone. The owner role (MIGRATION_DATABASE_URL)
+    creates it; the service's role only gets what `allocation db upgrade` grants.
     """
     base = load_settings().model_copy(update={k.lower(): v for k, v in servers.items()})
-    name = f"allocation_test_{uuid.uuid4().hex[:10]}"
-    # No pool: a connection kept from before a database restart would be dead at teardown.
-    admin = create_engine(base.sqlalchemy_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        with throwaway_database(base) as settings:
+            yield settings
     except OperationalError as exc:
-        admin.dispose()
-        server_missing("PostgreSQL", make_url(base.database_url).render_as_string(), exc)
-    url = make_url(base.database_url).set(database=name).render_as_string(hide_password=False)
-    yield base.model_copy(update={"database_url": url})
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+        url = make_url(base.migration_sqlalchemy_url).render_as_string()
+        server_missing("PostgreSQL", url, exc)
 
 
 @contextmanager
 def fresh_database(settings: Settings) -> Iterator[Settings]:
     """Settings on a new, empty database beside the session's (no migration applied)."""
-    name = f"allocation_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(settings.sqlalchemy_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(settings.database_url).set(database=name).render_as_string(hide_password=False)
-    try:
-        yield settings.model_copy(update={"database_url": url})
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with throwaway_database(settings) as fresh:
+        yield fresh
 
 
 @pytest.fixture(scope="session")
 def engine(settings: Settings) -> Iterator[Engine]:
+    """The service's role on the session's database, migrated by the owner role."""
     engine = make_engine(settings.sqlalchemy_url)
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except OperationalError as exc:
         server_missing("PostgreSQL", settings.database_url.rsplit("@", 1)[-1], exc)
-    migrate(engine)
+    upgrade_schema(settings)
     start_mappers()
     yield engine
     engine.dispose()

@@ -149,4 +149,7 @@ def running_servers(timeout: float = 180) -> Iterator[dict[str, str]]:
             "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
             "SCHEMA_REGISTRY_URL": "http://127.0.0.1:8081/apis/ccompat/v7",
             "DATABASE_URL": "postgresql://allocation:allocation@127.0.0.1:5432/allocation",
+            "MIGRATION_DATABASE_URL": (
+                "postgresql://allocation_owner:allocation_owner@127.0.0.1:5432/allocation"
+            ),
         }

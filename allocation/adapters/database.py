@@ -20,6 +20,7 @@ from allocation import migrations
 from allocation.adapters.inbox import SqlInbox
 from allocation.adapters.offsets import SqlOffsets
 from allocation.adapters.outbox import SchemaVersions, SqlOutbox
+from allocation.adapters.privileges import grant_service_role
 from allocation.adapters.products import SqlProductRepository
 from allocation.adapters.responses import SqlResponses
 from allocation.adapters.tables import MIGRATION_LOCK
@@ -145,8 +146,11 @@ def _alembic_config() -> AlembicConfig:
     return config
 
 
-def migrate(engine: Engine, revision: str = "head") -> None:
+def migrate(engine: Engine, revision: str = "head", grant_to: str | None = None) -> None:
     """Bring the schema to ``revision`` with the Alembic migrations shipped in the package.
+
+    ``engine`` connects as the database's owner; ``grant_to``, the service's role, then
+    gets the privileges it needs in the same transaction (``privileges``).
 
     Under a session-level advisory lock (MIGRATION_LOCK), taken before the
     migrating transaction begins: a second replica migrating at the same time
@@ -161,6 +165,8 @@ def migrate(engine: Engine, revision: str = "head") -> None:
             with connection.begin():
                 config.attributes["connection"] = connection
                 command.upgrade(config, revision)
+                if grant_to is not None:
+                    grant_service_role(connection, grant_to)
         finally:
             connection.execute(text("SELECT pg_advisory_unlock(:a, :b)"), _lock_keys())
             connection.commit()

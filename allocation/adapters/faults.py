@@ -24,6 +24,7 @@ from psycopg2 import errorcodes, errors
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm.exc import StaleDataError
 
+from allocation.adapters.privileges import PRIVILEGE_ADVICE
 from allocation.domain.errors import DomainError
 from allocation.service_layer.unit_of_work import ConcurrencyConflict
 
@@ -151,6 +152,8 @@ def _database(exc: sa_exc.DBAPIError | psycopg2.Error) -> Fault:
     reason = f"{name}: {_first_line(original)}"
     if code:
         reason = f"SQLSTATE {code}: {_first_line(original)}"
+        if code == errorcodes.INSUFFICIENT_PRIVILEGE:
+            reason = f"{reason}; {PRIVILEGE_ADVICE}"
         kind = _SQLSTATES.get(code) or _SQLSTATE_CLASSES.get(code[:2], Kind.UNKNOWN)
         return Fault(kind, name, reason)
     invalidated = isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated

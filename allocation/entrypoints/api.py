@@ -30,6 +30,7 @@ from allocation.bootstrap import Application
 from allocation.domain import commands, model
 from allocation.domain.errors import DomainError
 from allocation.entrypoints import api_operations
+from allocation.entrypoints.api_auth import BearerToken
 from allocation.entrypoints.group_commit import GroupCommit, Stopping
 from allocation.entrypoints.idempotency import (
     IdempotentRequests,
@@ -224,6 +225,9 @@ def create_app(application: Application) -> FastAPI:
         return {"status": "ok"}
 
     _install_error_handlers(api)
+    token = application.settings.api_token
+    if token is not None:  # added first: the request metrics count its 401s too
+        api.add_middleware(BearerToken, token=token.get_secret_value())
     api_operations.install(api, application.engine)
     return api
 

@@ -175,7 +175,13 @@ def test_user_errors_are_one_line_without_a_traceback(e2e_settings: Settings) ->
         allocation(s, "produce", s.topic_allocate, "--sku", "x", "--qty", "1"),
         allocation(s, "produce", s.topic_allocate, "--orderid", "o", "--sku", "x", "--qty", "0"),
         allocation(s, "produce", s.topic_allocate, "--json", "{not json"),
-        allocation(s, "db", "upgrade", DATABASE_URL="postgresql://allocation:x@127.0.0.1:1/nope"),
+        allocation(
+            s,
+            "db",
+            "upgrade",
+            DATABASE_URL="postgresql://allocation:x@127.0.0.1:1/nope",
+            MIGRATION_DATABASE_URL="postgresql://allocation_owner:x@127.0.0.1:1/nope",
+        ),
         allocation(
             s, "schemas", "register", SCHEMA_REGISTRY_URL="http://127.0.0.1:1/apis/ccompat/v7"
         ),

@@ -26,8 +26,9 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from sqlalchemy import Engine, text
 
-from allocation.adapters.database import make_engine, migrate
+from allocation.adapters.database import make_engine
 from allocation.adapters.products import start_mappers
+from allocation.bootstrap import upgrade_schema
 from allocation.config import Settings
 from testkit.processes import wait_until, wait_until_ready
 from tests.chaos import REPO, Run, Scale
@@ -122,8 +123,8 @@ def cluster_settings(cluster: Cluster) -> Settings:
 
 @pytest.fixture(scope="module")
 def cluster_engine(cluster_settings: Settings) -> Iterator[Engine]:
+    upgrade_schema(cluster_settings)  # as the owner role (MIGRATION_DATABASE_URL)
     engine = make_engine(cluster_settings.sqlalchemy_url)
-    migrate(engine)
     start_mappers()
     yield engine
     engine.dispose()

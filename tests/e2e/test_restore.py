@@ -21,9 +21,9 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.engine import make_url
 
-from allocation.adapters.database import make_engine, migrate
+from allocation.adapters.database import make_engine
 from allocation.adapters.tables import batches
-from allocation.bootstrap import avro_codec
+from allocation.bootstrap import avro_codec, upgrade_schema
 from allocation.config import Settings
 from allocation.entrypoints.provision import create_contract_topics, register_contract_schemas
 from allocation.entrypoints.status import dead_letter_count
@@ -44,9 +44,7 @@ def topics(settings: Settings) -> Settings:
 @pytest.fixture
 def database(topics: Settings) -> Iterator[Settings]:
     with fresh_database(topics) as ours:
-        engine = make_engine(ours.sqlalchemy_url)
-        migrate(engine)
-        engine.dispose()
+        upgrade_schema(ours)
         yield ours
 
 
@@ -60,8 +58,9 @@ def pg_tool(name: str) -> str:
 
 
 def libpq_url(settings: Settings) -> str:
+    """The owner's URL, for libpq: it dumps and restores, grants included."""
     return (
-        make_url(settings.database_url)
+        make_url(settings.migration_sqlalchemy_url)
         .set(drivername="postgresql")
         .render_as_string(hide_password=False)
     )

@@ -1,4 +1,4 @@
-"""The operator's faults (a missing table, an old schema) pause or stop; nothing dead-lettered."""
+"""The operator's faults (a missing table or privilege, an old schema): pause or stop, no DLQ."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from sqlalchemy import Engine, select, text
+from sqlalchemy.engine import make_url
 
-from allocation.adapters.database import make_engine, migrate
+from allocation.adapters.database import make_engine
 from allocation.adapters.tables import allocations
-from allocation.bootstrap import avro_codec, bootstrap
+from allocation.bootstrap import avro_codec, bootstrap, upgrade_schema
 from allocation.config import Settings
 from allocation.domain import commands
 from allocation.entrypoints.provision import create_contract_topics, register_contract_schemas
@@ -68,8 +69,9 @@ def rollbacks(engine: Engine) -> int:
 def test_a_missing_table_pauses_the_consumer_until_it_is_back_and_dead_letters_nothing(
     world: Settings, tmp_path: Path
 ) -> None:
-    engine = make_engine(world.sqlalchemy_url, pool_size=1)
-    migrate(engine)
+    upgrade_schema(world)
+    # The operator's mistake, made as the owner: the service's role may not rename a table.
+    engine = make_engine(world.migration_sqlalchemy_url, pool_size=1)
     with engine.begin() as connection:
         connection.execute(text("ALTER TABLE products RENAME TO products_x"))
     before = rollbacks(engine)
@@ -113,15 +115,18 @@ def test_a_missing_table_pauses_the_consumer_until_it_is_back_and_dead_letters_n
 def test_a_revoked_permission_pauses_the_relay_which_keeps_its_lock_and_resumes_by_itself(
     world: Settings, tmp_path: Path
 ) -> None:
+    upgrade_schema(world)
     engine = make_engine(world.sqlalchemy_url, pool_size=1)
-    migrate(engine)
+    # The operator's mistake, made as the owner: the service's role may not grant.
+    owner = make_engine(world.migration_sqlalchemy_url, pool_size=1)
+    service_role = make_url(world.sqlalchemy_url).username
     relay = Service(["relay"], service_env(world), tmp_path, "relay").start()
     application = bootstrap(world)
     reader = DecodingReader(world, avro_codec(world), [world.topic_line_allocated])
     try:
         wait_for_leader(engine, relay)
-        with engine.begin() as connection:
-            connection.execute(text("REVOKE SELECT ON outbox FROM CURRENT_USER"))
+        with owner.begin() as connection:
+            connection.execute(text(f'REVOKE SELECT ON outbox FROM "{service_role}"'))
 
         def paused() -> bool:
             status, reason = readiness(relay)
@@ -130,8 +135,8 @@ def test_a_revoked_permission_pauses_the_relay_which_keeps_its_lock_and_resumes_
         wait_until(paused, 60, "the relay to report its pause on /readyz")
         assert relay.running, relay.log()[-3000:]
         assert leading_relay_pid(engine) == relay.pid  # paused, it keeps the lock
-        with engine.begin() as connection:
-            connection.execute(text("GRANT SELECT ON outbox TO CURRENT_USER"))
+        with owner.begin() as connection:
+            connection.execute(text(f'GRANT SELECT ON outbox TO "{service_role}"'))
         sku, orderid = random_sku(), random_orderid()
         application.bus.handle(commands.CreateBatch(random_batchref(), sku, 10, None))
         application.bus.handle(commands.Allocate(orderid, sku, 3))
@@ -147,6 +152,7 @@ def test_a_revoked_permission_pauses_the_relay_which_keeps_its_lock_and_resumes_
         reader.close()
         application.close()
         engine.dispose()
+        owner.dispose()
     assert code == 0
 
 
@@ -167,3 +173,45 @@ def test_a_process_refuses_to_start_on_a_database_without_the_schema(
     assert "allocation db upgrade" in lines[0]
     assert "Traceback" not in started.stderr
     assert dead_letter_count(world) == 0
+
+
+def test_a_refused_privilege_pauses_the_consumer_saying_what_to_do_until_db_upgrade_grants_it(
+    world: Settings, tmp_path: Path
+) -> None:
+    upgrade_schema(world)
+    owner = make_engine(world.migration_sqlalchemy_url, pool_size=1)
+    service_role = make_url(world.sqlalchemy_url).username
+    consumer = Service(["consumer"], service_env(world), tmp_path, "consumer").start()
+    try:
+        wait_until_ready(consumer)
+        # The operator's mistake: a privilege the service's role needs, taken away.
+        with owner.begin() as connection:
+            connection.execute(text(f'REVOKE INSERT ON products FROM "{service_role}"'))
+        sender = CommandSender(world, avro_codec(world))
+        sku, ref = random_sku(), random_batchref()
+        sender.send(world.topic_add_batch, {"ref": ref, "sku": sku, "qty": 5, "eta": None}, sku)
+        sender.flush()
+        wait_until(lambda: "consumption paused" in consumer.log(), 90, "the consumer to pause")
+        paused = next(line for line in consumer.log().splitlines() if "consumption paused" in line)
+        assert "SQLSTATE 42501" in paused
+        assert "MIGRATION_DATABASE_URL" in paused
+        assert "allocation db upgrade" in paused
+        assert consumer.running, consumer.log()[-3000:]
+        assert dead_letter_count(world) == 0
+
+        # What the log says to do: migrate as the owner, which grants the privileges again.
+        upgraded = subprocess.run(
+            [sys.executable, "-m", "allocation.entrypoints.cli", "db", "upgrade"],
+            env=service_env(world),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert upgraded.returncode == 0, upgraded.stderr
+        wait_for_batches(owner, [ref], timeout=60)
+        assert dead_letter_count(world) == 0
+    finally:
+        code = consumer.terminate()
+        print(f"--- consumer log ---\n{consumer.log()[-4000:]}")
+        owner.dispose()
+    assert code == 0

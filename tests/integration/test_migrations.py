@@ -1,13 +1,10 @@
 import threading
-import uuid
 from collections.abc import Iterator
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
+from sqlalchemy import Engine, text
 
 from allocation.adapters.database import SchemaTooOld, make_engine, migrate, require_schema
 from allocation.adapters.tables import MIGRATION_LOCK, metadata
@@ -25,7 +22,7 @@ def test_the_migrations_create_exactly_the_tables_the_code_declares(engine: Engi
 @pytest.fixture
 def empty(settings: Settings) -> Iterator[Engine]:
     with fresh_database(settings) as fresh:
-        engine = make_engine(fresh.sqlalchemy_url, pool_size=1)
+        engine = make_engine(fresh.migration_sqlalchemy_url, pool_size=1)  # the owner role
         yield engine
         engine.dispose()
 
@@ -55,17 +52,10 @@ def test_a_database_newer_than_the_code_is_accepted(empty: Engine) -> None:
 @pytest.fixture
 def empty_database(settings: Settings) -> Iterator[Engine]:
     """A database of its own with no table at all, dropped afterwards."""
-    admin = create_engine(settings.sqlalchemy_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    name = f"allocation_migrate_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(settings.sqlalchemy_url).set(database=name)
-    engine = make_engine(url.render_as_string(hide_password=False))
-    yield engine
-    engine.dispose()
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_database(settings) as fresh:
+        engine = make_engine(fresh.migration_sqlalchemy_url)  # the owner role migrates
+        yield engine
+        engine.dispose()
 
 
 LOCK = {"a": MIGRATION_LOCK[0], "b": MIGRATION_LOCK[1]}

@@ -15,6 +15,7 @@ from importlib import metadata
 
 from confluent_kafka import KafkaException
 from confluent_kafka.schema_registry.error import SchemaRegistryError
+from psycopg2.errors import InsufficientPrivilege
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -22,6 +23,7 @@ from allocation.adapters import logs
 from allocation.adapters.avro import RegistryTransportError
 from allocation.adapters.database import SchemaTooOld
 from allocation.adapters.faults import RegistryUnavailable
+from allocation.adapters.privileges import PRIVILEGE_ADVICE, UnknownRole
 from allocation.adapters.schemas import IncompatibleSchema
 from allocation.adapters.security import AccessDenied, is_refusal, refused
 from allocation.config import ConfigurationError, Settings, load_settings
@@ -32,6 +34,7 @@ from allocation.entrypoints.cli.common import Handler, ToolError
 USER_ERRORS = (
     ConfigurationError,
     AccessDenied,
+    UnknownRole,
     ToolError,
     IncompatibleSchema,
     DomainError,
@@ -80,7 +83,10 @@ def explain(exc: BaseException, settings: Settings | None) -> str:
         where = f"database at {make_url(settings.sqlalchemy_url).render_as_string()}: "
     original = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
     text = str(original).strip().splitlines()
-    return where + (text[0] if text else type(exc).__name__)
+    said = where + (text[0] if text else type(exc).__name__)
+    if isinstance(original, InsufficientPrivilege):  # SQLSTATE 42501
+        said = f"{said}; {PRIVILEGE_ADVICE}"
+    return said
 
 
 def _version() -> str:

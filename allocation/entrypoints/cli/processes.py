@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 
 from allocation import bootstrap
 from allocation.adapters import tracing
-from allocation.adapters.database import migrate, require_schema
+from allocation.adapters.database import require_schema
 from allocation.adapters.faults import is_transient
 from allocation.config import Settings
 from allocation.entrypoints import consumer, health, relay, supervisor
@@ -113,8 +113,7 @@ def run_api(settings: Settings, args: argparse.Namespace, _: list[str]) -> int:
 
 
 def db_upgrade(settings: Settings, _args: argparse.Namespace, _: list[str]) -> int:
-    with engine(settings) as pool:
-        migrate(pool)
+    bootstrap.upgrade_schema(settings)
     print("database schema is at the latest migration")
     return 0
 
