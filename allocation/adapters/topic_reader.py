@@ -45,7 +45,13 @@ class TopicReader:
     ) -> None:
         group = group or f"{client_id}-{uuid.uuid4().hex[:8]}"
         offset_reset = "earliest" if from_beginning else "latest"
-        overrides = {"auto.offset.reset": offset_reset, "fetch.wait.max.ms": 50}
+        overrides = {
+            "auto.offset.reset": offset_reset,
+            "fetch.wait.max.ms": 50,
+            # A topic deleted and created again while it is read (a DLQ, say) is found
+            # within seconds, not at librdkafka's default five-minute metadata refresh.
+            "topic.metadata.refresh.interval.ms": 5000,
+        }
         self._consumer = Consumer(consumer_config(settings, group, client_id, **overrides))
         self.assigned = threading.Event()
         self._consumer.subscribe(topics, on_assign=lambda *_: self.assigned.set())

@@ -103,6 +103,10 @@ def test_dlq_unavailable(run: Run) -> None:
     run.settle()
     consumer_log = run.services["consumer-1"].log()
     assert "dead-letter failed" in consumer_log, "the dead letter never had to be retried"
+    # The recorder finds the topic created again at its next metadata refresh.
+    run.recorder.wait_for(
+        lambda seen: any(r.topic == dlq for r in seen), 60, "the dead letter on the new topic"
+    )
     run.verdict(expected_dead=1, note=f"DLQ topic deleted {DLQ_DOWN_S:.0f}s, 1 poison")
     letter = run.recorder.on(dlq)[0]
     assert letter.value == b"poison in hand"

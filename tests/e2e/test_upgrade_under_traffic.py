@@ -170,7 +170,8 @@ def test_a_rolling_upgrade_under_traffic_loses_and_doubles_nothing(
     ]
     [rejection] = [r.value for r in received if r.topic == s.topic_command_rejected]
     assert rejection is not None
-    assert rejection["causation_id"] == "id:applied-by-the-new-consumer"
+    # The new build's inbox identity names the topic (README, "Inbox identity").
+    assert rejection["causation_id"] == f"id:{s.topic_allocate}:applied-by-the-new-consumer"
     for p in processes:
         assert "Traceback" not in p.log(), p.log()[-3000:]
         assert " ERROR " not in p.log(), p.log()[-3000:]
