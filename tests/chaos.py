@@ -326,7 +326,8 @@ class Run:
         for service in self.services.values():
             if service.running:
                 assert service.terminate() == 0, f"{service.log_path.name} did not stop cleanly"
-        self.recorder.stop()
+        if hasattr(self, "recorder"):  # not made when the run failed before it started
+            self.recorder.stop()
         admin_client(self.settings).delete_topics(list(self.settings.all_topics))
 
 

@@ -97,6 +97,9 @@ class Cluster:
             kafka_bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"],
             schema_registry_url=env["SCHEMA_REGISTRY_URL"],
             database_url=env["DATABASE_URL"],
+            # Given, so that a MIGRATION_DATABASE_URL in the environment (the Makefile's, for
+            # the single-node stack) does not send the migrations to another server.
+            migration_database_url=env["MIGRATION_DATABASE_URL"],
             topic_replication_factor=int(env["TOPIC_REPLICATION_FACTOR"]),
         )
 
