@@ -66,7 +66,10 @@ class CuttableProxy:
                 continue
             try:
                 upstream = socket.create_connection(self._target, timeout=5)
-            except OSError:
+            except OSError as exc:
+                # Said, not silent: a client whose connections all close at once is
+                # otherwise indistinguishable from a cut (seen once in relay-partitioned).
+                print(f"proxy :{self._target[1]} unreachable ({exc}); closing the client")
                 _close(client)
                 continue
             upstream.settimeout(None)  # a quiet server is not a broken one: wait as long as it
