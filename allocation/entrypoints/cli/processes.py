@@ -12,7 +12,7 @@ from allocation.adapters import tracing
 from allocation.adapters.database import migrate, require_schema
 from allocation.adapters.faults import is_transient
 from allocation.config import Settings
-from allocation.entrypoints import consumer, health, relay, supervisor
+from allocation.entrypoints import consumer, health, relay, retention, supervisor
 from allocation.entrypoints.cli.common import command, engine
 from allocation.entrypoints.cli.contract import schemas_register, topics_create
 from allocation.entrypoints.process import stop_on_signals
@@ -73,11 +73,15 @@ def run_consumer(settings: Settings, _args: argparse.Namespace, _: list[str]) ->
 def run_relay(settings: Settings, _args: argparse.Namespace, _: list[str]) -> int:
     _trace(settings, "relay")
     stop = stop_on_signals()
-    with engine(settings, pool_size=2) as pool:
+    # Three connections: the relay's reads and its marks, and retention's, which runs on a
+    # thread of its own so that neither a busy relay nor a broker outage holds it up.
+    with engine(settings, pool_size=3) as pool:
         _check_schema(pool, stop)
         process = relay.build(settings, pool, stop)
         health.serve(process.health, settings.metrics_host, settings.relay_metrics_port)
+        pruning = retention.start(settings, pool, stop)
         process.run()
+        pruning.join(timeout=10)
     print(f"relay stopped: {process.published} published")
     return 0
 
