@@ -64,8 +64,8 @@ RETENTION_PRUNED = Counter(
 )
 RETENTION_BACKLOG_AGE = Gauge(
     "allocation_retention_backlog_age_seconds",
-    "How long the oldest row of the table has been past its retention at the end of the last "
-    "pass (0: nothing expired is left); steadily growing, pruning does not keep up.",
+    "How long the oldest row of the table has been due for pruning, at the end of retention's "
+    "last pass (0: none is due); growing from pass to pass, pruning does not keep up.",
     ["table"],
 )
 

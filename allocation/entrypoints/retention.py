@@ -51,8 +51,8 @@ class RetentionPolicy:
     inbox: timedelta = timedelta(days=7)
     idempotency_keys: timedelta = timedelta(hours=24)
     chunk_rows: int = 5_000
-    pass_s: float = 10.0
-    pause_s: float = 1.0
+    pass_s: float = 5.0
+    pause_s: float = 5.0
     interval_s: float = 60.0
 
     @classmethod
