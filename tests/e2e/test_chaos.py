@@ -201,6 +201,8 @@ def test_hostile_input_at_volume(run: Run) -> None:
     assert outcome.dead_lettered == len(poison)
 
 
+# The module's 600 s is the full soak's load alone: add the set-up and the settling.
+@pytest.mark.timeout(SCALE.soak_s + 300)
 def test_soak_memory_and_tables_stay_bounded(run: Run) -> None:
     """Steady load for SCALE.soak_s: RSS flat after warm-up; outbox, inbox and DLQ trimmed
     to their retention (short here, so that trimming shows within the run), by retention on
