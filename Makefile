@@ -15,7 +15,7 @@ ifeq ($(origin DATABASE_URL),undefined)
 export MIGRATION_DATABASE_URL ?= postgresql://allocation_owner:allocation_owner@127.0.0.1:5432/allocation
 endif
 
-.PHONY: help venv stack-up stack-down stack-status lint typecheck test test-unit test-security run bench bench-quick chaos chaos-cluster clean \
+.PHONY: help venv stack-up stack-down stack-status lint typecheck test test-unit test-security run bench bench-quick bench-retention chaos chaos-cluster clean \
 	observability-check observe observe-down prometheus-installed asyncapi-validate
 
 help:  ## list the targets
@@ -63,6 +63,9 @@ bench: $(STAMP) stack-up  ## every benchmark figure (median of 3 runs) -> bench/
 
 bench-quick: $(STAMP) stack-up  ## the same figures at small sizes (2-3 minutes)
 	$(BIN)/python -m bench --quick --out bench/results/tmp/quick.json
+
+bench-retention: $(STAMP) stack-up  ## pruning 2 M expired inbox and outbox rows: chained deletes vs partitions (~3 min)
+	$(BIN)/python -m bench.retention $(BENCH_ARGS)
 
 chaos: $(STAMP) stack-up  ## fault-injection scenarios at full scale (20 s outages, 10-min soak), table at the end
 	CHAOS_SIZE=full $(BIN)/pytest tests/e2e/test_chaos.py tests/e2e/test_chaos_half_failures.py tests/integration/test_api_fuzz.py --timeout 1800 $(PYTEST_ARGS)

@@ -111,7 +111,12 @@ class Settings(BaseSettings):
     relay_max_attempts: int = Field(default=10, ge=1)
     # First delay before a row the broker refused is tried again; doubles per attempt.
     relay_retry_base_s: float = Field(default=2.0, gt=0)
+    # Retention, in the relay's process: a pass every interval, in chunks of rows, for at most
+    # pass_s, then pause_s before the next pass while expired rows are left.
     relay_prune_interval_s: float = Field(default=60.0, gt=0)
+    retention_chunk_rows: int = Field(default=5_000, ge=1, le=1_000_000)
+    retention_pass_s: float = Field(default=5.0, gt=0)
+    retention_pause_s: float = Field(default=5.0, ge=0)
     outbox_retention_hours: float = Field(default=24.0 * 7, gt=0)
     inbox_retention_hours: float = Field(default=24.0 * 7, gt=0)
     idempotency_retention_hours: float = Field(default=24.0, gt=0)

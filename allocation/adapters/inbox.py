@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, delete, func, select, text
+from sqlalchemy import Connection, func, select, text
 from sqlalchemy.orm import Session
 
+from allocation.adapters.retention import Expiry, delete_chunk
 from allocation.adapters.tables import inbox, outbox
 from allocation.service_layer.ports import AbstractInbox
 
@@ -59,8 +60,11 @@ class SqlInbox(AbstractInbox):
 _TRANSACTION_MARGIN = timedelta(minutes=5)
 
 
-def prune_inbox(connection: Connection, older_than: timedelta, limit: int = 10_000) -> int:
-    """Forget messages applied longer ago than the retention (at most ``limit`` per call).
+EXPIRY = Expiry(inbox, inbox.c.processed_at)
+
+
+def inbox_cutoff(connection: Connection, older_than: timedelta) -> datetime:
+    """Inbox rows processed before this may be forgotten.
 
     A message is also kept while any outbox row as old as it remains (the outbox
     keeps rows until some days after they were *published*). Its events' ids
@@ -72,13 +76,14 @@ def prune_inbox(connection: Connection, older_than: timedelta, limit: int = 10_0
     oldest_event = select(outbox.c.created_at).order_by(outbox.c.id).limit(1).scalar_subquery()
     # Tests run retentions of seconds; the margin never exceeds half the retention.
     margin = min(_TRANSACTION_MARGIN, older_than / 2)
-    doomed = (
-        select(inbox.c.message_id)
-        .where(
-            inbox.c.processed_at < func.now() - older_than,
-            inbox.c.processed_at < func.coalesce(oldest_event - margin, func.now()),
-        )
-        .limit(limit)
-        .scalar_subquery()
-    )
-    return int(connection.execute(delete(inbox).where(inbox.c.message_id.in_(doomed))).rowcount)
+    bound = func.least(func.now() - older_than, func.coalesce(oldest_event - margin, func.now()))
+    when: datetime = connection.execute(select(bound)).scalar_one()
+    return when
+
+
+def prune_inbox(connection: Connection, older_than: timedelta, limit: int = 10_000) -> int:
+    """Forget up to ``limit`` messages applied longer ago than the retention (see
+    ``inbox_cutoff``); how many went."""
+    return delete_chunk(
+        connection, EXPIRY, inbox_cutoff(connection, older_than), None, limit
+    ).deleted

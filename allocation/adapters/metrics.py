@@ -57,6 +57,19 @@ PUBLISH_DELAY = Histogram(
     buckets=_LATENCY_BUCKETS,
 )
 
+# -- retention (in the relay's process) ----------------------------------------------
+RETENTION_PRUNED = Counter(
+    "allocation_retention_pruned_rows",
+    "Rows deleted by retention, by table (outbox, inbox, idempotency_keys).",
+    ["table"],
+)
+RETENTION_BACKLOG_AGE = Gauge(
+    "allocation_retention_backlog_age_seconds",
+    "How long the oldest row of the table has been due for pruning, at the end of retention's "
+    "last pass (0: none is due); growing from pass to pass, pruning does not keep up.",
+    ["table"],
+)
+
 # -- HTTP API -----------------------------------------------------------------------------
 HTTP_REQUESTS = Counter("http_requests", "HTTP requests answered.", ["method", "route", "status"])
 HTTP_SECONDS = Histogram(

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
-from allocation.adapters.retention import delete_older_than
+from allocation.adapters.retention import Expiry, cutoff, delete_chunk
 from allocation.adapters.tables import outbox
 from allocation.adapters.wire import event_to_record
 from allocation.service_layer.ports import AbstractOutbox, OutboxEntry
@@ -165,11 +165,13 @@ def record_failure(
     )
 
 
+# Published rows by age; pending rows (published_at NULL) are never expired.
+EXPIRY = Expiry(outbox, outbox.c.published_at)
+
+
 def prune_published(connection: Connection, older_than: timedelta, limit: int = 10_000) -> int:
     """Delete rows published longer ago than the retention (at most ``limit`` per call)."""
-    return delete_older_than(
-        connection, outbox, outbox.c.id, outbox.c.published_at, older_than, limit
-    )
+    return delete_chunk(connection, EXPIRY, cutoff(connection, older_than), None, limit).deleted
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from datetime import timedelta
 from sqlalchemy import Connection, select, text
 from sqlalchemy.orm import Session
 
-from allocation.adapters.retention import delete_older_than
+from allocation.adapters.retention import Expiry, cutoff, delete_chunk
 from allocation.adapters.tables import idempotency_keys as keys
 from allocation.service_layer.ports import AbstractResponses, StoredResponse
 
@@ -63,6 +63,9 @@ class SqlResponses(AbstractResponses):
         self._staged = {}
 
 
+EXPIRY = Expiry(keys, keys.c.created_at)
+
+
 def prune_idempotency_keys(
     connection: Connection, older_than: timedelta, limit: int = 10_000
 ) -> int:
@@ -73,6 +76,4 @@ def prune_idempotency_keys(
     too would make the key new while the outbox still holds the events of its
     first use, whose ids (derived from the key) a second use would repeat.
     """
-    return delete_older_than(
-        connection, keys, keys.c.message_id, keys.c.created_at, older_than, limit
-    )
+    return delete_chunk(connection, EXPIRY, cutoff(connection, older_than), None, limit).deleted

@@ -163,5 +163,8 @@ OUTBOX_CHANNEL = "allocation_outbox"
 LEADER_LOCK = (0x616C6C6F, 0x72656C61)
 """The relay leader's session-level advisory lock, two ints: "allo", "rela"."""
 
+RETENTION_LOCK = (0x616C6C6F, 0x70727565)
+"""Held by the transaction of each chunk of pruning, two ints: "allo", "prue"."""
+
 MIGRATION_LOCK = (0x616C6C6F, 0x6D696772)
 """Held while migrating (``allocation db upgrade``), two ints: "allo", "migr"."""

@@ -28,9 +28,7 @@ from allocation import bootstrap
 from allocation.adapters import contract, metrics, outbox, tracing
 from allocation.adapters.avro import AvroCodec
 from allocation.adapters.faults import RegistryUnavailable, TransientFault, is_transient
-from allocation.adapters.inbox import prune_inbox
 from allocation.adapters.kafka import Headers
-from allocation.adapters.responses import prune_idempotency_keys
 from allocation.adapters.security import is_refusal, refused
 from allocation.adapters.tables import OUTBOX_CHANNEL
 from allocation.adapters.wire import published_record
@@ -72,7 +70,6 @@ class OutboxRelay:
         self._codec = codec
         self._stop = stop
         self._policy = policy
-        self._next_prune = 0.0
         self._next_observation = 0.0
         self._known_topics: set[str] = set()
         self._backoff = Backoff(stop)
@@ -133,7 +130,6 @@ class OutboxRelay:
     def _lead_one_round(self, lock: LeaderLock) -> None:
         self._observe_backlog()
         if self._publish_chunk() < self._policy.chunk_size:
-            self._housekeeping()
             lock.wait_for_notify(self._policy.poll_interval_s)
         else:
             lock.confirm()  # busy: no wait for NOTIFY confirms the lock, so ask now
@@ -269,22 +265,6 @@ class OutboxRelay:
         metrics.OUTBOX_PENDING.set(backlog.pending)
         metrics.OUTBOX_PARKED.set(backlog.parked)
         metrics.OUTBOX_OLDEST_AGE.set(backlog.oldest_pending_age_s or 0.0)
-
-    def _housekeeping(self) -> None:
-        if time.monotonic() < self._next_prune:
-            return
-        self._next_prune = time.monotonic() + self._policy.prune_every_s
-        with self._engine.begin() as connection:
-            pruned = outbox.prune_published(connection, self._policy.retention)
-            keys = prune_idempotency_keys(connection, self._policy.idempotency_retention)
-            forgotten = prune_inbox(connection, self._policy.inbox_retention)
-        if pruned or forgotten or keys:
-            logger.info(
-                "pruned %d published outbox rows, %d inbox rows, %d idempotency keys",
-                pruned,
-                forgotten,
-                keys,
-            )
 
 
 def _record(row: outbox.PendingRow) -> dict[str, object]:

@@ -51,17 +51,13 @@ class Delivery:
 
 @dataclass(frozen=True)
 class RelayPolicy:
-    """How much the relay takes at once, how often it looks, and how long it keeps rows."""
+    """How much the relay takes at once, how often it looks, how long a failed row waits."""
 
     chunk_size: int = 1000
     poll_interval_s: float = 1.0
     standby_poll_s: float = 1.0
     max_attempts: int = 10
     hold_back_base_s: float = 2.0
-    retention: timedelta = timedelta(days=7)
-    inbox_retention: timedelta = timedelta(days=7)
-    idempotency_retention: timedelta = timedelta(hours=24)
-    prune_every_s: float = 60.0
 
     def hold_back(self, attempts: int) -> timedelta:
         """How long a row that failed ``attempts`` times waits: doubling, at most 5 minutes."""
@@ -74,8 +70,4 @@ class RelayPolicy:
             poll_interval_s=settings.relay_poll_interval_s,
             max_attempts=settings.relay_max_attempts,
             hold_back_base_s=settings.relay_retry_base_s,
-            retention=timedelta(hours=settings.outbox_retention_hours),
-            inbox_retention=timedelta(hours=settings.inbox_retention_hours),
-            idempotency_retention=timedelta(hours=settings.idempotency_retention_hours),
-            prune_every_s=settings.relay_prune_interval_s,
         )

@@ -213,10 +213,14 @@ def test_hostile_input_at_volume(run: Run) -> None:
     assert outcome.dead_lettered == len(poison)
 
 
+# The module's 600 s is the full soak's load alone: add the set-up and the settling.
+@pytest.mark.timeout(SCALE.soak_s + 300)
 def test_soak_memory_and_tables_stay_bounded(run: Run) -> None:
     """Steady load for SCALE.soak_s: RSS flat after warm-up; outbox, inbox and DLQ trimmed
-    to their retention (short here, so that trimming shows within the run)."""
+    to their retention (short here, so that trimming shows within the run), by retention on
+    its default schedule."""
     retention_s = 20.0
+    interval_s = Settings.model_fields["relay_prune_interval_s"].default
     orders = int(SCALE.soak_rate * SCALE.soak_s)
     run.scale = dataclasses.replace(SCALE, orders=orders, rate=SCALE.soak_rate)
     run.topic_config = {
@@ -227,7 +231,6 @@ def test_soak_memory_and_tables_stay_bounded(run: Run) -> None:
         extra={
             "outbox_retention_hours": retention_s / 3600,
             "inbox_retention_hours": retention_s / 3600,
-            "relay_prune_interval_s": 5.0,
         },
     )
     run.start_pipeline()
@@ -257,7 +260,10 @@ def test_soak_memory_and_tables_stay_bounded(run: Run) -> None:
     later = [s for s in samples if s[0] > warm_up]
     consumer_peak = max(s[1] for s in later)
     relay_peak = max(s[2] for s in later)
-    bound = SCALE.soak_rate * (retention_s + 2 * 5.0 + 15.0)  # retention + prune period + slack
+    # A row goes at the first pass after it expired; the inbox keeps a message until its
+    # events are older than the outbox's oldest row by half the retention (at most 5 min).
+    kept_s = retention_s * 1.5 + interval_s + 15.0
+    bound = SCALE.soak_rate * kept_s
     outcome = run.verdict(
         expected_dead=poison,
         pruned=True,
@@ -269,9 +275,11 @@ def test_soak_memory_and_tables_stay_bounded(run: Run) -> None:
     )
     assert consumer_peak <= warm[1] * 1.2, outcome.note
     assert relay_peak <= warm[2] * 1.2, outcome.note
-    late = [s for s in samples if s[0] > retention_s + 15]
-    assert max(s[3] for s in late) <= bound, f"outbox not pruned: {outcome.note}"
-    assert max(s[4] for s in late) <= bound, f"inbox not pruned: {outcome.note}"
+    # The small scale's minute is shorter than that: only the full soak shows the bound.
+    late = [s for s in samples if s[0] > kept_s]
+    if late:
+        assert max(s[3] for s in late) <= bound, f"outbox not pruned: {outcome.note}"
+        assert max(s[4] for s in late) <= bound, f"inbox not pruned: {outcome.note}"
     if SCALE.soak_s >= 120:  # the broker checks retention every 30 s; segments roll every 5 s
         assert dead_letters_trimmed(run), "the DLQ kept letters past its retention"
 

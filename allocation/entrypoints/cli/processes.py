@@ -12,7 +12,7 @@ from allocation.adapters import tracing
 from allocation.adapters.database import require_schema
 from allocation.adapters.faults import is_transient
 from allocation.config import Settings
-from allocation.entrypoints import consumer, health, relay, supervisor
+from allocation.entrypoints import consumer, health, relay, retention, supervisor
 from allocation.entrypoints.cli.common import command, engine
 from allocation.entrypoints.cli.contract import schemas_register, topics_create
 from allocation.entrypoints.process import stop_on_signals
@@ -74,12 +74,16 @@ def run_consumer(settings: Settings, _args: argparse.Namespace, _: list[str]) ->
 def run_relay(settings: Settings, _args: argparse.Namespace, _: list[str]) -> int:
     _trace(settings, "relay")
     stop = stop_on_signals()
-    # Without a ping per transaction: a chunk that fails on a dropped connection is retried.
-    with engine(settings, pool_size=2, pre_ping=False) as pool:
+    # Three connections: the relay's reads and its marks, and retention's, which runs on a
+    # thread of its own so that neither a busy relay nor a broker outage holds it up. Without a
+    # ping per transaction: a chunk that fails on a dropped connection is retried.
+    with engine(settings, pool_size=3, pre_ping=False) as pool:
         _check_schema(pool, stop)
         process = relay.build(settings, pool, stop)
         health.serve(process.health, settings.metrics_host, settings.relay_metrics_port)
+        pruning = retention.start(settings, pool, stop)
         process.run()
+        pruning.join(timeout=10)
     print(f"relay stopped: {process.published} published")
     return 0
 
