@@ -7,9 +7,11 @@ when it stops. Nothing under ``allocation/`` but the entrypoints imports this mo
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from confluent_kafka import Consumer, Producer
 from sqlalchemy import Engine
@@ -26,10 +28,11 @@ from allocation.adapters.database import (
 from allocation.adapters.kafka import DLQ_MAX_BYTES, command_consumer_config, producer_config
 from allocation.adapters.products import start_mappers
 from allocation.config import Settings
-from allocation.domain import events
-from allocation.service_layer.handlers import COMMAND_HANDLERS, EVENT_HANDLERS
-from allocation.service_layer.messagebus import MessageBus
+from allocation.domain import commands, events
+from allocation.service_layer.handlers import COMMAND_HANDLERS, EVENT_HANDLERS, allocate
+from allocation.service_layer.messagebus import CommandHandler, MessageBus
 from allocation.service_layer.unit_of_work import AbstractUnitOfWork, EventRoutes
+from allocation.service_layer.waiting import WaitingPolicy
 
 
 def avro_codec(settings: Settings) -> AvroCodec:
@@ -101,8 +104,14 @@ def bootstrap(
 
         uow_factory = sql_uow
 
-    bus = MessageBus(uow_factory, COMMAND_HANDLERS, EVENT_HANDLERS, settings.max_attempts)
+    bus = MessageBus(uow_factory, command_handlers(settings), EVENT_HANDLERS, settings.max_attempts)
     return Application(settings=settings, bus=bus, uow_factory=uow_factory, engine=engine)
+
+
+def command_handlers(settings: Settings) -> dict[type[commands.Command], CommandHandler]:
+    """The handlers, with the dependencies the settings decide injected."""
+    waiting = WaitingPolicy(timedelta(seconds=settings.unknown_sku_wait_s))
+    return {**COMMAND_HANDLERS, commands.Allocate: functools.partial(allocate, waiting=waiting)}
 
 
 def client_id(role: str) -> str:

@@ -130,6 +130,11 @@ class Settings(BaseSettings):
 
     # Optimistic-concurrency conflicts: how many times one unit of work is attempted.
     max_attempts: int = Field(default=5, ge=1)
+    # An Allocate read from a topic before its sku has a batch waits this long for the sku's
+    # first CreateBatch, then is rejected as InvalidSku; 0: rejected at once. How often the
+    # consumer looks for orders whose wait is over.
+    unknown_sku_wait_s: float = Field(default=900.0, ge=0)
+    waiting_sweep_interval_s: float = Field(default=5.0, gt=0)
 
     @classmethod
     def settings_customise_sources(

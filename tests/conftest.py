@@ -78,6 +78,9 @@ def settings(servers: dict[str, str]) -> Iterator[Settings]:
     creates it; the service's role only gets what `allocation db upgrade` grants.
     """
     base = load_settings().model_copy(update={k.lower(): v for k, v in servers.items()})
+    # Orders for an unknown sku wait 15 s instead of 15 min: long enough for a test's
+    # batch to come after them, short enough that a test sees the expired ones rejected.
+    base = base.model_copy(update={"unknown_sku_wait_s": 15.0, "waiting_sweep_interval_s": 1.0})
     try:
         with throwaway_database(base) as settings:
             yield settings

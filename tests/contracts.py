@@ -7,20 +7,25 @@ A subclass provides the ``port`` fixture (and, for allocations, ``line``); see
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from allocation.domain import events
+from allocation.domain.commands import Allocate
 from allocation.domain.model import Allocations, Batch, OrderLine, Product
 from allocation.service_layer.ports import (
     AbstractAllocationsView,
     AbstractInbox,
     AbstractRepository,
     AbstractResponses,
+    AbstractWaiting,
     AllocationView,
     OutboxEntry,
     StoredResponse,
+    WaitingCommand,
 )
+from allocation.service_layer.unit_of_work import Envelope, Source
 from tests.conftest import random_batchref, random_orderid, random_sku
 
 
@@ -185,3 +190,51 @@ class OutboxContract:
             written.event_id,
         )
         assert (read.causation_id, read.correlation_id) == (written.causation_id, "corr-1")
+
+
+def waiting_order(n: int, sku: str) -> WaitingCommand:
+    envelope = Envelope(
+        f"id:allocate:m-{sku}-{n}",
+        correlation_id=f"c-{n}",
+        traceparent=f"00-{n:032x}-{n:016x}-01",
+        source=Source("allocate", 2, 100 + n),
+    )
+    return WaitingCommand(Allocate(f"o{n}", sku, n), envelope)
+
+
+class WaitingContract:
+    """A subclass provides ``port`` and ``add_product`` (gives a sku a product)."""
+
+    def test_orders_wait_by_sku_and_are_taken_oldest_first_with_their_envelope(
+        self, port: AbstractWaiting
+    ) -> None:
+        sku, other = f"W-{uuid.uuid4().hex[:8]}", f"W-{uuid.uuid4().hex[:8]}"
+        orders = [waiting_order(n, sku) for n in (1, 2, 3)]
+        for order in orders:
+            port.add(order, timedelta(hours=1))
+        port.add(waiting_order(4, other), timedelta(hours=1))
+        assert port.holds(sku)
+        assert port.take(sku) == orders
+        assert not port.holds(sku)
+        assert port.take(sku) == []
+        assert port.holds(other)
+
+    def test_only_orders_whose_wait_is_over_expire(self, port: AbstractWaiting) -> None:
+        sku = f"W-{uuid.uuid4().hex[:8]}"
+        over, waiting = waiting_order(1, sku), waiting_order(2, sku)
+        port.add(over, timedelta(seconds=-1))
+        port.add(waiting, timedelta(hours=1))
+        taken = [w for w in port.take_expired(1000) if w.command.sku == sku]
+        assert taken == [over]
+        assert port.take(sku) == [waiting]
+
+    def test_skus_that_got_a_product_while_orders_wait_are_stranded(
+        self, port: AbstractWaiting, add_product: Callable[[str], None]
+    ) -> None:
+        stocked, unknown = f"W-{uuid.uuid4().hex[:8]}", f"W-{uuid.uuid4().hex[:8]}"
+        port.add(waiting_order(1, stocked), timedelta(hours=1))
+        port.add(waiting_order(2, unknown), timedelta(hours=1))
+        add_product(stocked)
+        stranded = port.stranded(1000)
+        assert stocked in stranded
+        assert unknown not in stranded

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 
 from confluent_kafka.schema_registry import RegisteredSchema
 from confluent_kafka.schema_registry import Schema as RegistrySchema
@@ -21,10 +22,12 @@ from allocation.service_layer.ports import (
     AbstractOutbox,
     AbstractRepository,
     AbstractResponses,
+    AbstractWaiting,
     AllocationView,
     ConsumedOffset,
     OutboxEntry,
     StoredResponse,
+    WaitingCommand,
 )
 from allocation.service_layer.unit_of_work import AbstractUnitOfWork
 
@@ -107,6 +110,55 @@ class FakeOffsets(AbstractOffsets):
         self.staged.update({(o.group, o.topic, o.partition): o.next_offset for o in offsets})
 
 
+class FakeWaiting(AbstractWaiting):
+    """Transactional like the database: what a unit of work changes counts only once committed.
+
+    ``now`` is the clock deciding expiry; tests move it.
+    """
+
+    def __init__(self, products: FakeRepository) -> None:
+        self._products = products
+        self.committed: list[tuple[WaitingCommand, datetime]] = []
+        self._current: list[tuple[WaitingCommand, datetime]] | None = None
+        self.now = datetime.now(UTC)
+
+    @property
+    def rows(self) -> list[tuple[WaitingCommand, datetime]]:
+        if self._current is None:
+            self._current = list(self.committed)
+        return self._current
+
+    def holds(self, sku: str) -> bool:
+        return any(w.command.sku == sku for w, _ in self.rows)
+
+    def add(self, waiting: WaitingCommand, wait: timedelta) -> None:
+        self.rows.append((waiting, self.now + wait))
+
+    def take(self, sku: str) -> list[WaitingCommand]:
+        return self._take(lambda w, _: w.command.sku == sku, len(self.rows))
+
+    def take_expired(self, limit: int) -> list[WaitingCommand]:
+        return self._take(lambda _, expires: expires < self.now, limit)
+
+    def stranded(self, limit: int) -> list[str]:
+        skus = dict.fromkeys(w.command.sku for w, _ in self.rows)
+        return [sku for sku in skus if self._products._get(sku) is not None][:limit]
+
+    def _take(
+        self, which: Callable[[WaitingCommand, datetime], bool], limit: int
+    ) -> list[WaitingCommand]:
+        taken = [row for row in self.rows if which(*row)][:limit]
+        self._current = [row for row in self.rows if row not in taken]
+        return [w for w, _ in taken]
+
+    def commit(self) -> None:
+        self.committed = list(self.rows)
+        self._current = None
+
+    def rollback(self) -> None:
+        self._current = None
+
+
 class FakeUnitOfWork(AbstractUnitOfWork):
     """Products live across units (as the book's fake); inbox and outbox keep only commits."""
 
@@ -118,6 +170,7 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         self.views = FakeAllocationsView()
         self.responses = FakeResponses()
         self.offsets = FakeOffsets()
+        self.waiting = FakeWaiting(self.products)
         self.commits = 0
 
     def _flush(self) -> None:
@@ -129,6 +182,7 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         self.outbox.committed.extend(self.outbox.staged)
         self.responses.committed.update(self.responses.staged)
         self.offsets.committed.update(self.offsets.staged)
+        self.waiting.commit()
         self.rollback()
 
     def rollback(self) -> None:
@@ -136,6 +190,7 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         self.outbox.staged.clear()
         self.responses.staged.clear()
         self.offsets.staged.clear()
+        self.waiting.rollback()
         self.products.seen.clear()
 
 

@@ -25,6 +25,7 @@ from allocation.adapters.products import SqlProductRepository
 from allocation.adapters.responses import SqlResponses
 from allocation.adapters.tables import MIGRATION_LOCK
 from allocation.adapters.views import SqlAllocationsView
+from allocation.adapters.waiting import SqlWaiting
 from allocation.service_layer.unit_of_work import (
     AbstractUnitOfWork,
     ConcurrencyConflict,
@@ -88,6 +89,7 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
     views: SqlAllocationsView
     responses: SqlResponses
     offsets: SqlOffsets
+    waiting: SqlWaiting
 
     def __init__(
         self,
@@ -107,6 +109,7 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
         self.views = SqlAllocationsView(self.session)
         self.responses = SqlResponses(self.session)
         self.offsets = SqlOffsets(self.session)
+        self.waiting = SqlWaiting(self.session)
         super().__enter__()
         return self
 

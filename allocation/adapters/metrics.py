@@ -19,7 +19,8 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 COMMANDS = Counter(
     "allocation_commands",
     "Inbound commands by what became of them: applied, duplicate (already applied), "
-    "rejected (a business rule said no) or dead_lettered (poison).",
+    "waiting (an order before its sku's first batch), rejected (a business rule said no) "
+    "or dead_lettered (poison).",
     ["topic", "outcome", "reason"],
 )
 CONSUMER_LAG = Gauge(
@@ -35,6 +36,10 @@ POLL_SECONDS = Histogram(
 )
 CONSUMER_PAUSED = Gauge(
     "allocation_consumer_paused", "1 while consumption is paused by a systemic fault."
+)
+WAITING_ORDERS = Gauge(
+    "allocation_waiting_orders",
+    "Orders read before any batch of their sku, waiting for it (as of the last sweep).",
 )
 
 # -- relay ----------------------------------------------------------------------------

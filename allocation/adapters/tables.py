@@ -92,6 +92,27 @@ consumer_offsets = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
+# Orders read from a topic before their sku had a batch, in arrival order (id): applied in
+# the transaction of the sku's first CreateBatch, or rejected once ``expires_at`` passes.
+waiting_commands = Table(
+    "waiting_commands",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("sku", String(255), nullable=False),
+    Column("orderid", String(255), nullable=False),
+    Column("qty", Integer, nullable=False),
+    Column("message_id", String(512), nullable=False),
+    Column("correlation_id", String(512), nullable=True),
+    Column("traceparent", String(55), nullable=True),
+    Column("source_topic", String(249), nullable=True),
+    Column("source_partition", Integer, nullable=True),
+    Column("source_offset", BigInteger, nullable=True),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index("ix_waiting_commands_sku", "sku", "id"),
+    Index("ix_waiting_commands_expires_at", "expires_at"),
+)
+
 # Responses to HTTP requests that carried an Idempotency-Key, keyed like their inbox row
 # ("http:<key>") and written in the same transaction as the command.
 idempotency_keys = Table(

@@ -39,6 +39,7 @@ class Applied:
     dead: list[DeadLetter] = field(default_factory=list)
     duplicate_ids: set[int] = field(default_factory=set)  # id() of the messages
     rejections: dict[int, str] = field(default_factory=dict)  # id() of the message: reason
+    waiting_ids: set[int] = field(default_factory=set)  # orders waiting for their sku
     offsets_saved: bool = False
 
     @property
@@ -50,6 +51,8 @@ class Applied:
             self.duplicate_ids.add(id(item.message))
         elif outcome.rejection is not None:
             self.rejections[id(item.message)] = outcome.rejection.reason
+        elif outcome.waiting:
+            self.waiting_ids.add(id(item.message))
 
 
 class Applier:

@@ -41,6 +41,7 @@ from allocation.entrypoints.health import Health
 from allocation.entrypoints.inbound import DeadLetter, Decoder, Inbound
 from allocation.entrypoints.pause import Pause
 from allocation.entrypoints.retry import Backoff, Stopped
+from allocation.entrypoints.waiting_sweep import WaitingSweep
 from allocation.service_layer.messagebus import MessageBus
 from allocation.service_layer.ports import ConsumedOffset
 
@@ -64,6 +65,7 @@ class CommandConsumer:
         poll_size: int = 500,
         unexpected_attempts: int = 3,
         health: Health | None = None,
+        sweep: WaitingSweep | None = None,
     ) -> None:
         self._consumer_factory = consumer_factory
         self._consumer = consumer_factory()
@@ -78,6 +80,7 @@ class CommandConsumer:
         self._applier = Applier(bus, self._backoff, unexpected_attempts)
         self._assignment = Assignment(stored_offsets, self._backoff, self._report)
         self._pause = Pause()
+        self._sweep = sweep
         self.health = health or Health()
         self.applied = 0  # includes duplicates (applied by doing nothing) and rejections
         self.rejected = 0
@@ -123,6 +126,8 @@ class CommandConsumer:
             messages = [m for m in self._next_poll(poll_timeout) if not _is_error(m)]
             if messages:
                 self.process(messages)
+            if self._sweep is not None and not self._pause.paused:
+                self._sweep.maybe_run()
 
     def _next_poll(self, timeout: float) -> list[Message]:
         """Whatever has arrived, up to a poll's size; waits only while nothing has.
@@ -259,6 +264,8 @@ def _count(inbound: list[Inbound], dead: list[DeadLetter], applied: Applied) -> 
             continue
         if key in applied.rejections:
             outcome, reason = "rejected", applied.rejections[key]
+        elif key in applied.waiting_ids:
+            outcome, reason = "waiting", ""
         else:
             outcome, reason = ("duplicate" if key in applied.duplicate_ids else "applied"), ""
         metrics.COMMANDS.labels(str(item.message.topic()), outcome, reason).inc()
@@ -284,4 +291,5 @@ def build(
         group=settings.consumer_group,
         stored_offsets=offsets.reader(application.engine, settings.consumer_group),
         poll_size=settings.consumer_poll_size,
+        sweep=WaitingSweep(application.bus, application.engine, settings.waiting_sweep_interval_s),
     )

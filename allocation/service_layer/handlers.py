@@ -10,6 +10,7 @@ from allocation.domain import commands, events, model
 from allocation.domain.errors import DuplicateBatchRef, InvalidBatchRef, InvalidSku
 from allocation.service_layer.messagebus import CommandHandler, EventHandler
 from allocation.service_layer.unit_of_work import AbstractUnitOfWork
+from allocation.service_layer.waiting import NO_WAITING, WAITING, WaitingPolicy
 
 
 def add_batch(cmd: commands.CreateBatch, uow: AbstractUnitOfWork) -> None:
@@ -23,10 +24,14 @@ def add_batch(cmd: commands.CreateBatch, uow: AbstractUnitOfWork) -> None:
     product.add_batch(batch)
 
 
-def allocate(cmd: commands.Allocate, uow: AbstractUnitOfWork) -> str | None:
+def allocate(
+    cmd: commands.Allocate, uow: AbstractUnitOfWork, waiting: WaitingPolicy = NO_WAITING
+) -> str | None:
     line = model.OrderLine(cmd.orderid, cmd.sku, cmd.qty)
     product = uow.products.get(line.sku)
     if product is None:
+        if waiting.park(cmd, uow):
+            return WAITING
         raise InvalidSku(f"Invalid sku {line.sku}")
     return product.allocate(line)
 

@@ -11,6 +11,10 @@ A business rejection (``errors.Rejection``) is the exception: it is an outcome,
 not a failure. The unit is rolled back and run again with the rejected command
 replaced by its ``CommandRejected`` event (``rejections.reject``), so the inbox
 record and the event commit together and the others' effects still do.
+
+An order read from a topic before its sku has any batch is no rejection yet: it
+waits (``waiting``), and the transaction that gives the sku a product applies
+the orders waiting for it, oldest first, before anything newer of that sku.
 """
 
 from __future__ import annotations
@@ -24,14 +28,16 @@ from typing import Any
 
 from allocation.domain import commands, events
 from allocation.domain.errors import Rejection
-from allocation.service_layer.ports import ConsumedOffset
+from allocation.service_layer.ports import ConsumedOffset, WaitingCommand
 from allocation.service_layer.rejections import reject
 from allocation.service_layer.unit_of_work import (
     AbstractUnitOfWork,
     ConcurrencyConflict,
     Envelope,
+    valid_identifier,
     wanted_by,
 )
+from allocation.service_layer.waiting import WAITING, expired
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +53,17 @@ rejection): a poll full of rejections is then better applied one command at a ti
 
 @dataclass(frozen=True)
 class Outcome:
-    """What handling one command did: the handler's result, its rejection, or nothing for a
-    duplicate."""
+    """What handling one command did: the handler's result, its rejection, its wait, or
+    nothing for a duplicate."""
 
     result: Any = None
     duplicate: bool = False
     rejection: Rejection | None = None
+
+    @property
+    def waiting(self) -> bool:
+        """The command (an order) waits for its sku's first batch (``waiting``)."""
+        return self.result is WAITING
 
 
 class _RejectedAt(Exception):
@@ -168,7 +179,38 @@ class MessageBus:
             raise _RejectedAt(index, error) from error
 
     def dispatch(self, command: commands.Command, uow: AbstractUnitOfWork) -> Any:
-        """Run the command's handler and every event it leads to, inside ``uow``."""
+        """Run the command's handler and every event it leads to, inside ``uow``; orders
+        waiting for the command's sku go first (an order) or right after (a first batch)."""
+        if isinstance(command, commands.Allocate):
+            self._release(command.sku, uow)
+        result = self._dispatch(command, uow)
+        if isinstance(command, commands.CreateBatch):
+            self._release(command.sku, uow)
+        return result
+
+    def sweep_waiting(self, limit: int = 100) -> tuple[int, list[WaitingCommand]]:
+        """In one transaction: apply orders left waiting for a sku that has a product (parked
+        beside its first batch's transaction, which could not see them), and reject up to
+        ``limit`` orders whose wait is over. Returns how many were applied, and the rejected."""
+        with self._uow_factory() as uow:
+            applied = sum(self._release(sku, uow) for sku in uow.waiting.stranded(limit))
+            over = uow.waiting.take_expired(limit)
+            for waiting in over:
+                reject(waiting.command, expired(waiting.command), uow, waiting.envelope)
+            uow.commit()
+        return applied, over
+
+    def _release(self, sku: str, uow: AbstractUnitOfWork) -> int:
+        # An invalid sku is the handler's to refuse (poison), never a lookup's.
+        if not valid_identifier(sku) or not uow.waiting.holds(sku) or uow.products.get(sku) is None:
+            return 0
+        released = uow.waiting.take(sku)
+        for waiting in released:
+            with uow.handling(waiting.envelope):
+                self._dispatch(waiting.command, uow)
+        return len(released)
+
+    def _dispatch(self, command: commands.Command, uow: AbstractUnitOfWork) -> Any:
         handler = self._command_handlers.get(type(command))
         if handler is None:
             raise TypeError(f"no handler for command {type(command).__name__}")

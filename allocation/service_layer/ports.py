@@ -11,10 +11,13 @@ import abc
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
-from allocation.domain import events, model
+from allocation.domain import commands, events, model
+
+if TYPE_CHECKING:
+    from allocation.service_layer.unit_of_work import Envelope
 
 
 @dataclass(frozen=True)
@@ -168,3 +171,40 @@ class AbstractOffsets(abc.ABC):
     @abc.abstractmethod
     def save(self, offsets: Sequence[ConsumedOffset]) -> None:
         """Set these partitions' next offsets (written at commit, with everything else)."""
+
+
+@dataclass(frozen=True)
+class WaitingCommand:
+    """An order read before its sku had any batch, with the envelope it arrived in."""
+
+    command: commands.Allocate
+    envelope: Envelope
+
+
+class AbstractWaiting(abc.ABC):
+    """Orders waiting for their sku's first batch, in arrival order, written in the unit of
+    work's transaction: taken (deleted) by the transaction that applies or rejects them."""
+
+    def prefetch(self, skus: Iterable[str]) -> None:  # noqa: B027 (optional)
+        """``holds`` will be asked about these skus soon: look them up in bulk if that helps."""
+
+    @abc.abstractmethod
+    def holds(self, sku: str) -> bool:
+        """Whether any order waits for ``sku``."""
+
+    @abc.abstractmethod
+    def add(self, waiting: WaitingCommand, wait: timedelta) -> None:
+        """Keep the order, behind any other of its sku, until it is taken or ``wait`` passes."""
+
+    @abc.abstractmethod
+    def take(self, sku: str) -> list[WaitingCommand]:
+        """Remove and return the orders waiting for ``sku``, oldest first."""
+
+    @abc.abstractmethod
+    def take_expired(self, limit: int) -> list[WaitingCommand]:
+        """Remove and return up to ``limit`` orders whose wait is over, oldest first."""
+
+    @abc.abstractmethod
+    def stranded(self, limit: int) -> list[str]:
+        """Up to ``limit`` skus that have a product and still have orders waiting (their first
+        batch committed beside an order parked concurrently, which it could not see)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -23,6 +24,7 @@ from allocation.service_layer.ports import (
     AbstractOutbox,
     AbstractRepository,
     AbstractResponses,
+    AbstractWaiting,
     OutboxEntry,
 )
 
@@ -113,9 +115,11 @@ def wanted_by(
     """
     skus, lines, ids = set(), set(), set()
     for command, envelope in items:
-        if isinstance(command, commands.Allocate | commands.CreateBatch) and _valid(command.sku):
+        if isinstance(command, commands.Allocate | commands.CreateBatch) and valid_identifier(
+            command.sku
+        ):
             skus.add(command.sku)
-            if isinstance(command, commands.Allocate) and _valid(command.orderid):
+            if isinstance(command, commands.Allocate) and valid_identifier(command.orderid):
                 lines.add((command.sku, command.orderid))
         if envelope is not None and envelope.deduplicate:
             ids.add(envelope.message_id)
@@ -123,7 +127,8 @@ def wanted_by(
     return Wanted(frozenset(skus), frozenset(lines), frozenset(ids))
 
 
-def _valid(identifier: object) -> bool:
+def valid_identifier(identifier: object) -> bool:
+    """Whether the domain accepts ``identifier`` (as a sku, an order id, a reference)."""
     try:
         model.require_text("identifier", identifier)
     except DomainError:
@@ -140,6 +145,7 @@ class AbstractUnitOfWork(abc.ABC):
     views: AbstractAllocationsView
     responses: AbstractResponses
     offsets: AbstractOffsets
+    waiting: AbstractWaiting
 
     def __init__(self, routes: EventRoutes) -> None:
         self._routes = routes
@@ -165,6 +171,7 @@ class AbstractUnitOfWork(abc.ABC):
         """Load in bulk what the commands about to be handled here will read."""
         self.products.prefetch(wanted.skus, wanted.lines)
         self.inbox.prefetch(wanted.message_ids)
+        self.waiting.prefetch(wanted.skus)
 
     def begin_message(self, envelope: Envelope | None) -> bool:
         """Start handling one inbound message; False if the inbox has already seen it.
@@ -176,6 +183,17 @@ class AbstractUnitOfWork(abc.ABC):
         if envelope is None or not envelope.deduplicate:
             return True
         return self.inbox.record(envelope.message_id, envelope.aliases)
+
+    @contextmanager
+    def handling(self, envelope: Envelope) -> Iterator[None]:
+        """Raise events on behalf of a message applied earlier (an order that waited), then go
+        back to the message being handled. Its inbox record was written when it was read."""
+        outer = self._envelope, self._position
+        self._envelope, self._position = envelope, 0
+        try:
+            yield
+        finally:
+            self._envelope, self._position = outer
 
     def collect_new_events(self) -> Iterator[events.Event]:
         """Hand over events raised since the last call; integration events also go to the outbox."""

@@ -83,9 +83,19 @@ def test_counters_agree_with_the_rows(
                     reason="UndecodableMessage",
                 )
                 == 1
+                # The unknown sku's order waits for a batch (15 s in tests), then is rejected.
+                and value(
+                    c,
+                    "allocation_commands_total",
+                    topic=s.topic_allocate,
+                    outcome="rejected",
+                    reason="InvalidSku",
+                )
+                == 1
+                and value(c, "allocation_waiting_orders") == 0
             )
 
-        wait_until(counted, 30, "the poison to be counted")
+        wait_until(counted, 60, "the poison and the expired order to be counted")
         c, r = scrape(consumer), scrape(relay)
         with engine.connect() as connection:
             stored = connection.execute(
@@ -115,6 +125,12 @@ def test_counters_agree_with_the_rows(
                 topic=s.topic_allocate,
                 outcome="rejected",
                 reason="InvalidSku",
+            )
+            == 1
+        )
+        assert (
+            value(
+                c, "allocation_commands_total", topic=s.topic_allocate, outcome="waiting", reason=""
             )
             == 1
         )

@@ -13,6 +13,7 @@ from allocation.adapters.products import SqlProductRepository
 from allocation.adapters.products.lines import AllocationsStore, SqlAllocations
 from allocation.adapters.responses import SqlResponses
 from allocation.adapters.views import SqlAllocationsView
+from allocation.adapters.waiting import SqlWaiting
 from allocation.adapters.wire import event_from_record
 from allocation.service_layer.ports import OutboxEntry, StoredResponse
 from tests import contracts
@@ -134,3 +135,13 @@ class TestSqlOutbox(contracts.OutboxContract):
     @pytest.fixture
     def world(self, sessions: Callable[[], Session]) -> SqlOutboxWorld:
         return SqlOutboxWorld(sessions)
+
+
+class TestSqlWaiting(contracts.WaitingContract):
+    @pytest.fixture
+    def port(self, session: Session) -> SqlWaiting:
+        return SqlWaiting(session)
+
+    @pytest.fixture
+    def add_product(self, session: Session) -> Callable[[str], None]:
+        return lambda sku: insert_batch(session, sku) and None

@@ -1,8 +1,10 @@
 """The in-memory reference implementations and fakes honour the port contracts."""
 
+from collections.abc import Callable
+
 import pytest
 
-from allocation.domain.model import Allocations
+from allocation.domain.model import Allocations, Product
 from allocation.service_layer.ports import OutboxEntry
 from tests import contracts
 from tests.fakes import (
@@ -11,6 +13,7 @@ from tests.fakes import (
     FakeOutbox,
     FakeRepository,
     FakeResponses,
+    FakeWaiting,
 )
 
 
@@ -62,3 +65,17 @@ class TestFakeOutbox(contracts.OutboxContract):
     @pytest.fixture
     def world(self) -> FakeOutboxWorld:
         return FakeOutboxWorld()
+
+
+class TestFakeWaiting(contracts.WaitingContract):
+    @pytest.fixture
+    def products(self) -> FakeRepository:
+        return FakeRepository()
+
+    @pytest.fixture
+    def port(self, products: FakeRepository) -> FakeWaiting:
+        return FakeWaiting(products)
+
+    @pytest.fixture
+    def add_product(self, products: FakeRepository) -> Callable[[str], None]:
+        return lambda sku: products.add(Product(sku, []))
