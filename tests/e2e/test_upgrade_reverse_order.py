@@ -61,6 +61,7 @@ def database_owned(e2e_settings: Settings) -> Iterator[Settings]:
 
 @pytest.fixture
 def database(database_owned: Settings) -> Iterator[Engine]:
+    """The owner's engine on the test's database: the test's own reads."""
     engine = make_engine(database_owned.sqlalchemy_url)
     yield engine
     engine.dispose()
@@ -110,7 +111,8 @@ def test_this_build_on_the_previous_schema_refuses_until_migrated_then_takes_ove
     migrated_by_old = builds.service(["db", "upgrade"], "old", "old-db-upgrade").start()
     assert migrated_by_old.wait(120) == 0, migrated_by_old.log()[-3000:]
     previous_head = revision(engine)
-    with pytest.raises(SchemaTooOld):  # else there is nothing to refuse: see the README
+    # The premise: that head is older than this code needs (else it would simply run on it).
+    with pytest.raises(SchemaTooOld):
         require_schema(engine)
 
     traffic = UpgradeTraffic(s, CommandSender(s, avro_codec(s)), f"rev-{random_suffix()}")
