@@ -97,6 +97,11 @@ class Service:
             self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout)
 
+    def wait(self, timeout: float = 60.0) -> int:
+        """Wait for the process to end by itself; its exit code."""
+        assert self.process is not None
+        return self.process.wait(timeout)
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 

@@ -15,6 +15,7 @@ from allocation.config import Settings
 from allocation.entrypoints.provision import create_contract_topics, register_contract_schemas
 from testkit.processes import Service, service_env
 from testkit.traffic import CommandSender, DecodingReader
+from testkit.upgrades import UPGRADE_FROM, release_package
 
 
 @pytest.fixture(scope="session")
@@ -72,3 +73,12 @@ def dead_letters(e2e_settings: Settings, codec: AvroCodec) -> Iterator[DecodingR
     reader = DecodingReader(e2e_settings, codec, [e2e_settings.topic_dlq])
     yield reader
     reader.close()
+
+
+@pytest.fixture
+def previous_build(tmp_path: Path) -> Path:
+    """The previous release's package (``UPGRADE_FROM``), extracted from git."""
+    try:
+        return release_package(UPGRADE_FROM, tmp_path / "previous")
+    except LookupError as missing:
+        pytest.skip(str(missing))

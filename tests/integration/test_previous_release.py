@@ -29,11 +29,11 @@ from allocation.domain import commands
 from allocation.service_layer.handlers import COMMAND_HANDLERS, EVENT_HANDLERS
 from allocation.service_layer.messagebus import MessageBus
 from testkit.processes import service_env
+from testkit.upgrades import release_package
 from tests.conftest import random_batchref, random_orderid, random_sku
 
 # The last commit before issue 15's migrations (head 0005): move it on at each release.
 PREVIOUS_RELEASE = "d16582f"
-ROOT = Path(__file__).resolve().parents[2]
 
 OLD_BUILD_WRITES = """
 import sys
@@ -54,15 +54,10 @@ print(allocation.__file__)
 @pytest.fixture
 def previous_release(tmp_path: Path) -> Path:
     """The previous release's package, extracted from git."""
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", PREVIOUS_RELEASE, "allocation"],
-        capture_output=True,
-        check=False,
-    )
-    if archive.returncode != 0:
-        pytest.skip(f"{PREVIOUS_RELEASE} is not in this checkout: {archive.stderr.decode()[:200]}")
-    subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive.stdout, check=True)
-    return tmp_path
+    try:
+        return release_package(PREVIOUS_RELEASE, tmp_path)
+    except LookupError as missing:
+        pytest.skip(str(missing))
 
 
 def test_the_previous_release_writes_on_the_new_head_and_this_one_reads_it(
