@@ -28,7 +28,7 @@ from bench.curve import latency_curve
 from bench.environment import bench_database
 from bench.http_load import http_load
 from bench.report import REFERENCES, figure, render_markdown, render_table
-from bench.scaleout import scaleout, scaleout_figures
+from bench.scaleout import scaleout, scaleout_figures, scaleout_warnings
 from bench.stats import medians, percentiles
 from bench.tracing import tracing_cost, tracing_figures
 
@@ -201,8 +201,8 @@ def derive(results: dict[str, Any]) -> None:
     if "tracing" in results:
         values |= tracing_figures(results["tracing"])
     skipped = results.get("scaleout", {}).get("skipped")
-    if "scaleout" in results and not skipped:
-        values |= scaleout_figures({k: v for k, v in results["scaleout"].items() if k != "runs"})
+    scaled = {k: v for k, v in results.get("scaleout", {}).items() if k.startswith("consumers_")}
+    values |= scaleout_figures(scaled)
     results["figures"] = {name: figure(value, name) for name, value in values.items()}
     results["references"] = {
         name: {"value": value, "source": source, "measured_here": False}
@@ -214,6 +214,7 @@ def derive(results: dict[str, Any]) -> None:
     ]
     if skipped:
         results["warnings"].append(f"scaleout: SKIPPED, no CPU caps could be made: {skipped}")
+    results["warnings"] += scaleout_warnings(scaled, os.cpu_count() or 1)
 
 
 def emptied_groups(results: dict[str, Any]) -> list[tuple[str, list[str]]]:

@@ -160,6 +160,33 @@ def throttled_share(earlier: dict[str, int], later: dict[str, int]) -> float:
     return 100 * (later["nr_throttled"] - earlier["nr_throttled"]) / periods if periods else 0.0
 
 
+def bound(run: dict[str, Any], cpus: int) -> str:
+    """What most likely held one N's rate: the consumers' caps, the machine, or waits on the
+    servers (PostgreSQL's commits, the broker)."""
+    cores, throttled = run["cores"], run["consumers_throttled_pct"]
+    if throttled >= 50:
+        return f"the consumers' CPU caps (throttled in {throttled:.0f}% of periods)"
+    busy = sum(cores.values())
+    if busy >= 0.9 * cpus:
+        return (
+            f"the machine: {busy:.2f} of {cpus} cores busy, {cores.get('other', 0):.2f} of them"
+            " other people's work"
+        )
+    return (
+        f"waits on the servers, not CPU (consumers throttled in {throttled:.0f}% of periods,"
+        f" PostgreSQL {cores.get('postgres', 0):.2f} cores, broker {cores.get('broker', 0):.2f})"
+    )
+
+
+def scaleout_warnings(summary: dict[str, Any], cpus: int) -> list[str]:
+    """One line per N whose rate the caps did not bound: that N says nothing of scale-out."""
+    return [
+        f"scaleout with {key.removeprefix('consumers_')} consumer(s) was bound by {held}"
+        for key, run in summary.items()
+        if not (held := bound(run, cpus)).startswith("the consumers' CPU caps")
+    ]
+
+
 def efficiency(rates: dict[int, float]) -> dict[int, float]:
     """Scale-out efficiency X(N) / (N * X(1)) for each N measured (1.0: linear)."""
     one = rates[1]

@@ -13,7 +13,15 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from bench import cpu_caps
 from bench.otlp_sink import span_count
-from bench.scaleout import cores_used, efficiency, even, scaleout_figures, throttled_share
+from bench.scaleout import (
+    bound,
+    cores_used,
+    efficiency,
+    even,
+    scaleout_figures,
+    scaleout_warnings,
+    throttled_share,
+)
 from bench.tracing import percent_change, tracing_figures
 
 MOUNTS = """\
@@ -63,6 +71,18 @@ def test_scaleout_figures_name_each_n_and_its_efficiency() -> None:
     assert figures["scaleout_cmds_per_s_2_consumers"] == 1500.0
     assert figures["scaleout_efficiency_2_consumers"] == 0.75
     assert "scaleout_registry_cores_2_consumers" not in figures
+
+
+def test_the_bound_of_a_run_is_the_caps_the_busy_machine_or_waits_on_the_servers() -> None:
+    capped = {"consumers_throttled_pct": 80.0, "cores": {"consumers": 0.66, "other": 0.1}}
+    busy = {"consumers_throttled_pct": 5.0, "cores": {"consumers": 0.3, "other": 1.6}}
+    waiting = {"consumers_throttled_pct": 5.0, "cores": {"consumers": 0.3, "postgres": 0.4}}
+    assert bound(capped, cpus=2).startswith("the consumers' CPU caps")
+    assert bound(busy, cpus=2).startswith("the machine: 1.90 of 2 cores busy, 1.60 of them")
+    assert bound(waiting, cpus=2).startswith("waits on the servers")
+    warnings = scaleout_warnings({"consumers_1": capped, "consumers_2": busy}, cpus=2)
+    assert len(warnings) == 1
+    assert warnings[0].startswith("scaleout with 2 consumer(s) was bound by the machine")
 
 
 def test_quota_is_the_share_of_the_period_and_refuses_no_cpu() -> None:
