@@ -12,6 +12,7 @@ cores the database, the broker and the whole machine used meanwhile.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any
@@ -96,7 +97,7 @@ def with_consumers(
             }
         with db.engine.begin() as connection:  # no relay ran: its events go with its topics
             connection.execute(delete(outbox).where(outbox.c.topic.in_(settings.event_topics)))
-    return {
+    result = {
         "cmds_per_s": sizes.scaleout_commands / elapsed,
         "seconds": elapsed,
         "partitions_held": "/".join(map(str, spread)),
@@ -104,13 +105,18 @@ def with_consumers(
         "consumers_throttled_pct": sum(throttled.values()) / len(throttled),
         "cpu_method": meter.method,
     }
+    print(
+        f"  {result['cmds_per_s']:,.0f} commands/s, bound by {bound(result, os.cpu_count() or 1)}",
+        file=sys.stderr,
+    )
+    return result
 
 
 def cores_used(used: dict[str, float], elapsed: float) -> dict[str, float]:
     """Cores used on average over the window: the consumers together, each server, and
     ``other``, what the rest of the machine used (other people's work on a shared machine)."""
     cores = {name: seconds / elapsed for name, seconds in used.items()}
-    ours = {
+    ours: dict[str, float] = {
         "consumers": sum(c for name, c in cores.items() if name.startswith("consumer-")),
         **{name: cores[name] for name in ("postgres", "broker", "registry") if name in cores},
     }
