@@ -64,7 +64,7 @@ bench: $(STAMP) stack-up  ## every benchmark figure (median of 3 runs) -> bench/
 bench-quick: $(STAMP) stack-up  ## the same figures at small sizes (2-3 minutes)
 	$(BIN)/python -m bench --quick --out bench/results/tmp/quick.json
 
-bench-scaleout: $(STAMP) stack-up  ## N = 1, 2, 3 consumers, each CPU-capped (cgroup v1, root), on 12 partitions (~4 min)
+bench-scaleout: $(STAMP) stack-up  ## N = 1, 2, 3 consumers, each CPU-capped (cgroup v1, root), on 12 partitions (~6 min)
 	$(BIN)/python -m bench --only scaleout --out bench/results/scaleout.json $(BENCH_ARGS)
 
 bench-retention: $(STAMP) stack-up  ## pruning 2 M expired inbox and outbox rows: chained deletes vs partitions (~3 min)

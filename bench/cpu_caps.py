@@ -1,7 +1,8 @@
 """CPU caps for the scale-out figure: a cgroup v1 ``cpu`` group per capped process (CFS quota).
 
 Each capped process goes into ``<mount>/allocation-bench-cap-<bench pid>/<name>``, whose
-``cpu.cfs_quota_us`` over ``cpu.cfs_period_us`` is the share of one core it may use; threads and
+``cpu.cfs_quota_us`` over ``cpu.cfs_period_us`` is the share of one core it may use, and whose
+``cpu.shares`` (weight) is high enough that it gets that share on a busy machine; threads and
 children it starts later stay in the group. These groups live in the v1 ``cpu`` hierarchy only:
 the v2 groups ``bench/cpu.py`` meters with are another hierarchy, so a process is both capped
 here and metered there. ``close()`` (also on Ctrl-C or SIGTERM: see ``cpu.signals_deferred``)
@@ -22,6 +23,10 @@ from bench.cpu import signals_deferred
 
 PREFIX = "allocation-bench-cap-"
 PERIOD_US = 100_000
+# The groups' weight: 8 times a process's default (1024). On a machine shared with other people's
+# work a top-level group competes as one runnable task would; with this weight a capped consumer
+# gets its quota when the machine is busy too, so the cap is also what it can count on.
+SHARES = 8192
 
 
 class CapsUnavailable(Exception):
@@ -73,6 +78,7 @@ class CpuCaps:
         group.mkdir(parents=True, exist_ok=True)
         (group / "cpu.cfs_period_us").write_text(str(PERIOD_US))
         (group / "cpu.cfs_quota_us").write_text(str(quota_us(cores)))
+        (group / "cpu.shares").write_text(str(SHARES))
         self.cores[name] = cores
         return group
 
@@ -93,7 +99,7 @@ class CpuCaps:
         """The set-up, one line per group, as the benchmark prints it."""
         return [
             f"{self.root / name}: cpu.cfs_quota_us={quota_us(cores)} "
-            f"cpu.cfs_period_us={PERIOD_US} ({cores:.2f} of a core), pids "
+            f"cpu.cfs_period_us={PERIOD_US} cpu.shares={SHARES} ({cores:.2f} of a core), pids "
             f"{' '.join(str(p) for p in members(self.root / name)) or '(none)'}"
             for name, cores in self.cores.items()
         ]

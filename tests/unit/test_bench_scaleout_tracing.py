@@ -114,6 +114,7 @@ def test_a_cap_writes_its_quota_and_period_under_the_benchmarks_own_group(tmp_pa
     assert group == tmp_path / "allocation-bench-cap-4242" / "consumer-1"
     assert (group / "cpu.cfs_quota_us").read_text() == "33000"
     assert (group / "cpu.cfs_period_us").read_text() == "100000"
+    assert (group / "cpu.shares").read_text() == "8192"
     (group / "cgroup.procs").write_text("17\n18\n")
     assert "consumer-1: cpu.cfs_quota_us=33000 cpu.cfs_period_us=100000" in caps.describe()[0]
     assert caps.describe()[0].endswith("pids 17 18")
