@@ -4,7 +4,9 @@ Each figure is the median of ``--runs`` runs (3 by default; the latency curve ru
 JSON keeps every run, and gives each figure its target and whether it was met. Needs the local
 stack (``make stack-up``; ``STACK_HOME`` names it when it is another checkout's); works in a
 throwaway database and topics. Measuring the servers' CPU moves them into cgroups for a while,
-which needs root; without it the servers' CPU comes from /proc samples.
+which needs root; without it the servers' CPU comes from /proc samples. The scale-out figure
+(``--only scaleout``, ``make bench-scaleout``; not in the default run) caps each consumer's CPU
+with a cgroup v1 ``cpu`` group, which needs root too; without one it is skipped and says why.
 """
 
 from __future__ import annotations

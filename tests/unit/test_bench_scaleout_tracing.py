@@ -192,3 +192,14 @@ def test_tracing_figures_give_both_sides_and_what_the_exporter_adds() -> None:
     assert figures["tracing_exporter_adds_cpu_us_per_cmd_relay"] == 0.0
     assert figures["tracing_spans_exported_pct"] == 90.0
     assert percent_change(200.0, 250.0) == 25.0
+
+
+def test_a_skipped_scaleout_says_why_in_the_warnings_and_gives_no_figure() -> None:
+    from bench.__main__ import derive
+
+    results: dict[str, Any] = {
+        "scaleout": {"runs": [{"skipped": "no cgroup"}], "skipped": "no cgroup"}
+    }
+    derive(results)
+    assert results["warnings"] == ["scaleout: SKIPPED, no CPU caps could be made: no cgroup"]
+    assert not [name for name in results["figures"] if name.startswith("scaleout")]
