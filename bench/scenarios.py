@@ -127,7 +127,7 @@ def processes(
     they have partitions or lead."""
     LOGS.mkdir(parents=True, exist_ok=True)
     level = os.environ.get("BENCH_LOG_LEVEL", "WARNING")
-    env = service_env(settings, LOG_LEVEL=level, **(extra_env or {}))
+    env = service_env(settings, **{"LOG_LEVEL": level, **(extra_env or {})})
     started: dict[str, Service] = {}
     for name in names:
         log_name = f"{settings.consumer_group}-{name}"
@@ -139,9 +139,10 @@ def processes(
         started[name] = service.start()
     try:
         for name, service in started.items():
-            if name.startswith("relay"):
+            command = name.split("-", 1)[0]
+            if command == "relay":
                 wait_for_leader(db.engine, service)
-            elif name == "baseline":
+            elif command == "baseline":
                 wait_until(lambda s=service: baseline_assigned(settings, s), 60, "the baseline")
             else:
                 wait_until_ready(service)
