@@ -217,6 +217,8 @@ def derive(results: dict[str, Any]) -> None:
     if skipped:
         results["warnings"].append(f"scaleout: SKIPPED, no CPU caps could be made: {skipped}")
     results["warnings"] += scaleout_warnings(scaled, os.cpu_count() or 1)
+    if results.get("tracing", {}).get("spans_without_exporter"):
+        results["warnings"].append("tracing: spans reached the sink with no exporter configured")
 
 
 def emptied_groups(results: dict[str, Any]) -> list[tuple[str, list[str]]]:
