@@ -15,7 +15,7 @@ ifeq ($(origin DATABASE_URL),undefined)
 export MIGRATION_DATABASE_URL ?= postgresql://allocation_owner:allocation_owner@127.0.0.1:5432/allocation
 endif
 
-.PHONY: help venv stack-up stack-down stack-status lint typecheck test test-unit test-security run bench bench-quick bench-retention chaos chaos-cluster clean \
+.PHONY: help venv stack-up stack-down stack-status lint typecheck test test-unit test-security run bench bench-quick bench-retention bench-scaleout chaos chaos-cluster clean \
 	observability-check observe observe-down prometheus-installed asyncapi-validate
 
 help:  ## list the targets
@@ -58,11 +58,14 @@ run: $(STAMP) stack-up  ## the main job: stack up, then `allocation prepare` (mi
 	$(BIN)/allocation prepare
 	$(BIN)/allocation run
 
-bench: $(STAMP) stack-up  ## every benchmark figure (median of 3 runs) -> bench/results/ (~15 min)
+bench: $(STAMP) stack-up  ## every benchmark figure (median of 3 runs) -> bench/results/ (~17 min)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 bench-quick: $(STAMP) stack-up  ## the same figures at small sizes (2-3 minutes)
 	$(BIN)/python -m bench --quick --out bench/results/tmp/quick.json
+
+bench-scaleout: $(STAMP) stack-up  ## N = 1, 2, 3 consumers, each CPU-capped (cgroup v1, root), on 12 partitions (~6 min)
+	$(BIN)/python -m bench --only scaleout --out bench/results/scaleout.json $(BENCH_ARGS)
 
 bench-retention: $(STAMP) stack-up  ## pruning 2 M expired inbox and outbox rows: chained deletes vs partitions (~3 min)
 	$(BIN)/python -m bench.retention $(BENCH_ARGS)

@@ -4,7 +4,9 @@ Each figure is the median of ``--runs`` runs (3 by default; the latency curve ru
 JSON keeps every run, and gives each figure its target and whether it was met. Needs the local
 stack (``make stack-up``; ``STACK_HOME`` names it when it is another checkout's); works in a
 throwaway database and topics. Measuring the servers' CPU moves them into cgroups for a while,
-which needs root; without it the servers' CPU comes from /proc samples.
+which needs root; without it the servers' CPU comes from /proc samples. The scale-out figure
+(``--only scaleout``, ``make bench-scaleout``; not in the default run) caps each consumer's CPU
+with a cgroup v1 ``cpu`` group, which needs root too; without one it is skipped and says why.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from bench.curve import latency_curve
 from bench.environment import bench_database
 from bench.http_load import http_load
 from bench.report import REFERENCES, figure, render_markdown, render_table
+from bench.scaleout import scaleout, scaleout_figures, scaleout_warnings
 from bench.stats import medians, percentiles
+from bench.tracing import tracing_cost, tracing_figures
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -38,7 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, a few minutes")
     parser.add_argument("--runs", type=int, default=None)
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
-    parser.add_argument("--only", nargs="*", help="figures to measure (default: all)")
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        choices=FIGURES,
+        help=f"figures to measure (default: all but {', '.join(sorted(OWN_TARGET))})",
+    )
     parser.add_argument(
         "--http-client", choices=("wrk", "asyncio"), help="default: wrk when installed"
     )
@@ -51,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     signal.signal(signal.SIGINT, signal.default_int_handler)
     started = time.monotonic()
-    results = run(sizes, set(args.only or FIGURES), args.out, args.http_client)
+    wanted = set(args.only or set(FIGURES) - OWN_TARGET)
+    results = run(sizes, wanted, args.out, args.http_client)
     print(render_table(results))
     for warning in results["warnings"]:
         print(f"warning: {warning}")
@@ -88,8 +98,21 @@ def run(
     return results
 
 
-FIGURES = ("e2e", "baseline", "ceiling", "latency", "curve", "consumer", "relay", "growth", "http")
+FIGURES = (
+    "e2e",
+    "tracing",
+    "baseline",
+    "ceiling",
+    "latency",
+    "curve",
+    "consumer",
+    "relay",
+    "growth",
+    "http",
+    "scaleout",
+)
 ONCE = {"curve"}  # a dozen load steps already: one run fits the time
+OWN_TARGET = {"scaleout"}  # `make bench-scaleout` (`--only scaleout`): not in the default run
 
 
 def measure(sizes: scenarios.Sizes, wanted: set[str], http_client: str | None) -> dict[str, Any]:
@@ -97,6 +120,7 @@ def measure(sizes: scenarios.Sizes, wanted: set[str], http_client: str | None) -
     with bench_database() as db:
         steps: dict[str, Callable[[], Any]] = {
             "e2e": lambda: scenarios.e2e(db, sizes, ["consumer", "relay"]),
+            "tracing": lambda: tracing_cost(db, sizes),
             "baseline": lambda: scenarios.e2e(db, sizes, ["baseline"]),
             "ceiling": lambda: scenarios.commit_ceiling(db, sizes.ceiling_seconds),
             "latency": lambda: scenarios.latency(db, sizes),
@@ -105,6 +129,7 @@ def measure(sizes: scenarios.Sizes, wanted: set[str], http_client: str | None) -
             "relay": lambda: scenarios.relay_only(db, sizes),
             "growth": lambda: scenarios.growth(db, sizes),
             "http": lambda: http_load(db, sizes, http_client),
+            "scaleout": lambda: scaleout(db, sizes),
         }
         for name in FIGURES:
             if name not in wanted:
@@ -175,6 +200,11 @@ def derive(results: dict[str, Any]) -> None:
         values["growth_ratio"] = results["growth"]["growth_ratio"]
     if "http" in results:
         values |= http_figures(results["http"])
+    if "tracing" in results:
+        values |= tracing_figures(results["tracing"])
+    skipped = results.get("scaleout", {}).get("skipped")
+    scaled = {k: v for k, v in results.get("scaleout", {}).items() if k.startswith("consumers_")}
+    values |= scaleout_figures(scaled)
     results["figures"] = {name: figure(value, name) for name, value in values.items()}
     results["references"] = {
         name: {"value": value, "source": source, "measured_here": False}
@@ -184,6 +214,11 @@ def derive(results: dict[str, Any]) -> None:
         f"{name}: the CPU of {', '.join(emptied)} is incomplete (restarted inside the window)"
         for name, emptied in emptied_groups(results)
     ]
+    if skipped:
+        results["warnings"].append(f"scaleout: SKIPPED, no CPU caps could be made: {skipped}")
+    results["warnings"] += scaleout_warnings(scaled, os.cpu_count() or 1)
+    if results.get("tracing", {}).get("spans_without_exporter"):
+        results["warnings"].append("tracing: spans reached the sink with no exporter configured")
 
 
 def emptied_groups(results: dict[str, Any]) -> list[tuple[str, list[str]]]:
@@ -191,6 +226,10 @@ def emptied_groups(results: dict[str, Any]) -> list[tuple[str, list[str]]]:
         (n, results[n].get("cpu_groups_emptied"))
         for n in ("e2e", "baseline", "curve")
         if n in results
+    ]
+    tracing = results.get("tracing", {})
+    found += [
+        (f"tracing {k}", tracing[k]["cpu_groups_emptied"]) for k in ("off", "on") if k in tracing
     ]
     http = results.get("http", {})
     found += [(f"http {k}", http[k]["cpu_groups_emptied"]) for k in http if k != "runs"]

@@ -57,13 +57,15 @@ def figure(value: float, name: str) -> dict[str, Any]:
 
 
 def render_table(results: dict[str, Any]) -> str:
-    rows = [f"{'figure':<34} {'value':>10}   {'target':<9} met"]
-    for name, f in results.get("figures", {}).items():
+    figures = results.get("figures", {})
+    width = max([34, *(len(name) for name in figures)])
+    rows = [f"{'figure':<{width}} {'value':>10}   {'target':<9} met"]
+    for name, f in figures.items():
         target = f"{f['op']}{f['target']:g}" if f["target"] is not None else ""
         met = {True: "yes", False: "NO", None: ""}[f["met"]]
-        rows.append(f"{name:<34} {f['value']:>10.1f}   {target:<9} {met}".rstrip())
+        rows.append(f"{name:<{width}} {_number(f['value']):>10}   {target:<9} {met}".rstrip())
     for name, (value, _) in REFERENCES.items():
-        rows.append(f"{name:<34} {value:>10.1f}   (not measured here: issue 14)")
+        rows.append(f"{name:<{width}} {_number(value):>10}   (not measured here: issue 14)")
     return "\n".join(rows)
 
 

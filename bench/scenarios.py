@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +54,9 @@ class Sizes:
     http_requests: int = 2_000
     http_skus: int = 50
     http_clients: int = 16
+    scaleout_commands: int = 30_000
+    scaleout_consumers: tuple[int, ...] = (1, 2, 3)
+    scaleout_cores: float = 0.33  # each consumer's CPU cap, in cores
     runs: int = 3
 
 
@@ -68,6 +71,7 @@ QUICK = Sizes(
     curve_seconds=2.0,
     knee_steps=1,
     http_requests=300,
+    scaleout_commands=6_000,
 )
 
 
@@ -113,25 +117,32 @@ def fast_producer(settings: Settings) -> Producer:
 
 @contextmanager
 def processes(
-    db: BenchDatabase, settings: Settings, names: list[str]
+    db: BenchDatabase,
+    settings: Settings,
+    names: list[str],
+    extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[dict[str, Service]]:
-    """Start the named processes ("consumer", "relay" or "baseline"); wait until they have
-    partitions or lead."""
+    """Start the named processes ("consumer", "relay" or "baseline"; a suffix after a dash names
+    one of several: "consumer-2"), with ``extra_env`` over the settings' environment; wait until
+    they have partitions or lead."""
     LOGS.mkdir(parents=True, exist_ok=True)
-    env = service_env(settings, LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "WARNING"))
+    level = os.environ.get("BENCH_LOG_LEVEL", "WARNING")
+    env = service_env(settings, **{"LOG_LEVEL": level, **(extra_env or {})})
     started: dict[str, Service] = {}
     for name in names:
         log_name = f"{settings.consumer_group}-{name}"
-        if name == "baseline":
+        command = name.split("-", 1)[0]
+        if command == "baseline":
             service = Service([], env, LOGS, log_name, module="bench.baseline")
         else:
-            service = Service([name], env, LOGS, log_name)
+            service = Service([command], env, LOGS, log_name)
         started[name] = service.start()
     try:
         for name, service in started.items():
-            if name == "relay":
+            command = name.split("-", 1)[0]
+            if command == "relay":
                 wait_for_leader(db.engine, service)
-            elif name == "baseline":
+            elif command == "baseline":
                 wait_until(lambda s=service: baseline_assigned(settings, s), 60, "the baseline")
             else:
                 wait_until_ready(service)
@@ -154,15 +165,21 @@ def baseline_assigned(settings: Settings, baseline: Service) -> bool:
     )
 
 
-def e2e(db: BenchDatabase, sizes: Sizes, pipeline: list[str]) -> dict[str, float]:
-    """Commands produced as fast as possible until every Allocated was read back."""
+def e2e(
+    db: BenchDatabase,
+    sizes: Sizes,
+    pipeline: list[str],
+    extra_env: Mapping[str, str] | None = None,
+) -> dict[str, float]:
+    """Commands produced as fast as possible until every Allocated was read back; the service's
+    processes run with ``extra_env`` over the settings' environment."""
     with run_topics(db.settings) as settings:
         skus = seed_skus(db, sizes.skus)
         values = allocate_values(settings, skus, sizes.commands)
         watcher = EventWatcher(settings, avro_codec(settings))
         watcher.start()
         watcher.wait_assigned()
-        with processes(db, settings, pipeline) as running:
+        with processes(db, settings, pipeline, extra_env) as running:
             producer = fast_producer(settings)
             with cpu.metered(cpu_groups(db, running)) as meter:
                 before = meter.sample()
