@@ -12,6 +12,7 @@ then costs a function call, yet a ``traceparent`` that arrives still travels on.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 from opentelemetry import trace
@@ -45,7 +46,9 @@ def configure(service_name: str, exporter: str | None, otlp_endpoint: str | None
     trace.set_tracer_provider(provider)
 
 
+@functools.cache
 def _tracer() -> trace.Tracer:
+    # Asked once: a tracer got before ``configure`` is a proxy that follows the provider set later.
     return trace.get_tracer("allocation", schema_url=SCHEMA_URL)
 
 
