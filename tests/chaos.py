@@ -385,12 +385,17 @@ def rss_mib(pid: int) -> float:
 
 def render(results: list[Outcome]) -> str:
     columns = ("sent", 6), ("applied", 8), ("DLQ", 6), ("lost", 5), ("doubled", 8), ("recovery", 9)
-    head = f"{'scenario':<24} " + " ".join(f"{name:>{width}}" for name, width in columns) + "  note"
+    wide = max([24, *(len(r.scenario) for r in results)])
+    head = (
+        f"{'scenario':<{wide}} "
+        + " ".join(f"{name:>{width}}" for name, width in columns)
+        + "  note"
+    )
     lines = [head, "-" * len(head)]
     for r in results:
         recovery = "-" if r.recovery_s is None else f"{r.recovery_s:.1f}s"
         lines.append(
-            f"{r.scenario:<24} {r.sent:>6} {r.applied:>8} {r.dead_lettered:>6} {r.lost:>5} "
+            f"{r.scenario:<{wide}} {r.sent:>6} {r.applied:>8} {r.dead_lettered:>6} {r.lost:>5} "
             f"{r.doubled:>8} {recovery:>9}  {r.note}"
         )
     return "\n".join(lines)

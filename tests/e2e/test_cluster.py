@@ -7,6 +7,11 @@ real processes under a steady stream of Allocate commands, injects one fault, an
 chaos invariants (nothing lost, nothing applied twice, per-sku order = commit order); its row,
 with the recovery time, goes into the chaos table printed at the end.
 
+The broker SIGKILL runs once per consumer group protocol (issue 13: the stall before and after
+KIP-848): ``consumer``, the service's default, where the broker drives the group and owns the
+session timeout (``group.consumer.session.timeout.ms``, 10 s in the stack), and ``classic``,
+cooperative-sticky with static membership and the client's ``session.timeout.ms`` (10 s).
+
 Starting a cluster takes a minute and three more JVMs: the module runs only when asked for,
 with STACK_TOPOLOGY_TESTS=cluster, which `make chaos-cluster` sets.
 """
@@ -22,7 +27,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import ConsumerGroupType
+from confluent_kafka.admin import AdminClient, ConsumerGroupDescription
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from sqlalchemy import Engine, text
 
@@ -47,7 +53,8 @@ pytestmark = [
 CLUSTER = Scale(orders=3000, skus=60, rate=100, outage_s=0, hostile_random=0, soak_s=0, soak_rate=0)
 
 # Ports of the test's cluster, below Linux's ephemeral range (32768-60999: a client connection's
-# local port there makes a bind fail now and then); each can be moved with CLUSTER_TEST_<variable>.
+# local port there makes a bind fail now and then); each can be moved with CLUSTER_TEST_<variable>,
+# and its STACK_HOME (default .stack/test-cluster) with CLUSTER_TEST_STACK_HOME.
 PORTS = {
     "STACK_KAFKA_PORT": "26092",  # nodes on 26092, 26192, 26292
     "STACK_KAFKA_CONTROLLER_PORT": "26093",
@@ -107,7 +114,8 @@ class Cluster:
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
     # one fixed place under the git-ignored .stack/, so the downloaded jars are kept between runs
-    stack = Cluster(REPO / ".stack" / "test-cluster")
+    home = os.environ.get("CLUSTER_TEST_STACK_HOME") or REPO / ".stack" / "test-cluster"
+    stack = Cluster(Path(home))
     try:
         yield stack
     finally:
@@ -141,7 +149,9 @@ def run(
     cluster_engine: Engine,
     tmp_path: Path,
 ) -> Iterator[Run]:
-    name = "cluster-" + request.node.name.removeprefix("test_").replace("_", "-")[:16]
+    name = "cluster-" + request.node.originalname.removeprefix("test_").replace("_", "-")[:16]
+    if callspec := getattr(request.node, "callspec", None):
+        name += f"-{callspec.id}"  # one row (topics, group, instance ids) per parameter
     scenario = Run(name, cluster_settings, cluster_engine, tmp_path, scale=CLUSTER)
     yield scenario
     cluster("up")  # every node answers again before the next scenario
@@ -177,18 +187,36 @@ def topics_are_replicated(settings: Settings) -> None:
         assert all(len(p.replicas) == 3 for p in partitions), f"{topic} is not on 3 nodes"
 
 
-def group_coordinator(settings: Settings) -> int:
+def described_group(settings: Settings) -> ConsumerGroupDescription:
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
     group = settings.consumer_group
-    described = admin.describe_consumer_groups([group])[group].result(timeout=10)
-    return int(described.coordinator.id)
+    return admin.describe_consumer_groups([group])[group].result(timeout=10)
 
 
-def test_the_broker_coordinating_the_group_killed_and_back(run: Run, cluster: Cluster) -> None:
-    run.prepare()
+def group_timeout(settings: Settings) -> str:
+    """The protocol and what decides how long a silent member keeps its partitions."""
+    if settings.consumer_group_protocol == "consumer":  # stack/cluster/kafka.properties.in
+        return "KIP-848, broker's group.consumer.session.timeout.ms 10 s"
+    seconds = settings.consumer_session_timeout_ms / 1000
+    return f"classic, cooperative-sticky, static, session.timeout.ms {seconds:g} s"
+
+
+def partitions_kept(run: Run) -> str:
+    """Whether the consumer kept its partitions through the fault (its log says if it lost them)."""
+    lost = run.services["consumer-1"].log().count("assignment: lost ")
+    return "partitions kept" if not lost else f"partitions lost {lost}x and assigned again"
+
+
+@pytest.mark.parametrize("protocol", ["consumer", "classic"])
+def test_the_broker_coordinating_the_group_killed_and_back(
+    run: Run, cluster: Cluster, protocol: str
+) -> None:
+    run.prepare(extra={"consumer_group_protocol": protocol})
     topics_are_replicated(run.settings)
     run.start_pipeline()
-    node = f"kafka-{group_coordinator(run.settings)}"
+    group = described_group(run.settings)
+    assert group.type == ConsumerGroupType[protocol.upper()], group.type
+    node = f"kafka-{group.coordinator.id}"
     with run.load():
         sent(run, 300)
         # the fault is the kill: the pipeline must recover while the node is still down
@@ -200,7 +228,7 @@ def test_the_broker_coordinating_the_group_killed_and_back(run: Run, cluster: Cl
     run.settle()
     run.verdict(
         note=f"{node} (group coordinator) SIGKILLed, back after 10 s (rejoin {rejoined:.1f}s); "
-        f"stall {stall(run):.1f}s"
+        f"stall {stall(run):.1f}s; {group_timeout(run.settings)}: {partitions_kept(run)}"
     )
 
 
