@@ -12,7 +12,7 @@ from allocation.domain.errors import InvalidSku
 from allocation.entrypoints.assignment import Assignment
 from allocation.entrypoints.retry import Backoff
 from allocation.service_layer.ports import ConsumedOffset
-from tests.unit.test_consumer_faults import (
+from tests.consumer_fakes import (
     TOPIC,
     FakeBus,
     FakeProducer,
