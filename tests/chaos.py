@@ -67,6 +67,9 @@ FULL = Scale(
     orders=2400, skus=120, rate=100, outage_s=20, hostile_random=10_000, soak_s=600, soak_rate=200
 )
 SCALE = FULL if os.environ.get("CHAOS_SIZE") == "full" else SMALL
+# A broker answering again acknowledges a producer's backlog within seconds (reconnect
+# backoff at most 10 s, then a metadata refresh); a minute means it will not.
+ACKNOWLEDGED_S = 60.0
 
 
 @dataclass
@@ -198,34 +201,58 @@ class Run:
 
     @contextmanager
     def load(self) -> Iterator[None]:
-        """Send the orders at the scale's rate in the background; joined on exit."""
+        """Send the orders at the scale's rate in the background; on exit, wait until the
+        broker acknowledged them all.
+
+        The wait counts from the later of the block's end and the last order's time, not
+        from the load's start: the block ends when its fault does, and a broker restarted
+        under load takes from under a second to most of a minute before `stack start`
+        sees it answer. From there, every order must be acknowledged within ACKNOWLEDGED_S.
+        """
         sender = CommandSender(self.settings, self.codec)
-        done = threading.Event()
+        finished, abandon = threading.Event(), threading.Event()
+        failures: list[BaseException] = []
+        started = time.monotonic()
 
         def send() -> None:
-            started = time.monotonic()
-            for n, order in enumerate(self.orders):
-                pause = started + n / self.scale.rate - time.monotonic()
-                if pause > 0:
-                    time.sleep(pause)
-                record = {"orderid": order.orderid, "sku": order.sku, "qty": order.qty}
-                value = (
-                    self.encode(record)
-                    if self.encode
-                    else self.codec.encode(self.settings.topic_allocate, record)
-                )
-                self.sent_at.append(time.monotonic())
-                sender.send_raw(self.settings.topic_allocate, value, order.sku)
-            sender.flush()
-            done.set()
+            try:
+                for n, order in enumerate(self.orders):
+                    pause = started + n / self.scale.rate - time.monotonic()
+                    if pause > 0 and abandon.wait(pause):
+                        return
+                    record = {"orderid": order.orderid, "sku": order.sku, "qty": order.qty}
+                    value = (
+                        self.encode(record)
+                        if self.encode
+                        else self.codec.encode(self.settings.topic_allocate, record)
+                    )
+                    self.sent_at.append(time.monotonic())
+                    sender.send_raw(self.settings.topic_allocate, value, order.sku)
+                while sender.unacknowledged(0.5) and not abandon.is_set():
+                    pass
+            except BaseException as exc:  # raised again in the test's thread, where it counts
+                failures.append(exc)
+            finally:
+                finished.set()
 
         thread = threading.Thread(target=send, daemon=True)
         thread.start()
         try:
             yield
         finally:
-            thread.join(timeout=600)
-            assert done.is_set(), "the load did not finish sending"
+            last_order = started + len(self.orders) / self.scale.rate
+            wait = max(0.0, last_order - time.monotonic()) + ACKNOWLEDGED_S
+            in_time = finished.wait(wait)
+            abandon.set()
+            thread.join(10)
+            if failures:
+                raise failures[0]
+            sent = len(self.sent_at)
+            assert sent == len(self.orders), f"the load sent {sent} of {len(self.orders)} orders"
+            assert in_time, (
+                f"{sender.unacknowledged()} orders not acknowledged by the broker "
+                f"{ACKNOWLEDGED_S:.0f}s after the last was due and the fault was over"
+            )
 
     def settle(self, timeout: float = 180) -> None:
         expected = len(expected_allocations(self.creates, self.orders))
