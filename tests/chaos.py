@@ -199,6 +199,31 @@ class Run:
         ]
         return max(0.0, *waits) if waits else None
 
+    def where_it_waited(self, skus: set[str], grace: float = 5.0) -> str:
+        """Which process held up the fault's window, counted from the fault's end: the longest
+        wait of one of its commands for its transaction (the consumer), and of one event from
+        that transaction to the broker's acknowledgement (the relay). From the outbox's times."""
+        if not hasattr(self, "_fault") or not self.sent_at:
+            return ""
+        began, ended = self._fault
+        wall = time.time() - time.monotonic()
+        window = {
+            order.orderid: max(sent, ended) + wall
+            for order, sent in zip(self.orders, self.sent_at, strict=False)
+            if began <= sent <= ended + grace
+        }
+        query = select(
+            outbox.c.payload["orderid"].astext, outbox.c.created_at, outbox.c.published_at
+        ).where(outbox.c.key.in_(skus), outbox.c.event_type == "Allocated")
+        with self.engine.connect() as connection:
+            rows = [r for r in connection.execute(query) if r[0] in window]
+        to_commit = max([0.0, *(c.timestamp() - window[o] for o, c, _ in rows)])
+        after = ended + wall  # an event committed before the broker went is held by the fault
+        to_publish = max(
+            [0.0, *(p.timestamp() - max(c.timestamp(), after) for _, c, p in rows if p)]
+        )
+        return f"waits: to commit {to_commit:.1f}s, commit to publish {to_publish:.1f}s"
+
     @contextmanager
     def load(self) -> Iterator[None]:
         """Send the orders at the scale's rate in the background; on exit, wait until the
@@ -295,6 +320,8 @@ class Run:
         lost = sum((expected - stored).values()) + max(0, len(self.orders) - applied)
         doubled = sum((stored - expected).values())
         recovery = self.recovery()
+        if recovery is not None and not pruned:
+            note = f"{note}; {self.where_it_waited(skus)}"
         sent = len(self.orders) + expected_dead + expected_rejected
         outcome = Outcome(self.name, sent, applied, dead, lost, doubled, recovery, note)
         RESULTS.append(outcome)
