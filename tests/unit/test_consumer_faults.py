@@ -11,14 +11,7 @@ from confluent_kafka import Message
 
 from allocation.domain import commands
 from allocation.entrypoints.retry import Stopped
-from tests.consumer_fakes import (
-    TOPIC,
-    FakeBus,
-    FakeProducer,
-    consumer,
-    database_error,
-    poll,
-)
+from tests.consumer_fakes import TOPIC, FakeBus, FakeProducer, consumer, database_error, poll
 
 
 @pytest.mark.timeout(20)
