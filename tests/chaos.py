@@ -183,15 +183,19 @@ class Run:
         """How long after the fault ended the worst-hit command still waited for its event.
 
         Commands sent from the fault's start until ``grace`` seconds after its end
-        are considered; each waits at least until the fault ends.
+        are considered; each waits at least until the fault ends. An event counts from
+        its timestamp (the relay's producer sets it as it sends), not from when the
+        recorder read it: after a broker restart the recorder's own consumer group can
+        take most of a minute to read again, which is the harness's delay, not the service's.
         """
         if not hasattr(self, "_fault"):
             return None
         began, ended = self._fault
+        wall = time.time() - time.monotonic()
         arrived: dict[str, float] = {}
         for seen in self.recorder.on(self.settings.topic_line_allocated):
             v = self.codec.decode(self.settings.topic_line_allocated, seen.value)
-            arrived.setdefault(v["orderid"], seen.at)
+            arrived.setdefault(v["orderid"], seen.timestamp_ms / 1000 - wall)
         waits = [
             arrived[order.orderid] - max(sent, ended)
             for order, sent in zip(self.orders, self.sent_at, strict=False)
