@@ -49,7 +49,12 @@ class CommandSender:
                 self._producer.poll(0.1)
 
     def flush(self) -> None:
-        assert self._producer.flush(60) == 0, "the broker did not acknowledge every command"
+        assert self.unacknowledged(60) == 0, "the broker did not acknowledge every command"
+
+    def unacknowledged(self, wait: float = 0) -> int:
+        """Commands sent that the broker has not acknowledged, after waiting up to ``wait`` s
+        for them (and serving their acknowledgements meanwhile)."""
+        return int(self._producer.flush(wait))
 
     def create_batch(self, topic: str, ref: str, sku: str, qty: int) -> None:
         """Send a CreateBatch of warehouse stock (no eta) and wait for the broker's ack."""

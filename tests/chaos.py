@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import fastavro
+from confluent_kafka.admin import ConfigResource
 from sqlalchemy import Engine, func, select
 
 from allocation.adapters.avro import AvroCodec
@@ -66,6 +67,9 @@ FULL = Scale(
     orders=2400, skus=120, rate=100, outage_s=20, hostile_random=10_000, soak_s=600, soak_rate=200
 )
 SCALE = FULL if os.environ.get("CHAOS_SIZE") == "full" else SMALL
+# A broker answering again acknowledges a producer's backlog within seconds (reconnect
+# backoff at most 10 s, then a metadata refresh); a minute means it will not.
+ACKNOWLEDGED_S = 60.0
 
 
 @dataclass
@@ -179,15 +183,19 @@ class Run:
         """How long after the fault ended the worst-hit command still waited for its event.
 
         Commands sent from the fault's start until ``grace`` seconds after its end
-        are considered; each waits at least until the fault ends.
+        are considered; each waits at least until the fault ends. An event counts from
+        its timestamp (the relay's producer sets it as it sends), not from when the
+        recorder read it: after a broker restart the recorder's own consumer group can
+        take most of a minute to read again, which is the harness's delay, not the service's.
         """
         if not hasattr(self, "_fault"):
             return None
         began, ended = self._fault
+        wall = time.time() - time.monotonic()
         arrived: dict[str, float] = {}
         for seen in self.recorder.on(self.settings.topic_line_allocated):
             v = self.codec.decode(self.settings.topic_line_allocated, seen.value)
-            arrived.setdefault(v["orderid"], seen.at)
+            arrived.setdefault(v["orderid"], seen.timestamp_ms / 1000 - wall)
         waits = [
             arrived[order.orderid] - max(sent, ended)
             for order, sent in zip(self.orders, self.sent_at, strict=False)
@@ -195,36 +203,85 @@ class Run:
         ]
         return max(0.0, *waits) if waits else None
 
+    def where_it_waited(self, skus: set[str], grace: float = 5.0) -> str:
+        """Which process held up the fault's window, counted from the fault's end: the longest
+        wait of one of its commands for its transaction (the consumer), and of one event from
+        that transaction to the broker's acknowledgement (the relay). From the outbox's times."""
+        if not hasattr(self, "_fault") or not self.sent_at:
+            return ""
+        began, ended = self._fault
+        wall = time.time() - time.monotonic()
+        window = {
+            order.orderid: max(sent, ended) + wall
+            for order, sent in zip(self.orders, self.sent_at, strict=False)
+            if began <= sent <= ended + grace
+        }
+        query = select(
+            outbox.c.payload["orderid"].astext, outbox.c.created_at, outbox.c.published_at
+        ).where(outbox.c.key.in_(skus), outbox.c.event_type == "Allocated")
+        with self.engine.connect() as connection:
+            rows = [r for r in connection.execute(query) if r[0] in window]
+        to_commit = max([0.0, *(c.timestamp() - window[o] for o, c, _ in rows)])
+        after = ended + wall  # an event committed before the broker went is held by the fault
+        to_publish = max(
+            [0.0, *(p.timestamp() - max(c.timestamp(), after) for _, c, p in rows if p)]
+        )
+        return f"waits: to commit {to_commit:.1f}s, commit to publish {to_publish:.1f}s"
+
     @contextmanager
     def load(self) -> Iterator[None]:
-        """Send the orders at the scale's rate in the background; joined on exit."""
+        """Send the orders at the scale's rate in the background; on exit, wait until the
+        broker acknowledged them all.
+
+        The wait counts from the later of the block's end and the last order's time, not
+        from the load's start: the block ends when its fault does, and a broker restarted
+        under load takes from under a second to most of a minute before `stack start`
+        sees it answer. From there, every order must be acknowledged within ACKNOWLEDGED_S.
+        """
         sender = CommandSender(self.settings, self.codec)
-        done = threading.Event()
+        finished, abandon = threading.Event(), threading.Event()
+        failures: list[BaseException] = []
+        started = time.monotonic()
 
         def send() -> None:
-            started = time.monotonic()
-            for n, order in enumerate(self.orders):
-                pause = started + n / self.scale.rate - time.monotonic()
-                if pause > 0:
-                    time.sleep(pause)
-                record = {"orderid": order.orderid, "sku": order.sku, "qty": order.qty}
-                value = (
-                    self.encode(record)
-                    if self.encode
-                    else self.codec.encode(self.settings.topic_allocate, record)
-                )
-                self.sent_at.append(time.monotonic())
-                sender.send_raw(self.settings.topic_allocate, value, order.sku)
-            sender.flush()
-            done.set()
+            try:
+                for n, order in enumerate(self.orders):
+                    pause = started + n / self.scale.rate - time.monotonic()
+                    if pause > 0 and abandon.wait(pause):
+                        return
+                    record = {"orderid": order.orderid, "sku": order.sku, "qty": order.qty}
+                    value = (
+                        self.encode(record)
+                        if self.encode
+                        else self.codec.encode(self.settings.topic_allocate, record)
+                    )
+                    self.sent_at.append(time.monotonic())
+                    sender.send_raw(self.settings.topic_allocate, value, order.sku)
+                while sender.unacknowledged(0.5) and not abandon.is_set():
+                    pass
+            except BaseException as exc:  # raised again in the test's thread, where it counts
+                failures.append(exc)
+            finally:
+                finished.set()
 
         thread = threading.Thread(target=send, daemon=True)
         thread.start()
         try:
             yield
         finally:
-            thread.join(timeout=600)
-            assert done.is_set(), "the load did not finish sending"
+            last_order = started + len(self.orders) / self.scale.rate
+            wait = max(0.0, last_order - time.monotonic()) + ACKNOWLEDGED_S
+            in_time = finished.wait(wait)
+            abandon.set()
+            thread.join(10)
+            if failures:
+                raise failures[0]
+            sent = len(self.sent_at)
+            assert sent == len(self.orders), f"the load sent {sent} of {len(self.orders)} orders"
+            assert in_time, (
+                f"{sender.unacknowledged()} orders not acknowledged by the broker "
+                f"{ACKNOWLEDGED_S:.0f}s after the last was due and the fault was over"
+            )
 
     def settle(self, timeout: float = 180) -> None:
         expected = len(expected_allocations(self.creates, self.orders))
@@ -267,6 +324,8 @@ class Run:
         lost = sum((expected - stored).values()) + max(0, len(self.orders) - applied)
         doubled = sum((stored - expected).values())
         recovery = self.recovery()
+        if recovery is not None and not pruned:
+            note = f"{note}; {self.where_it_waited(skus)}"
         sent = len(self.orders) + expected_dead + expected_rejected
         outcome = Outcome(self.name, sent, applied, dead, lost, doubled, recovery, note)
         RESULTS.append(outcome)
@@ -340,6 +399,24 @@ def scenario(name: str, base: Settings, engine: Engine, log_dir: Path) -> Iterat
     finally:
         stack("up")  # whatever a scenario stopped is running again for the next one
         run.close()
+
+
+def proxied_listener(settings: Settings) -> tuple[int, int]:
+    """The broker's PROXIED listener as (advertised port, bound port), asked of the broker
+    itself: a proxy on the first forwarding to the second sits between the broker and every
+    client that bootstraps at the first, on whatever ports this stack was started with."""
+    admin = admin_client(settings)
+    broker = next(iter(admin.list_topics(timeout=10).brokers))
+    resource = ConfigResource(ConfigResource.Type.BROKER, str(broker))
+    config = admin.describe_configs([resource])[resource].result(timeout=10)
+
+    def port(key: str) -> int:
+        for listener in config[key].value.split(","):
+            if listener.startswith("PROXIED://"):
+                return int(listener.rsplit(":", 1)[1])
+        raise LookupError(f"the broker has no PROXIED listener in {key}: {config[key].value}")
+
+    return port("advertised.listeners"), port("listeners")
 
 
 def expected_allocations(

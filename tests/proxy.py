@@ -59,7 +59,9 @@ class CuttableProxy:
                 client, _ = self._server.accept()
             except TimeoutError:
                 continue
-            except OSError:
+            except OSError as exc:
+                if not self._closed.is_set():  # e.g. out of file descriptors: clients now hang
+                    print(f"proxy :{self._target[1]} stops accepting ({exc})")
                 return
             if self._cut.is_set():
                 _close(client)

@@ -20,8 +20,8 @@ import json
 import logging
 import struct
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import fastavro
 from confluent_kafka.schema_registry import Schema as RegistrySchema
@@ -60,6 +60,7 @@ __all__ = [
 ]
 
 
+T = TypeVar("T")
 _HEADER = struct.Struct(">bI")
 # How long a writer trusts "this build's schema is not registered" before asking again.
 _UNREGISTERED_TTL_S = 60.0
@@ -176,13 +177,10 @@ class AvroCodec:
         if found is not None:
             return found
         name = subject(topic)
-        try:
-            registered = self._registry.get_version(name, version)
-        except Exception as exc:
-            failure = registry_failure(exc)
-            if failure is not None:
-                raise failure from exc
-            raise LookupError(f"version {version} of {name} is not in the registry") from exc
+        registered = _ask(
+            lambda: self._registry.get_version(name, version),
+            LookupError(f"version {version} of {name} is not in the registry"),
+        )
         if registered.schema_id is None or registered.schema is None:
             raise LookupError(f"the registry gave no schema for version {version} of {name}")
         found = (registered.schema_id, _parse(json.loads(registered.schema.schema_str or "null")))
@@ -193,17 +191,13 @@ class AvroCodec:
         """The registry's id of this topic's schema (under subject ``<topic>-value``)."""
         if topic not in self._ids:
             name = subject(topic)
-            try:
-                registered = self._registry.lookup_schema(
-                    name, RegistrySchema(json.dumps(self._raw[topic]), "AVRO")
-                )
-            except Exception as exc:
-                failure = registry_failure(exc)
-                if failure is not None:
-                    raise failure from exc
-                raise LookupError(
+            ours = RegistrySchema(json.dumps(self._raw[topic]), "AVRO")
+            registered = _ask(
+                lambda: self._registry.lookup_schema(name, ours),
+                LookupError(
                     f"schema for {name} is not registered (run `allocation schemas register`)"
-                ) from exc
+                ),
+            )
             if registered.schema_id is None:
                 raise LookupError(f"the registry gave no id for {name}")
             self._ids[topic] = registered.schema_id
@@ -218,13 +212,10 @@ class AvroCodec:
         name = subject(topic)
         until, elsewhere = self._foreign.get((topic, schema_id), (0.0, ""))
         if time.monotonic() >= until:
-            try:
-                found = self._registry.get_schema_versions(schema_id)
-            except Exception as exc:
-                failure = registry_failure(exc)
-                if failure is not None:
-                    raise failure from exc
-                raise UnknownSchemaId(f"schema id {schema_id} is unknown to the registry") from exc
+            found = _ask(
+                lambda: self._registry.get_schema_versions(schema_id),
+                UnknownSchemaId(f"schema id {schema_id} is unknown to the registry"),
+            )
             if any(v.subject == name for v in found):
                 self._in_subject.setdefault(topic, set()).add(schema_id)
                 return
@@ -244,13 +235,10 @@ class AvroCodec:
         return writer
 
     def _fetch_writer(self, schema_id: int) -> Schema | PoisonMessage:
-        try:
-            found = self._registry.get_schema(schema_id)
-        except Exception as exc:
-            failure = registry_failure(exc)
-            if failure is not None:
-                raise failure from exc
-            raise UnknownSchemaId(f"schema id {schema_id} is unknown to the registry") from exc
+        found = _ask(
+            lambda: self._registry.get_schema(schema_id),
+            UnknownSchemaId(f"schema id {schema_id} is unknown to the registry"),
+        )
         if found.schema_type not in (None, "AVRO"):
             return WrongRecordType(f"schema id {schema_id} is {found.schema_type}, not Avro")
         try:
@@ -266,6 +254,16 @@ class AvroCodec:
                 "record could make its decode run unbounded"
             )
         return writer
+
+
+def _ask(call: Callable[[], T], refused: Exception) -> T:
+    """The registry's answer to ``call``. A registry that cannot answer raises what
+    ``registry_failure`` makes of it (retry); a "no" about the thing asked for raises
+    ``refused``, the caller's reading of that no."""
+    try:
+        return call()
+    except Exception as exc:
+        raise (registry_failure(exc) or refused) from exc
 
 
 def _parse(schema: Any) -> Schema:

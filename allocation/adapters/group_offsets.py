@@ -1,6 +1,7 @@
 """A consumer group's positions as Kafka knows them: committed offsets, log ends, members.
 
-For ``allocation offsets``; the service's own truth is in PostgreSQL (``offsets``).
+For ``allocation offsets`` and ``allocation status``; the service's own truth is in PostgreSQL
+(``offsets``).
 A client that never subscribes only reads, so these never disturb the group.
 """
 
@@ -31,6 +32,12 @@ class KafkaPosition:
     committed: int | None
     earliest: int
     end: int
+
+    @property
+    def lag(self) -> int:
+        """Records the group has yet to read: a group without a commit starts at the
+        earliest (the consumers' ``auto.offset.reset``)."""
+        return self.end - (self.earliest if self.committed is None else self.committed)
 
 
 @contextmanager

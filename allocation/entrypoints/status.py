@@ -2,68 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
 from sqlalchemy import Engine, Row, text
 
-from allocation.adapters import outbox
-from allocation.adapters.kafka import consumer_config
+from allocation.adapters import group_offsets, outbox
 from allocation.adapters.tables import LEADER_LOCK
 from allocation.config import Settings
 
 
-@dataclass(frozen=True)
-class PartitionLag:
-    topic: str
-    partition: int
-    committed: int | None
-    end: int
-
-    @property
-    def lag(self) -> int:
-        return self.end - (self.committed or 0) if self.committed is not None else self.end
-
-
-def consumer_lag(settings: Settings, timeout: float = 10.0) -> list[PartitionLag]:
-    # A consumer that never subscribes only reads the group's committed offsets.
-    consumer = Consumer(consumer_config(settings, settings.consumer_group, "allocation-status"))
-    try:
-        metadata = consumer.list_topics(timeout=timeout)
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in settings.command_topics
-            if topic in metadata.topics
-            for p in sorted(metadata.topics[topic].partitions)
-        ]
-        committed = consumer.committed(partitions, timeout=timeout) if partitions else []
-        lags = []
-        for tp in committed:
-            _, high = consumer.get_watermark_offsets(tp, timeout=timeout)
-            offset = tp.offset if tp.offset >= 0 else None
-            lags.append(PartitionLag(tp.topic, tp.partition, offset, high))
-        return lags
-    finally:
-        consumer.close()
-
-
-def dead_letter_count(settings: Settings, timeout: float = 10.0) -> int:
-    consumer = Consumer(consumer_config(settings, "allocation-status", "allocation-status"))
-    try:
-        metadata = consumer.list_topics(settings.topic_dlq, timeout=timeout)
-        topic = metadata.topics.get(settings.topic_dlq)
-        if topic is None or topic.error is not None:
-            return 0
-        total = 0
-        for p in topic.partitions:
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(settings.topic_dlq, p), timeout=timeout
-            )
-            total += high - low
-        return total
-    finally:
-        consumer.close()
+def dead_letter_count(settings: Settings) -> int:
+    """Dead letters the DLQ topic holds now (those past its retention are gone)."""
+    return sum(p.end - p.earliest for p in group_offsets.positions(settings, [settings.topic_dlq]))
 
 
 def relay_leader_backend(engine: Engine) -> Row[Any] | None:
@@ -91,7 +41,7 @@ def relay_leader(engine: Engine) -> str | None:
 def render(settings: Settings, engine: Engine) -> str:
     lines = [f"consumer group {settings.consumer_group}"]
     lines.append(f"  {'topic':<20} {'partition':>9} {'committed':>10} {'end':>10} {'lag':>8}")
-    lags = consumer_lag(settings)
+    lags = group_offsets.positions(settings, settings.command_topics)
     for lag in lags:
         committed = "-" if lag.committed is None else str(lag.committed)
         lines.append(

@@ -30,7 +30,7 @@ from testkit.hostile import spinning_record, with_zero_byte_array
 from testkit.processes import wait_for_leader, wait_until, wait_until_ready
 from testkit.raw_headers import produce_with_raw_header
 from testkit.traffic import CommandSender
-from tests.chaos import SCALE, Run, rss_mib, stack, wire
+from tests.chaos import SCALE, Run, proxied_listener, rss_mib, stack, wire
 from tests.proxy import CuttableProxy
 
 # Longer than the waits inside a scenario: set-up (60 s), warm-up (60 s), the fault,
@@ -141,11 +141,12 @@ def test_the_active_relay_killed(run: Run) -> None:
 
 
 def test_a_relay_cut_off_from_the_broker(run: Run) -> None:
-    proxy = CuttableProxy(9094, 9095)
+    advertised, bound = proxied_listener(run.base)
+    proxy = CuttableProxy(advertised, bound)
     try:
         run.prepare()
         run.start("consumer-1", "consumer", CONSUMER_INSTANCE_ID=f"{run.name}-1")
-        run.start("relay-1", "relay", KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:9094")
+        run.start("relay-1", "relay", KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{advertised}")
         wait_for_leader(run.engine, run.services["relay-1"])
         cut_for = 30.0 if SCALE.outage_s >= 20 else SCALE.outage_s
         with run.load():

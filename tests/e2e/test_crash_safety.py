@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
+from allocation.adapters.group_offsets import positions
 from allocation.config import Settings
 from allocation.domain import commands
-from allocation.entrypoints.status import consumer_lag
 from testkit.processes import (
     Service,
     service_env,
@@ -129,5 +129,5 @@ def test_commands_apply_exactly_once_and_events_publish_once_through_sigkills(
 
 
 def _caught_up(settings: Settings) -> bool:
-    lags = consumer_lag(settings)
+    lags = positions(settings, settings.command_topics)
     return bool(lags) and all(lag.committed is not None and lag.lag == 0 for lag in lags if lag.end)

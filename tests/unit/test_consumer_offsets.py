@@ -12,14 +12,7 @@ from allocation.domain.errors import InvalidSku
 from allocation.entrypoints.assignment import Assignment
 from allocation.entrypoints.retry import Backoff
 from allocation.service_layer.ports import ConsumedOffset
-from tests.unit.test_consumer_faults import (
-    TOPIC,
-    FakeBus,
-    FakeProducer,
-    consumer,
-    database_error,
-    poll,
-)
+from tests.consumer_fakes import TOPIC, FakeBus, FakeProducer, consumer, database_error, poll
 
 
 def test_a_poll_saves_its_offsets_in_the_transaction_that_applied_it() -> None:
