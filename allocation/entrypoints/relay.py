@@ -203,7 +203,7 @@ class OutboxRelay:
 
     def _produce_one(self, row: outbox.PendingRow, value: bytes, delivered: Delivered) -> None:
         headers: Headers = [
-            (contract.EVENT_ID, str(row.event_id).encode()),
+            (contract.EVENT_ID, row.event_id.encode()),
             (contract.EVENT_TYPE, row.event_type.encode()),
             (contract.OCCURRED_AT, row.occurred_at.isoformat().encode()),
         ]
@@ -268,7 +268,7 @@ class OutboxRelay:
 
 
 def _record(row: outbox.PendingRow) -> dict[str, object]:
-    return published_record(row.payload, str(row.event_id), row.occurred_at, row.causation_id)
+    return published_record(row.payload, row.event_id, row.occurred_at, row.causation_id)
 
 
 def _count_published(rows: list[outbox.PendingRow]) -> None:
