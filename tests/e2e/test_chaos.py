@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import random
 import time
 from collections import Counter
@@ -141,11 +142,14 @@ def test_the_active_relay_killed(run: Run) -> None:
 
 
 def test_a_relay_cut_off_from_the_broker(run: Run) -> None:
-    proxy = CuttableProxy(9094, 9095)
+    # The stack's PROXIED listener (stack/stack.sh): advertised on the first port, bound on the
+    # second; a stack on other ports than the default names them in its environment.
+    advertised = int(os.environ.get("STACK_KAFKA_PROXIED_PORT", "9094"))
+    proxy = CuttableProxy(advertised, int(os.environ.get("STACK_KAFKA_PROXIED_BIND_PORT", "9095")))
     try:
         run.prepare()
         run.start("consumer-1", "consumer", CONSUMER_INSTANCE_ID=f"{run.name}-1")
-        run.start("relay-1", "relay", KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:9094")
+        run.start("relay-1", "relay", KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{advertised}")
         wait_for_leader(run.engine, run.services["relay-1"])
         cut_for = 30.0 if SCALE.outage_s >= 20 else SCALE.outage_s
         with run.load():
