@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -273,10 +274,12 @@ def _record(row: outbox.PendingRow) -> dict[str, object]:
 
 def _count_published(rows: list[outbox.PendingRow]) -> None:
     now = time.time()
+    for topic, count in Counter(row.topic for row in rows).items():
+        metrics.EVENTS_PUBLISHED.labels(topic).inc(count)
+    observe = metrics.PUBLISH_DELAY.observe
     for row in rows:
-        metrics.EVENTS_PUBLISHED.labels(row.topic).inc()
         if row.created_at is not None:
-            metrics.PUBLISH_DELAY.observe(max(0.0, now - row.created_at.timestamp()))
+            observe(max(0.0, now - row.created_at.timestamp()))
 
 
 def build(settings: Settings, engine: Engine, stop: threading.Event) -> OutboxRelay:
