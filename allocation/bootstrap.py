@@ -139,7 +139,10 @@ def relay_producer(settings: Settings) -> Producer:
     """The relay's producer of events."""
     # A broker outage shorter than the message timeout is waited out inside one
     # delivery; past it the rows go back to pending and the relay retries after a
-    # pause. The relay hands over whole chunks and then flushes, so lingering
-    # only adds latency.
-    overrides = {"message.timeout.ms": 120_000, "linger.ms": 1}
+    # pause. The relay hands over a whole chunk and then flushes, and a flush sends
+    # at once whatever lingers: lingering costs no latency, and 20 ms (not 1) fills
+    # fewer, larger produce requests while a chunk is handed over: from a full outbox
+    # the broker's CPU per event went from 7-11 us to 2.4-5.2, the relay's own
+    # librdkafka threads' from 2.4-3.6 to 0.8-1.0.
+    overrides = {"message.timeout.ms": 120_000, "linger.ms": 20}
     return Producer(producer_config(settings, client_id("relay"), **overrides))

@@ -100,9 +100,11 @@ class Settings(BaseSettings):
     # /metrics needs `Authorization: Bearer <token>`.
     api_token: SecretStr | None = None
 
-    # How many outbox rows the relay publishes per round trip.
+    # How many outbox rows the relay publishes per round trip. From a full outbox 5,000 drained
+    # about twice as fast as 1,000 on the 2-core bench machine: fewer waits on the database and
+    # the broker per row (the relay's own CPU per row is the same).
     relay_chunk_size: int = Field(
-        default=1000,
+        default=5000,
         ge=1,
         le=100_000,
         validation_alias=AliasChoices("relay_chunk_size", "relay_batch_size"),

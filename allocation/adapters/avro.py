@@ -42,6 +42,7 @@ from allocation.adapters.avro_errors import (
 )
 from allocation.adapters.avro_errors import RegistryTransportError as RegistryTransportError
 from allocation.adapters.avro_errors import registry_client as registry_client
+from allocation.adapters.avro_writer import BodyWriter, compile_writer
 from allocation.adapters.contract import Schema, subject
 from allocation.adapters.wire import Record
 
@@ -77,13 +78,14 @@ class AvroCodec:
         """``schemas``: the reader/writer schema of each topic, as shipped in the package."""
         self._registry = registry
         self._schemas = {topic: _parse(s) for topic, s in schemas.items()}
+        self._write = {topic: compile_writer(s) for topic, s in self._schemas.items()}
         self._raw = dict(schemas)
         # A writer schema, or why it cannot be one: asked of the registry once per id.
         self._writers: dict[int, Schema | PoisonMessage] = {}
         self._ids: dict[str, int] = {}
         self._versions: dict[str, int] = {}
         self._unregistered: dict[str, float] = {}
-        self._by_version: dict[tuple[str, int], tuple[int, Schema]] = {}
+        self._by_version: dict[tuple[str, int], tuple[int, BodyWriter]] = {}
         # Per topic, the ids known to be versions of its subject; a miss asks the
         # registry again (a version registered since is accepted), a hit does not.
         self._in_subject: dict[str, set[int]] = {}
@@ -130,11 +132,7 @@ class AvroCodec:
 
     def encode(self, topic: str, record: Mapping[str, Any]) -> bytes:
         """``record`` in the Confluent wire format, with the id of ``topic``'s schema."""
-        schema = self._schemas[topic]
-        out = io.BytesIO()
-        out.write(_HEADER.pack(0, self.schema_id(topic)))
-        fastavro.schemaless_writer(out, schema, dict(record))
-        return out.getvalue()
+        return _HEADER.pack(0, self.schema_id(topic)) + self._write[topic](record)
 
     def encode_as(self, topic: str, record: Mapping[str, Any], version: int | None) -> bytes:
         """``record`` written with version ``version`` of the topic's subject, with its id.
@@ -147,11 +145,8 @@ class AvroCodec:
         """
         if version is None:
             return self.encode(topic, record)
-        schema_id, schema = self._registered_version(topic, version)
-        out = io.BytesIO()
-        out.write(_HEADER.pack(0, schema_id))
-        fastavro.schemaless_writer(out, schema, dict(record))
-        return out.getvalue()
+        schema_id, write = self._registered_version(topic, version)
+        return _HEADER.pack(0, schema_id) + write(record)
 
     def version_of(self, topic: str) -> int | None:
         """The subject's version holding this build's schema of ``topic``; None if none does.
@@ -172,7 +167,7 @@ class AvroCodec:
             return None
         return self._versions[topic]
 
-    def _registered_version(self, topic: str, version: int) -> tuple[int, Schema]:
+    def _registered_version(self, topic: str, version: int) -> tuple[int, BodyWriter]:
         found = self._by_version.get((topic, version))
         if found is not None:
             return found
@@ -183,7 +178,8 @@ class AvroCodec:
         )
         if registered.schema_id is None or registered.schema is None:
             raise LookupError(f"the registry gave no schema for version {version} of {name}")
-        found = (registered.schema_id, _parse(json.loads(registered.schema.schema_str or "null")))
+        writer = _parse(json.loads(registered.schema.schema_str or "null"))
+        found = (registered.schema_id, compile_writer(writer))
         self._by_version[(topic, version)] = found
         return found
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -203,7 +204,7 @@ class OutboxRelay:
 
     def _produce_one(self, row: outbox.PendingRow, value: bytes, delivered: Delivered) -> None:
         headers: Headers = [
-            (contract.EVENT_ID, str(row.event_id).encode()),
+            (contract.EVENT_ID, row.event_id.encode()),
             (contract.EVENT_TYPE, row.event_type.encode()),
             (contract.OCCURRED_AT, row.occurred_at.isoformat().encode()),
         ]
@@ -268,15 +269,17 @@ class OutboxRelay:
 
 
 def _record(row: outbox.PendingRow) -> dict[str, object]:
-    return published_record(row.payload, str(row.event_id), row.occurred_at, row.causation_id)
+    return published_record(row.payload, row.event_id, row.occurred_at, row.causation_id)
 
 
 def _count_published(rows: list[outbox.PendingRow]) -> None:
     now = time.time()
+    for topic, count in Counter(row.topic for row in rows).items():
+        metrics.EVENTS_PUBLISHED.labels(topic).inc(count)
+    observe = metrics.PUBLISH_DELAY.observe
     for row in rows:
-        metrics.EVENTS_PUBLISHED.labels(row.topic).inc()
         if row.created_at is not None:
-            metrics.PUBLISH_DELAY.observe(max(0.0, now - row.created_at.timestamp()))
+            observe(max(0.0, now - row.created_at.timestamp()))
 
 
 def build(settings: Settings, engine: Engine, stop: threading.Event) -> OutboxRelay:

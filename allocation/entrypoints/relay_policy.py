@@ -53,7 +53,7 @@ class Delivery:
 class RelayPolicy:
     """How much the relay takes at once, how often it looks, how long a failed row waits."""
 
-    chunk_size: int = 1000
+    chunk_size: int = 5000
     poll_interval_s: float = 1.0
     standby_poll_s: float = 1.0
     max_attempts: int = 10

@@ -1,5 +1,6 @@
 """The PostgreSQL adapters honour the same contracts as the fakes."""
 
+import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -124,7 +125,7 @@ class SqlOutboxWorld:
                 occurred_at=r.occurred_at,
                 causation_id=r.causation_id,
                 correlation_id=r.correlation_id,
-                event_id=r.event_id,
+                event_id=uuid.UUID(r.event_id),
             )
             for r in rows
             if r.key in keys

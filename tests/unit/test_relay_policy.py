@@ -8,7 +8,9 @@ from allocation.entrypoints.relay_policy import Delivery, RelayPolicy
 
 
 def row(n: int, key: str = "k") -> PendingRow:
-    return PendingRow(n, uuid.uuid4(), "Allocated", "t", key, {}, datetime.now(UTC), None, None, 0)
+    return PendingRow(
+        n, str(uuid.uuid4()), "Allocated", "t", key, {}, datetime.now(UTC), None, None, 0
+    )
 
 
 def test_a_delivery_sorts_acks_refusals_and_losses() -> None:
