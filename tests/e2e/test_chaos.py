@@ -292,9 +292,14 @@ def table_sizes(run: Run) -> tuple[int, int]:
             text("SELECT count(*) FROM outbox WHERE topic = ANY(:topics)"),
             {"topics": list(run.settings.event_topics)},
         ).scalar_one()
+        # Identities name the topic (README, "Inbox identity"): id:<topic>:<message_id> for a
+        # message with an id, at:<topic>:<partition>:<offset>:<timestamp> for one without.
+        topic = run.settings.topic_allocate
         inbox_rows = connection.execute(
-            text("SELECT count(*) FROM inbox WHERE message_id LIKE :prefix"),
-            {"prefix": f"{run.settings.topic_allocate}:%"},
+            text(
+                "SELECT count(*) FROM inbox WHERE message_id LIKE :by_id OR message_id LIKE :by_at"
+            ),
+            {"by_id": f"id:{topic}:%", "by_at": f"at:{topic}:%"},
         ).scalar_one()
     return int(outbox_rows), int(inbox_rows)
 
