@@ -58,7 +58,7 @@ run: $(STAMP) stack-up  ## the main job: stack up, then `allocation prepare` (mi
 	$(BIN)/allocation prepare
 	$(BIN)/allocation run
 
-bench: $(STAMP) stack-up  ## every benchmark figure (median of 3 runs) -> bench/results/ (~17 min)
+bench: $(STAMP) stack-up  ## every benchmark figure (median of 3 runs) -> bench/results/ (~10 min)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 bench-quick: $(STAMP) stack-up  ## the same figures at small sizes (2-3 minutes)
