@@ -60,7 +60,7 @@ class WaitingSweep:
                 )
             if self._engine is not None:
                 with self._engine.connect() as connection:
-                    metrics.WAITING_ORDERS.set(waiting.count(connection)[0])
+                    metrics.WAITING_ORDERS.set(waiting.count(connection))
         except Exception as exc:  # the next sweep tries again
             logger.warning("sweep of waiting orders failed: %s", str(exc).splitlines()[0])
 

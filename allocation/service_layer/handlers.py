@@ -10,7 +10,7 @@ from allocation.domain import commands, events, model
 from allocation.domain.errors import DuplicateBatchRef, InvalidBatchRef, InvalidSku
 from allocation.service_layer.messagebus import CommandHandler, EventHandler
 from allocation.service_layer.unit_of_work import AbstractUnitOfWork
-from allocation.service_layer.waiting import NO_WAITING, WAITING, WaitingPolicy
+from allocation.service_layer.waiting import NO_WAITING, WAITING, Waiting, WaitingPolicy
 
 
 def add_batch(cmd: commands.CreateBatch, uow: AbstractUnitOfWork) -> None:
@@ -26,7 +26,7 @@ def add_batch(cmd: commands.CreateBatch, uow: AbstractUnitOfWork) -> None:
 
 def allocate(
     cmd: commands.Allocate, uow: AbstractUnitOfWork, waiting: WaitingPolicy = NO_WAITING
-) -> str | None:
+) -> str | Waiting | None:
     line = model.OrderLine(cmd.orderid, cmd.sku, cmd.qty)
     product = uow.products.get(line.sku)
     if product is None:

@@ -19,7 +19,16 @@ from allocation.domain.errors import InvalidSku
 from allocation.service_layer.ports import WaitingCommand
 from allocation.service_layer.unit_of_work import AbstractUnitOfWork
 
-WAITING = "waiting"
+
+class Waiting:
+    """The type of ``WAITING``: no string a handler could return by chance (a batch named
+    "waiting") can pass for it."""
+
+    def __repr__(self) -> str:
+        return "WAITING"
+
+
+WAITING = Waiting()
 """What the ``allocate`` handler returns for an order it keeps waiting."""
 
 

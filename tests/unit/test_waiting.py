@@ -150,3 +150,12 @@ def test_an_invalid_sku_is_refused_as_poison_before_any_lookup() -> None:
     with pytest.raises(InvalidValue):
         bus.handle(commands.Allocate("o1", "bad\x00sku", 1), on_topic(1))
     assert looked_up == []
+
+
+def test_an_order_allocated_to_a_batch_named_waiting_is_not_taken_for_a_waiting_one() -> None:
+    uow = FakeUnitOfWork()
+    bus = bus_with(uow)
+    bus.handle(commands.CreateBatch("waiting", "LAMP", 10, None))
+    outcome = bus.handle(commands.Allocate("o1", "LAMP", 1), on_topic(1))
+    assert outcome.result == "waiting"
+    assert not outcome.waiting
