@@ -32,7 +32,7 @@ from bench.scenarios import (
     cpu_groups,
     fast_producer,
     processes,
-    produce,
+    produce_all,
     seed_skus,
 )
 from testkit.processes import wait_until
@@ -85,9 +85,7 @@ def with_consumers(
             with cpu.metered(cpu_groups(db, running)) as meter:
                 before = meter.sample()
                 started = time.monotonic()
-                for _orderid, sku, value in values:
-                    produce(producer, settings.topic_allocate, sku, value)
-                producer.flush(120)
+                produce_all(producer, settings.topic_allocate, values)
                 wait_until(lambda: applied() >= sizes.scaleout_commands, 600, "every command")
                 elapsed = time.monotonic() - started
                 used = meter.used(before, meter.sample())

@@ -184,9 +184,7 @@ def e2e(
             with cpu.metered(cpu_groups(db, running)) as meter:
                 before = meter.sample()
                 started = time.monotonic()
-                for _orderid, sku, value in values:
-                    produce(producer, settings.topic_allocate, sku, value)
-                producer.flush(120)
+                produce_all(producer, settings.topic_allocate, values)
                 watcher.wait_for(sizes.commands, timeout=600)
                 used = meter.used(before, meter.sample())
                 emptied = meter.emptied()
@@ -221,6 +219,14 @@ def cpu_groups(db: BenchDatabase, running: dict[str, Service]) -> dict[str, cpu.
     for name, service in running.items():
         groups[name] = lambda pid=service.pid: [pid]
     return groups
+
+
+def produce_all(producer: Producer, topic: str, values: list[tuple[str, str, bytes]]) -> None:
+    """Every order (``allocate_values``) as fast as the producer takes them, then waits for
+    the broker's acknowledgements."""
+    for _orderid, sku, value in values:
+        produce(producer, topic, sku, value)
+    producer.flush(120)
 
 
 def produce(producer: Producer, topic: str, key: str, value: bytes) -> None:
@@ -297,9 +303,9 @@ def consumer_only(db: BenchDatabase, sizes: Sizes) -> float:
     with run_topics(db.settings) as settings:
         skus = seed_skus(db, sizes.skus)
         producer = fast_producer(settings)
-        for _orderid, sku, value in allocate_values(settings, skus, sizes.commands):
-            produce(producer, settings.topic_allocate, sku, value)
-        producer.flush(120)
+        produce_all(
+            producer, settings.topic_allocate, allocate_values(settings, skus, sizes.commands)
+        )
         query = select(func.count()).select_from(allocations).where(allocations.c.sku.in_(skus))
 
         def applied() -> int:
