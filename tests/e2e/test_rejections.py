@@ -94,6 +94,7 @@ def test_rejected_commands_become_command_rejected_events_and_none_is_dead_lette
     def sentinels(got: list[Decoded]) -> set[str]:
         return {r.headers["sentinel"] for r in got if "sentinel" in r.headers}
 
+    # The session's DLQ also holds other tests' sentinels: wait for all of ours among them.
     letters = dead_letters.read_until(lambda got: set(cases) <= sentinels(got), 60)
     ours = [r for r in letters if r.key in keys.values()]
     assert all("sentinel" in r.headers for r in ours), [r.headers for r in ours]
