@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, func, select, text
 from sqlalchemy.orm import Session
 
+from allocation.adapters.batched_writes import write
 from allocation.adapters.retention import Expiry, delete_chunk
 from allocation.adapters.tables import inbox, outbox
 from allocation.service_layer.ports import AbstractInbox
@@ -51,7 +52,7 @@ class SqlInbox(AbstractInbox):
     def flush(self) -> None:
         """Insert every id recorded since the last flush, in one statement."""
         if self._staged:
-            self._session.connection().execute(_INSERT, {"ids": self._staged})
+            write(self._session, _INSERT, {"ids": self._staged})
             self._staged = []
 
 

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
+from allocation.adapters.batched_writes import write
 from allocation.adapters.retention import Expiry, cutoff, delete_chunk
 from allocation.adapters.tables import outbox
 from allocation.adapters.wire import event_to_record
@@ -69,8 +70,9 @@ class SqlOutbox(AbstractOutbox):
         if not entries:
             return
         keys = sorted({entry.key for entry in entries})
-        self._session.connection().execute(_LOCK_KEYS, {"keys": keys})
-        self._session.connection().execute(
+        write(self._session, _LOCK_KEYS, {"keys": keys})
+        write(
+            self._session,
             _INSERT,
             {
                 "event_ids": [str(e.event_id) for e in entries],

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Executable, delete, select, text, tuple_
 from sqlalchemy.orm import Session
 
+from allocation.adapters.batched_writes import read, write
 from allocation.adapters.tables import allocations
 from allocation.domain.model import AllocationSet, OrderLine, release_order
 
@@ -32,7 +33,7 @@ class AllocationsStore:
         self._totals: dict[int, int] = {}
 
     def _execute(self, statement: Executable, params: Any = None) -> Any:
-        return self._session.connection().execute(statement, params)
+        return read(self._session).execute(statement, params)
 
     def holds(self, batch_id: int, line: OrderLine) -> bool:
         """Whether the batch holds the line, as stored or as staged."""
@@ -99,17 +100,21 @@ class AllocationsStore:
             key = tuple_(
                 allocations.c.batch_id, allocations.c.orderid, allocations.c.sku, allocations.c.qty
             )
-            self._execute(delete(allocations).where(key.in_(deletes)))
+            write(self._session, delete(allocations).where(key.in_(deletes)))
         if inserts:
             ids, orderids, skus, quantities = (
                 list(column) for column in zip(*inserts, strict=True)
             )
-            self._execute(
-                _INSERT, {"ids": ids, "orderids": orderids, "skus": skus, "qtys": quantities}
+            write(
+                self._session,
+                _INSERT,
+                {"ids": ids, "orderids": orderids, "skus": skus, "qtys": quantities},
             )
         if self._totals:
-            self._execute(
-                _SET_TOTALS, {"ids": list(self._totals), "totals": list(self._totals.values())}
+            write(
+                self._session,
+                _SET_TOTALS,
+                {"ids": list(self._totals), "totals": list(self._totals.values())},
             )
         self._staged, self._totals = {}, {}
 

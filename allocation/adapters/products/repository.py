@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import cache
 
-from sqlalchemy import inspect, select, text
+from sqlalchemy import Select, bindparam, inspect, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_attribute, set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
+from allocation.adapters.batched_writes import read
 from allocation.adapters.products.lines import AllocationsStore, SqlAllocations
 from allocation.adapters.products.mapping import batch_id
 from allocation.adapters.tables import batches, products
@@ -23,6 +25,12 @@ _SAVE_VERSIONS = text(
     "CAST(:events AS integer[])) AS v(sku, read, new, events) "
     "WHERE products.sku = v.sku AND products.version_number = v.read"
 )
+
+
+@cache
+def _products_query() -> Select[model.Product]:
+    """Products by sku, built once (after the mappers started): its compiled form is cached."""
+    return select(model.Product).where(products.c.sku.in_(bindparam("skus", expanding=True)))
 
 
 class SqlProductRepository(AbstractRepository):
@@ -55,8 +63,8 @@ class SqlProductRepository(AbstractRepository):
         """Load these products with their batches, and where these lines are held: two queries."""
         wanted = list(set(skus) - set(self._ready))
         if wanted:
-            query = select(model.Product).where(products.c.sku.in_(wanted))
-            for product in self.session.execute(query).unique().scalars():
+            found = self.session.execute(_products_query(), {"skus": wanted})
+            for product in found.unique().scalars():
                 self._readied(product)
         self.lines.prefetch(lines)
 
@@ -98,7 +106,7 @@ class SqlProductRepository(AbstractRepository):
             # Every event moves the version too (see Product), so this is never left behind.
             "events": [p.event_sequence for p, _ in changed],
         }
-        result = self.session.connection().execute(_SAVE_VERSIONS, params)
+        result = read(self.session).execute(_SAVE_VERSIONS, params)
         if result.rowcount != len(changed):
             raise StaleDataError(
                 f"{len(changed) - result.rowcount} of {len(changed)} products changed "
