@@ -22,7 +22,10 @@ from sqlalchemy import ClauseElement, Executable, TextClause
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from allocation.adapters.prepared import Prepared, prepare, run
+
 _KEY = "allocation.batched_writes"
+Statement = Executable | Prepared
 
 
 class BatchedWrites:
@@ -30,15 +33,15 @@ class BatchedWrites:
 
     def __init__(self, session: Session) -> None:
         self._session = session
-        self._kept: list[tuple[Executable, Any]] = []
+        self._kept: list[tuple[Statement, Any]] = []
         self.deferring = False
         session.info[_KEY] = self
 
-    def execute(self, statement: Executable, params: Any = None) -> None:
+    def execute(self, statement: Statement, params: Any = None) -> None:
         if self.deferring:
             self._kept.append((statement, params))
         else:
-            self._session.connection().execute(statement, params)
+            _execute(self._session.connection(), statement, params)
 
     def discard(self) -> None:
         """Forget what was kept (the transaction rolls back) and write at once again."""
@@ -52,8 +55,11 @@ class BatchedWrites:
             return
         connection = self._session.connection()
         if len(kept) == 1:
-            connection.execute(*kept[0])
+            _execute(connection, *kept[0])
             return
+        for statement, _ in kept:
+            if isinstance(statement, Prepared):  # on its own, so a failed script leaves no doubt
+                prepare(connection, statement)
         cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             script = b";\n".join(_rendered(connection, cursor, s, p) for s, p in kept)
@@ -65,12 +71,12 @@ class BatchedWrites:
         )
 
 
-def write(session: Session, statement: Executable, params: Any = None) -> None:
+def write(session: Session, statement: Statement, params: Any = None) -> None:
     """Execute a statement whose result nobody reads: now, or with the unit of work's last
     writes when its ``BatchedWrites`` is deferring."""
     writes: BatchedWrites | None = session.info.get(_KEY)
     if writes is None:
-        session.connection().execute(statement, params)
+        _execute(session.connection(), statement, params)
     else:
         writes.execute(statement, params)
 
@@ -88,7 +94,16 @@ def read(session: Session) -> Connection:
 _TEXTS: dict[int, tuple[TextClause, str]] = {}
 
 
-def _rendered(connection: Connection, cursor: Any, statement: Executable, params: Any) -> bytes:
+def _execute(connection: Connection, statement: Statement, params: Any) -> None:
+    if isinstance(statement, Prepared):
+        run(connection, statement, params)
+    else:
+        connection.execute(statement, params)
+
+
+def _rendered(connection: Connection, cursor: Any, statement: Statement, params: Any) -> bytes:
+    if isinstance(statement, Prepared):
+        return bytes(cursor.mogrify(statement.execute_sql, params))
     known = _TEXTS.get(id(statement))
     if known is not None:
         return bytes(cursor.mogrify(known[1], params))

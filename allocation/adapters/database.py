@@ -23,6 +23,7 @@ from allocation.adapters.batched_writes import BatchedWrites
 from allocation.adapters.inbox import SqlInbox
 from allocation.adapters.offsets import SqlOffsets
 from allocation.adapters.outbox import SchemaVersions, SqlOutbox
+from allocation.adapters.prepared import plan_generically
 from allocation.adapters.privileges import grant_service_role
 from allocation.adapters.products import SqlProductRepository
 from allocation.adapters.responses import SqlResponses
@@ -68,6 +69,7 @@ def make_engine(
         max_overflow=pool_size,
     )
     event.listen(engine, "handle_error", _read_only_is_a_disconnect)
+    plan_generically(engine)
     if pre_ping:
         _ping_when_idle(engine, ping_after_idle_s)
     return engine

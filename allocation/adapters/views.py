@@ -6,17 +6,19 @@ whatever the number of lines; a read flushes first, so it sees its own writes.
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select, text, tuple_
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.orm import Session
 
 from allocation.adapters.batched_writes import read, write
+from allocation.adapters.prepared import Prepared
 from allocation.adapters.tables import allocations_view as view
 from allocation.service_layer.ports import AbstractAllocationsView, AllocationView
 
-_INSERT = text(
+_INSERT = Prepared(
+    "allocation_view_insert",
     "INSERT INTO allocations_view (orderid, sku, batchref) "
     "SELECT * FROM unnest(CAST(:orderids AS text[]), CAST(:skus AS text[]), CAST(:refs AS text[])) "
-    "ON CONFLICT DO NOTHING"
+    "ON CONFLICT DO NOTHING",
 )
 
 

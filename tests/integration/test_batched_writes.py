@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Engine, event, select, text
+from sqlalchemy.exc import DBAPIError
 
 from allocation.adapters import tables
-from allocation.adapters.database import SqlAlchemyUnitOfWork
+from allocation.adapters.database import SqlAlchemyUnitOfWork, make_engine
+from allocation.adapters.prepared import Prepared, run
+from allocation.config import Settings
 from allocation.domain import commands
 from allocation.domain.model import OrderLine
 from allocation.service_layer.handlers import COMMAND_HANDLERS, EVENT_HANDLERS
@@ -42,18 +46,20 @@ def test_an_allocation_commits_its_rows_in_one_round_trip_after_the_version_chec
 ) -> None:
     sku = random_sku()
     bus.handle(commands.CreateBatch(random_batchref(), sku, 100, None))
+    bus.handle(commands.Allocate("order-0", sku, 1), Envelope("m-0"))  # prepares what it uses
     statements.clear()
 
     bus.handle(commands.Allocate("order-1", sku, 1), Envelope("m-1"))
 
-    writes = [s for s in statements if not s.lstrip().upper().startswith("SELECT")]
-    assert writes[0].startswith("UPDATE products")  # its row count is read: sent alone
-    assert len(writes) == 2, writes
-    script = writes[1]
-    for table in ("INSERT INTO allocations ", "UPDATE batches", "INSERT INTO allocations_view"):
-        assert table in script
-    assert "INSERT INTO inbox" in script
-    assert script.index("pg_advisory_xact_lock") < script.index("INSERT INTO outbox")
+    writes = [s for s in statements if s.startswith(("UPDATE", "INSERT", "EXECUTE"))]
+    reads = ("allocation_lines_held", "allocation_waiting_skus")  # prepared, but reads
+    sent = [w for w in writes if not any(name in w for name in reads)]
+    assert sent[0].startswith("UPDATE products")  # its row count is read: sent alone
+    assert len(sent) == 2, sent
+    script = sent[1]
+    for part in ("lines_insert", "UPDATE batches", "view_insert", "inbox_insert"):
+        assert part in script
+    assert script.index("outbox_lock_keys") < script.index("outbox_insert")
 
 
 def test_values_with_quotes_percent_signs_and_backslashes_arrive_as_written(
@@ -113,3 +119,28 @@ def test_a_statement_failing_in_the_script_rolls_back_the_whole_unit(
             select(tables.outbox.c.id).where(tables.outbox.c.key == sku)
         ).all()
     assert (held, allocated, events) == ([], 0, [])
+
+
+def test_a_prepared_statement_outlives_a_rollback_and_is_prepared_again_on_a_new_connection(
+    engine: Engine, settings: Settings
+) -> None:
+    own = make_engine(settings.sqlalchemy_url, pool_size=1, pre_ping=False)
+    probe = Prepared(
+        "allocation_test_probe",
+        "SELECT CAST(:ids AS uuid[]), CAST(:n AS integer)",
+        types={"ids": "text[]"},
+    )
+    ids = ["0b4a8c1e-54f4-4d0c-9d2e-1f1a7f0a9b11"]
+    with own.connect() as connection:
+        pid = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        assert run(connection, probe, {"ids": ids, "n": 1}).one() == ([uuid.UUID(ids[0])], 1)
+        connection.rollback()  # PREPARE is not undone: the next run only executes
+        assert run(connection, probe, {"ids": [], "n": 2}).one() == ([], 2)
+        connection.rollback()
+    with engine.begin() as admin:
+        admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    with pytest.raises(DBAPIError), own.connect() as connection:  # the dropped one, once
+        run(connection, probe, {"ids": ids, "n": 3})
+    with own.connect() as connection:  # a new connection: prepared anew
+        assert run(connection, probe, {"ids": ids, "n": 4}).one()[1] == 4
+    own.dispose()

@@ -19,11 +19,13 @@ from allocation.service_layer.ports import AbstractRepository
 
 # Optimistic concurrency for many products at once: each row changes only if it
 # still has the version this unit of work read.
+# Not prepared (``prepared``): a generic plan would not know how few rows the arrays hold,
+# and scans a small products table where the planner, told the rows, uses its index.
 _SAVE_VERSIONS = text(
     "UPDATE products SET version_number = v.new, event_sequence = v.events "
     "FROM unnest(CAST(:skus AS text[]), CAST(:read AS integer[]), CAST(:new AS integer[]), "
     "CAST(:events AS integer[])) AS v(sku, read, new, events) "
-    "WHERE products.sku = v.sku AND products.version_number = v.read"
+    "WHERE products.sku = v.sku AND products.version_number = v.read",
 )
 
 
