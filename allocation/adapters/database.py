@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -17,9 +19,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from allocation import migrations
+from allocation.adapters.batched_writes import BatchedWrites
 from allocation.adapters.inbox import SqlInbox
 from allocation.adapters.offsets import SqlOffsets
 from allocation.adapters.outbox import SchemaVersions, SqlOutbox
+from allocation.adapters.prepared import plan_generically
 from allocation.adapters.privileges import grant_service_role
 from allocation.adapters.products import SqlProductRepository
 from allocation.adapters.responses import SqlResponses
@@ -38,23 +42,59 @@ from allocation.service_layer.unit_of_work import (
 _CONFLICT_CODES = frozenset({"40001", "40P01", "55P03", "23505"})
 
 
-def make_engine(url: str, pool_size: int = 5, pre_ping: bool = True) -> Engine:
+PING_AFTER_IDLE_S = 1.0
+"""A pooled connection idle for longer is asked whether it still works before it is used."""
+
+
+def make_engine(
+    url: str,
+    pool_size: int = 5,
+    pre_ping: bool = True,
+    ping_after_idle_s: float = PING_AFTER_IDLE_S,
+) -> Engine:
     """An engine whose transactions are REPEATABLE READ, the isolation the service relies on.
 
-    ``pre_ping`` asks each connection taken from the pool whether it still works: a round
-    trip per transaction. The consumer and the relay go without it: they retry a transaction
-    that failed on a dropped connection anyway (``faults.is_transient``), and a disconnect
-    empties the pool, so the retry connects anew.
+    ``pre_ping`` asks a connection taken from the pool whether it still works, when it sat
+    idle for ``ping_after_idle_s`` or more: a connection PostgreSQL dropped while it slept
+    (a restart, an idle timeout) is replaced before a request fails on it. SQLAlchemy's own
+    pre-ping pings at every checkout, two round trips per transaction (the ping and its
+    autocommit switch); a connection in steady use goes without. The consumer and the relay go
+    without any: they retry a transaction that failed on a dropped connection anyway
+    (``faults.is_transient``), and a disconnect empties the pool, so the retry connects anew.
     """
     engine = create_engine(
         url,
         isolation_level="REPEATABLE READ",
-        pool_pre_ping=pre_ping,
         pool_size=pool_size,
         max_overflow=pool_size,
     )
     event.listen(engine, "handle_error", _read_only_is_a_disconnect)
+    plan_generically(engine)
+    if pre_ping:
+        _ping_when_idle(engine, ping_after_idle_s)
     return engine
+
+
+def _ping_when_idle(engine: Engine, after_s: float) -> None:
+    dialect = engine.dialect
+
+    def checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    def checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop("idle_since", None)
+        if since is None or time.monotonic() - since < after_s:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as error:
+            # The pool drops this connection and checks out another (a new one, if need be).
+            raise sa_exc.DisconnectionError(
+                f"a pooled connection no longer works: {error}"
+            ) from error
+
+    event.listen(engine, "checkin", checked_in)
+    event.listen(engine, "checkout", checked_out)
 
 
 def _read_only_is_a_disconnect(context: ExceptionContext) -> None:
@@ -103,6 +143,7 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
 
     def __enter__(self) -> SqlAlchemyUnitOfWork:
         self.session = self._session_factory()
+        self._writes = BatchedWrites(self.session)
         self.products = SqlProductRepository(self.session)
         self.inbox = SqlInbox(self.session)
         self.outbox = SqlOutbox(self.session, self._schema_versions)
@@ -127,15 +168,20 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
             raise ConcurrencyConflict(str(exc).splitlines()[0]) from exc
 
     def _flush(self) -> None:
+        # From here to the commit, the rows' writes go out together (``batched_writes``).
+        self._writes.deferring = True
         self.products.flush()
         self.inbox.flush()
         self.views.flush()
         self.responses.flush()
 
     def _commit(self) -> None:
+        self._writes.send()
         self.session.commit()
+        self._writes.deferring = False
 
     def rollback(self) -> None:
+        self._writes.discard()
         self.session.rollback()
 
 

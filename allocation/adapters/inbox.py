@@ -5,14 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
+from allocation.adapters.batched_writes import write
+from allocation.adapters.prepared import Prepared
 from allocation.adapters.retention import Expiry, delete_chunk
 from allocation.adapters.tables import inbox, outbox
 from allocation.service_layer.ports import AbstractInbox
 
-_INSERT = text("INSERT INTO inbox (message_id) SELECT unnest(CAST(:ids AS text[]))")
+_INSERT = Prepared(
+    "allocation_inbox_insert", "INSERT INTO inbox (message_id) SELECT unnest(CAST(:ids AS text[]))"
+)
 
 
 class SqlInbox(AbstractInbox):
@@ -51,7 +55,7 @@ class SqlInbox(AbstractInbox):
     def flush(self) -> None:
         """Insert every id recorded since the last flush, in one statement."""
         if self._staged:
-            self._session.connection().execute(_INSERT, {"ids": self._staged})
+            write(self._session, _INSERT, {"ids": self._staged})
             self._staged = []
 
 

@@ -15,22 +15,26 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, bindparam, func, select, text, update
+from sqlalchemy import Connection, func, select, text, update
 from sqlalchemy.orm import Session
 
+from allocation.adapters.batched_writes import write
+from allocation.adapters.prepared import Prepared
 from allocation.adapters.retention import Expiry, cutoff, delete_chunk
 from allocation.adapters.tables import outbox
 from allocation.adapters.wire import event_to_record
 from allocation.service_layer.ports import AbstractOutbox, OutboxEntry
 
-_LOCK_KEYS = text(
+_LOCK_KEYS = Prepared(
+    "allocation_outbox_lock_keys",
     "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) "
-    "FROM (SELECT DISTINCT unnest(CAST(:keys AS text[])) AS k ORDER BY 1) AS keys"
-).bindparams(bindparam("keys"))
+    "FROM (SELECT DISTINCT unnest(CAST(:keys AS text[])) AS k ORDER BY 1) AS keys",
+)
 
 
 # One statement for any number of rows; WITH ORDINALITY keeps ids in the order raised.
-_INSERT = text(
+_INSERT = Prepared(
+    "allocation_outbox_insert",
     """
     INSERT INTO outbox (event_id, event_type, topic, key, payload, occurred_at,
                         causation_id, correlation_id, traceparent, schema_version)
@@ -45,7 +49,8 @@ _INSERT = text(
                                   causation_id, correlation_id, traceparent, schema_version,
                                   position)
     ORDER BY position
-    """
+    """,
+    types={"event_ids": "text[]", "payloads": "text[]"},
 )
 
 
@@ -69,8 +74,9 @@ class SqlOutbox(AbstractOutbox):
         if not entries:
             return
         keys = sorted({entry.key for entry in entries})
-        self._session.connection().execute(_LOCK_KEYS, {"keys": keys})
-        self._session.connection().execute(
+        write(self._session, _LOCK_KEYS, {"keys": keys})
+        write(
+            self._session,
             _INSERT,
             {
                 "event_ids": [str(e.event_id) for e in entries],

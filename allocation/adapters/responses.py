@@ -13,6 +13,7 @@ from datetime import timedelta
 from sqlalchemy import Connection, select, text
 from sqlalchemy.orm import Session
 
+from allocation.adapters.batched_writes import write
 from allocation.adapters.retention import Expiry, cutoff, delete_chunk
 from allocation.adapters.tables import idempotency_keys as keys
 from allocation.service_layer.ports import AbstractResponses, StoredResponse
@@ -51,7 +52,8 @@ class SqlResponses(AbstractResponses):
 
     def flush(self) -> None:
         for message_id, response in self._staged.items():
-            self._session.connection().execute(
+            write(
+                self._session,
                 _INSERT,
                 {
                     "message_id": message_id,

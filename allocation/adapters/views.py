@@ -6,16 +6,19 @@ whatever the number of lines; a read flushes first, so it sees its own writes.
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select, text, tuple_
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.orm import Session
 
+from allocation.adapters.batched_writes import read, write
+from allocation.adapters.prepared import Prepared
 from allocation.adapters.tables import allocations_view as view
 from allocation.service_layer.ports import AbstractAllocationsView, AllocationView
 
-_INSERT = text(
+_INSERT = Prepared(
+    "allocation_view_insert",
     "INSERT INTO allocations_view (orderid, sku, batchref) "
     "SELECT * FROM unnest(CAST(:orderids AS text[]), CAST(:skus AS text[]), CAST(:refs AS text[])) "
-    "ON CONFLICT DO NOTHING"
+    "ON CONFLICT DO NOTHING",
 )
 
 
@@ -35,7 +38,7 @@ class SqlAllocationsView(AbstractAllocationsView):
 
     def for_order(self, orderid: str) -> list[AllocationView]:
         self.flush()
-        rows = self._session.connection().execute(
+        rows = read(self._session).execute(
             select(view.c.orderid, view.c.sku, view.c.batchref)
             .where(view.c.orderid == orderid)
             .order_by(view.c.sku, view.c.batchref)
@@ -46,12 +49,11 @@ class SqlAllocationsView(AbstractAllocationsView):
         """Write the changes noted since the last flush: a delete and an insert at most."""
         present = [key for key, exists in self._pending.items() if exists]
         absent = [key for key, exists in self._pending.items() if not exists]
-        connection = self._session.connection()
         if absent:
-            connection.execute(
-                delete(view).where(tuple_(view.c.orderid, view.c.sku, view.c.batchref).in_(absent))
-            )
+            key = tuple_(view.c.orderid, view.c.sku, view.c.batchref)
+            write(self._session, delete(view).where(key.in_(absent)))
         if present:
             orderids, skus, batchrefs = (list(column) for column in zip(*present, strict=True))
-            connection.execute(_INSERT, {"orderids": orderids, "skus": skus, "refs": batchrefs})
+            params = {"orderids": orderids, "skus": skus, "refs": batchrefs}
+            write(self._session, _INSERT, params)
         self._pending = {}

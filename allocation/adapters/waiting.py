@@ -8,12 +8,18 @@ from datetime import timedelta
 from sqlalchemy import Connection, Row, delete, exists, func, insert, select
 from sqlalchemy.orm import Session
 
+from allocation.adapters.prepared import Prepared, run
 from allocation.adapters.tables import products, waiting_commands
 from allocation.domain import commands
 from allocation.service_layer.ports import AbstractWaiting, WaitingCommand
 from allocation.service_layer.unit_of_work import Envelope, Source
 
 _w = waiting_commands.c
+# A constant: compiled once, where a select() built per call cost more than its round trip.
+_HOLDING = Prepared(
+    "allocation_waiting_skus",
+    "SELECT DISTINCT sku FROM waiting_commands WHERE sku = ANY(CAST(:skus AS text[]))",
+)
 
 
 class SqlWaiting(AbstractWaiting):
@@ -31,7 +37,7 @@ class SqlWaiting(AbstractWaiting):
     def prefetch(self, skus: Iterable[str]) -> None:
         wanted = set(skus) - self._checked
         if wanted:
-            found = self._connection.execute(select(_w.sku).distinct().where(_w.sku.in_(wanted)))
+            found = run(self._connection, _HOLDING, {"skus": list(wanted)})
             self._holding.update(found.scalars())
             self._checked.update(wanted)
 

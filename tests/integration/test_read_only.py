@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
@@ -52,3 +54,26 @@ def test_without_pre_ping_a_dropped_connection_fails_once_as_transient_then_reco
     with unpinged.connect() as connection:
         assert connection.execute(text("SELECT pg_backend_pid()")).scalar_one() != dropped
     unpinged.dispose()
+
+
+def test_the_ping_asks_only_connections_that_sat_idle_and_replaces_one_dropped_meanwhile(
+    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A ping per checkout is two round trips per transaction; a connection in steady use is
+    # trusted, one that slept is asked first, so a request never fails on a dropped one.
+    pinged = make_engine(settings.sqlalchemy_url, pool_size=1, ping_after_idle_s=0.3)
+    pings: list[object] = []
+    ping = pinged.dialect.do_ping
+    monkeypatch.setattr(pinged.dialect, "do_ping", lambda conn: pings.append(conn) or ping(conn))
+    for _ in range(3):
+        with pinged.connect() as connection:
+            dropped = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    assert pings == []
+
+    with engine.begin() as admin:
+        admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": dropped})
+    time.sleep(0.4)
+    with pinged.connect() as connection:  # no error: the ping found it dropped
+        assert connection.execute(text("SELECT pg_backend_pid()")).scalar_one() != dropped
+    assert len(pings) == 1
+    pinged.dispose()

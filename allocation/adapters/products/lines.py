@@ -12,6 +12,8 @@ from typing import Any
 from sqlalchemy import Executable, delete, select, text, tuple_
 from sqlalchemy.orm import Session
 
+from allocation.adapters.batched_writes import read, write
+from allocation.adapters.prepared import Prepared, run
 from allocation.adapters.tables import allocations
 from allocation.domain.model import AllocationSet, OrderLine, release_order
 
@@ -32,7 +34,7 @@ class AllocationsStore:
         self._totals: dict[int, int] = {}
 
     def _execute(self, statement: Executable, params: Any = None) -> Any:
-        return self._session.connection().execute(statement, params)
+        return read(self._session).execute(statement, params)
 
     def holds(self, batch_id: int, line: OrderLine) -> bool:
         """Whether the batch holds the line, as stored or as staged."""
@@ -49,7 +51,7 @@ class AllocationsStore:
         for key in wanted:
             self._held[key] = set()
         skus, orderids = (list(column) for column in zip(*wanted, strict=True))
-        rows = self._execute(_HELD, {"skus": skus, "orderids": orderids})
+        rows = run(read(self._session), _HELD, {"skus": skus, "orderids": orderids})
         for sku, orderid, held_by, qty in rows:
             self._held[(sku, orderid)].add((held_by, qty))
 
@@ -99,36 +101,43 @@ class AllocationsStore:
             key = tuple_(
                 allocations.c.batch_id, allocations.c.orderid, allocations.c.sku, allocations.c.qty
             )
-            self._execute(delete(allocations).where(key.in_(deletes)))
+            write(self._session, delete(allocations).where(key.in_(deletes)))
         if inserts:
             ids, orderids, skus, quantities = (
                 list(column) for column in zip(*inserts, strict=True)
             )
-            self._execute(
-                _INSERT, {"ids": ids, "orderids": orderids, "skus": skus, "qtys": quantities}
+            write(
+                self._session,
+                _INSERT,
+                {"ids": ids, "orderids": orderids, "skus": skus, "qtys": quantities},
             )
         if self._totals:
-            self._execute(
-                _SET_TOTALS, {"ids": list(self._totals), "totals": list(self._totals.values())}
+            write(
+                self._session,
+                _SET_TOTALS,
+                {"ids": list(self._totals), "totals": list(self._totals.values())},
             )
         self._staged, self._totals = {}, {}
 
 
 # Arrays in, one statement out: the SQL is the same whatever the number of rows.
-_HELD = text(
+_HELD = Prepared(
+    "allocation_lines_held",
     "SELECT a.sku, a.orderid, a.batch_id, a.qty FROM allocations AS a "
     "JOIN unnest(CAST(:skus AS text[]), CAST(:orderids AS text[])) AS k(sku, orderid) "
-    "ON a.sku = k.sku AND a.orderid = k.orderid"
+    "ON a.sku = k.sku AND a.orderid = k.orderid",
 )
-_INSERT = text(
+_INSERT = Prepared(
+    "allocation_lines_insert",
     "INSERT INTO allocations (batch_id, orderid, sku, qty) "
     "SELECT * FROM unnest(CAST(:ids AS integer[]), CAST(:orderids AS text[]), "
-    "CAST(:skus AS text[]), CAST(:qtys AS integer[]))"
+    "CAST(:skus AS text[]), CAST(:qtys AS integer[]))",
 )
+# Not prepared, as the products' version check (``repository``): planned with its rows known.
 _SET_TOTALS = text(
     "UPDATE batches SET allocated_quantity = t.total "
     "FROM unnest(CAST(:ids AS integer[]), CAST(:totals AS integer[])) AS t(id, total) "
-    "WHERE batches.id = t.id"
+    "WHERE batches.id = t.id",
 )
 
 

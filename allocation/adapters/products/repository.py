@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import cache
 
-from sqlalchemy import inspect, select, text
+from sqlalchemy import Select, bindparam, inspect, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_attribute, set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
+from allocation.adapters.batched_writes import read
 from allocation.adapters.products.lines import AllocationsStore, SqlAllocations
 from allocation.adapters.products.mapping import batch_id
 from allocation.adapters.tables import batches, products
@@ -17,12 +19,20 @@ from allocation.service_layer.ports import AbstractRepository
 
 # Optimistic concurrency for many products at once: each row changes only if it
 # still has the version this unit of work read.
+# Not prepared (``prepared``): a generic plan would not know how few rows the arrays hold,
+# and scans a small products table where the planner, told the rows, uses its index.
 _SAVE_VERSIONS = text(
     "UPDATE products SET version_number = v.new, event_sequence = v.events "
     "FROM unnest(CAST(:skus AS text[]), CAST(:read AS integer[]), CAST(:new AS integer[]), "
     "CAST(:events AS integer[])) AS v(sku, read, new, events) "
-    "WHERE products.sku = v.sku AND products.version_number = v.read"
+    "WHERE products.sku = v.sku AND products.version_number = v.read",
 )
+
+
+@cache
+def _products_query() -> Select[model.Product]:
+    """Products by sku, built once (after the mappers started): its compiled form is cached."""
+    return select(model.Product).where(products.c.sku.in_(bindparam("skus", expanding=True)))
 
 
 class SqlProductRepository(AbstractRepository):
@@ -55,8 +65,8 @@ class SqlProductRepository(AbstractRepository):
         """Load these products with their batches, and where these lines are held: two queries."""
         wanted = list(set(skus) - set(self._ready))
         if wanted:
-            query = select(model.Product).where(products.c.sku.in_(wanted))
-            for product in self.session.execute(query).unique().scalars():
+            found = self.session.execute(_products_query(), {"skus": wanted})
+            for product in found.unique().scalars():
                 self._readied(product)
         self.lines.prefetch(lines)
 
@@ -98,7 +108,7 @@ class SqlProductRepository(AbstractRepository):
             # Every event moves the version too (see Product), so this is never left behind.
             "events": [p.event_sequence for p, _ in changed],
         }
-        result = self.session.connection().execute(_SAVE_VERSIONS, params)
+        result = read(self.session).execute(_SAVE_VERSIONS, params)
         if result.rowcount != len(changed):
             raise StaleDataError(
                 f"{len(changed) - result.rowcount} of {len(changed)} products changed "

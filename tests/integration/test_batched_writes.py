@@ -1,0 +1,146 @@
+"""A commit's row writes go to PostgreSQL in one round trip, and lose nothing doing so."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+from sqlalchemy import Engine, event, select, text
+from sqlalchemy.exc import DBAPIError
+
+from allocation.adapters import tables
+from allocation.adapters.database import SqlAlchemyUnitOfWork, make_engine
+from allocation.adapters.prepared import Prepared, run
+from allocation.config import Settings
+from allocation.domain import commands
+from allocation.domain.model import OrderLine
+from allocation.service_layer.handlers import COMMAND_HANDLERS, EVENT_HANDLERS
+from allocation.service_layer.messagebus import MessageBus
+from allocation.service_layer.unit_of_work import ConcurrencyConflict, Envelope
+from tests.conftest import random_batchref, random_sku
+
+UowFactory = Callable[[], SqlAlchemyUnitOfWork]
+
+
+@pytest.fixture
+def bus(uow_factory: UowFactory) -> MessageBus:
+    return MessageBus(uow_factory, COMMAND_HANDLERS, EVENT_HANDLERS, max_attempts=1)
+
+
+@pytest.fixture
+def statements(engine: Engine) -> Iterator[list[str]]:
+    sent: list[str] = []
+
+    def note(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        sent.append(statement)
+
+    event.listen(engine, "before_cursor_execute", note)
+    yield sent
+    event.remove(engine, "before_cursor_execute", note)
+
+
+def test_an_allocation_commits_its_rows_in_one_round_trip_after_the_version_check(
+    bus: MessageBus, statements: list[str]
+) -> None:
+    sku = random_sku()
+    bus.handle(commands.CreateBatch(random_batchref(), sku, 100, None))
+    bus.handle(commands.Allocate("order-0", sku, 1), Envelope("m-0"))  # prepares what it uses
+    statements.clear()
+
+    bus.handle(commands.Allocate("order-1", sku, 1), Envelope("m-1"))
+
+    writes = [s for s in statements if s.startswith(("UPDATE", "INSERT", "EXECUTE"))]
+    reads = ("allocation_lines_held", "allocation_waiting_skus")  # prepared, but reads
+    sent = [w for w in writes if not any(name in w for name in reads)]
+    assert sent[0].startswith("UPDATE products")  # its row count is read: sent alone
+    assert len(sent) == 2, sent
+    script = sent[1]
+    for part in ("lines_insert", "UPDATE batches", "view_insert", "inbox_insert"):
+        assert part in script
+    assert script.index("outbox_lock_keys") < script.index("outbox_insert")
+
+
+def test_values_with_quotes_percent_signs_and_backslashes_arrive_as_written(
+    engine: Engine, bus: MessageBus
+) -> None:
+    sku = random_sku() + "-%s-%(x)s-'q'-\\n-\"d\""
+    orderid = "o'; DROP TABLE outbox; --%%"
+    bus.handle(commands.CreateBatch(random_batchref(), sku, 100, None))
+
+    bus.handle(commands.Allocate(orderid, sku, 3), Envelope("m-%s-'1'"))
+
+    with engine.connect() as connection:
+        stored = connection.execute(
+            select(tables.allocations.c.orderid).where(tables.allocations.c.sku == sku)
+        ).scalar_one()
+        payload = connection.execute(
+            select(tables.outbox.c.payload).where(tables.outbox.c.key == sku)
+        ).scalar_one()
+        inbox = connection.execute(
+            select(tables.inbox.c.message_id).where(tables.inbox.c.message_id == "m-%s-'1'")
+        ).scalar_one()
+    assert stored == orderid
+    payload = payload if isinstance(payload, dict) else json.loads(payload)
+    assert (payload["orderid"], payload["sku"]) == (orderid, sku)
+    assert inbox == "m-%s-'1'"
+
+
+def test_a_statement_failing_in_the_script_rolls_back_the_whole_unit(
+    engine: Engine, uow_factory: UowFactory, bus: MessageBus
+) -> None:
+    sku = random_sku()
+    bus.handle(commands.CreateBatch(random_batchref(), sku, 100, None))
+
+    def race() -> None:
+        with uow_factory() as racing:
+            assert racing.begin_message(Envelope("m-raced"))  # not seen yet
+            product = racing.products.get(sku)
+            assert product is not None
+            product.allocate(OrderLine("lost-order", sku, 5))
+            with uow_factory() as other:  # records the same inbound id first
+                assert other.begin_message(Envelope("m-raced"))
+                other.commit()
+            # The inbox's INSERT fails on its unique key, in the script, after the rows.
+            racing.commit()
+
+    with pytest.raises(ConcurrencyConflict):
+        race()
+
+    with engine.connect() as connection:
+        held = connection.execute(
+            select(tables.allocations.c.orderid).where(tables.allocations.c.sku == sku)
+        ).all()
+        allocated = connection.execute(
+            select(tables.batches.c.allocated_quantity).where(tables.batches.c.sku == sku)
+        ).scalar_one()
+        events = connection.execute(
+            select(tables.outbox.c.id).where(tables.outbox.c.key == sku)
+        ).all()
+    assert (held, allocated, events) == ([], 0, [])
+
+
+def test_a_prepared_statement_outlives_a_rollback_and_is_prepared_again_on_a_new_connection(
+    engine: Engine, settings: Settings
+) -> None:
+    own = make_engine(settings.sqlalchemy_url, pool_size=1, pre_ping=False)
+    probe = Prepared(
+        "allocation_test_probe",
+        "SELECT CAST(:ids AS uuid[]), CAST(:n AS integer)",
+        types={"ids": "text[]"},
+    )
+    ids = ["0b4a8c1e-54f4-4d0c-9d2e-1f1a7f0a9b11"]
+    with own.connect() as connection:
+        pid = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        assert run(connection, probe, {"ids": ids, "n": 1}).one() == ([uuid.UUID(ids[0])], 1)
+        connection.rollback()  # PREPARE is not undone: the next run only executes
+        assert run(connection, probe, {"ids": [], "n": 2}).one() == ([], 2)
+        connection.rollback()
+    with engine.begin() as admin:
+        admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    with pytest.raises(DBAPIError), own.connect() as connection:  # the dropped one, once
+        run(connection, probe, {"ids": ids, "n": 3})
+    with own.connect() as connection:  # a new connection: prepared anew
+        assert run(connection, probe, {"ids": ids, "n": 4}).one()[1] == 4
+    own.dispose()
