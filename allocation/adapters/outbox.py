@@ -137,19 +137,32 @@ _PENDING = """
     FROM outbox AS o
     WHERE published_at IS NULL AND parked_at IS NULL
       AND NOT EXISTS (SELECT 1 FROM held WHERE held.key = o.key AND held.from_id <= o.id)
+      {in_flight}
     ORDER BY id
     LIMIT %(limit)s
     """
+_PENDING_ALL = _PENDING.format(in_flight="")
+# Rows sent and acknowledged whose mark has not committed yet, left out by id: exactly those,
+# never "id > the last read", which would skip a row of a smaller id that committed late.
+# One array literal, which PostgreSQL (15+) looks ids up in by hash.
+_PENDING_EXCEPT = _PENDING.format(in_flight="AND id <> ALL(CAST(%(in_flight)s AS bigint[]))")
 
 
-def fetch_pending(connection: Connection, limit: int) -> list[PendingRow]:
-    """Up to ``limit`` rows to publish next, in commit order, keys held back left out."""
+def fetch_pending(
+    connection: Connection, limit: int, in_flight: list[int] | None = None
+) -> list[PendingRow]:
+    """Up to ``limit`` rows to publish next, in commit order, keys held back left out, and
+    the ``in_flight`` ids (acknowledged, their mark not yet committed) left out too."""
     # The relay's hot path, so the driver's own cursor and tuples: SQLAlchemy's result rows
     # cost about as much per row as everything else the relay does with it. The payloads
     # come as text and are parsed in one call for the chunk, not one call per row.
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.execute(_PENDING, {"limit": limit})
+        if in_flight:
+            ids = "{" + ",".join(map(str, in_flight)) + "}"
+            cursor.execute(_PENDING_EXCEPT, {"limit": limit, "in_flight": ids})
+        else:
+            cursor.execute(_PENDING_ALL, {"limit": limit})
         rows = cursor.fetchall()
     finally:
         cursor.close()

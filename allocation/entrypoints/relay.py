@@ -9,6 +9,9 @@ The leader wakes on NOTIFY (sent by a trigger when outbox rows commit) or
 after ``poll_interval_s``. It produces a chunk of rows with an idempotent producer,
 waits for every acknowledgement, and only then marks the acknowledged rows
 published. A crash between the two re-publishes rows with the same event_id.
+A full chunk acknowledged whole is marked on a thread of its own while the next
+chunk is read and sent (``relay_marks``: in order, a failed mark starts again from
+the first pending row).
 A row that can never be sent (it does not encode, or the broker refuses it for
 good) is retried with growing delays, holding back only its own key, and is
 parked for an operator after ``max_attempts``.
@@ -36,6 +39,7 @@ from allocation.adapters.wire import published_record
 from allocation.config import Settings
 from allocation.entrypoints.health import Health
 from allocation.entrypoints.leadership import LeaderLock
+from allocation.entrypoints.relay_marks import Marks
 from allocation.entrypoints.relay_pause import RelayPause
 from allocation.entrypoints.relay_policy import Delivered, Delivery, RelayPolicy
 from allocation.entrypoints.retry import Backoff, Stopped
@@ -79,6 +83,7 @@ class OutboxRelay:
         self._lock: LeaderLock | None = None
         self.is_leader = threading.Event()
         self.published = 0
+        self._marks = Marks(engine, _count_published)
 
     def run(self) -> None:
         try:
@@ -94,6 +99,7 @@ class OutboxRelay:
         except Stopped:
             pass
         finally:
+            self._marks.close()
             self._producer.flush(10)
 
     def _lead_once(self) -> None:
@@ -118,10 +124,12 @@ class OutboxRelay:
                 except ProducerBroken:
                     raise
                 except Exception as exc:  # a systemic fault keeps the lock (see relay_pause)
+                    self._marks.settle()
                     self._pause.hold(exc, wait=lock.wait_for_notify)
                     continue
                 self._pause.lift("leader")
         finally:
+            self._marks.settle()
             self._lock = None
             self.is_leader.clear()
             metrics.RELAY_LEADER.set(0)
@@ -145,18 +153,27 @@ class OutboxRelay:
 
     def _publish_chunk(self) -> int:
         with self._engine.connect() as connection:
-            rows = outbox.fetch_pending(connection, self._policy.chunk_size)
+            rows = outbox.fetch_pending(connection, self._policy.chunk_size, self._marks.in_flight)
         if not rows:
+            self._marks.finish()
             return 0
         if self._lock is not None:  # the fence: hand rows to the producer only as the leader
             self._lock.confirm()
         delivery = self._produce(rows)
+        self.published += len(delivery.acked)
+        # The previous chunk's mark commits before this one's. If it failed, this raises and
+        # the next round reads from the first pending row: both chunks go out again.
+        self._marks.finish()
+        if len(rows) == self._policy.chunk_size and delivery.all_acked(len(rows)):
+            self._marks.submit(rows)  # marked while the next chunk is read and sent
+            return len(rows)
+        # A short chunk (idle next: nothing left unmarked) or one with failures (their keys
+        # must be held back before anything is read again) is marked here and now.
         published = delivery.publishable()
         with self._engine.begin() as connection:
             outbox.mark_published(connection, published)
             for row, error in delivery.refused:
                 self._hold_back(connection, row, error)
-        self.published += len(delivery.acked)
         marked = set(published)
         _count_published([row for row in delivery.acked if row.id in marked])
         if delivery.fatal:

@@ -37,6 +37,10 @@ class Delivery:
         else:
             self.refused.append((row, f"broker refused: {err.str()}"))
 
+    def all_acked(self, sent: int) -> bool:
+        """Whether the broker acknowledged every one of the ``sent`` rows, refusing none."""
+        return len(self.acked) == sent and not (self.refused or self.lost or self.fatal)
+
     def publishable(self) -> list[int]:
         """Ids of the acknowledged rows that no earlier row of their key failed to precede.
 

@@ -45,3 +45,18 @@ def test_hold_back_doubles_and_is_capped() -> None:
     policy = RelayPolicy(hold_back_base_s=2.0)
     assert [policy.hold_back(n).total_seconds() for n in (1, 2, 3)] == [2.0, 4.0, 8.0]
     assert policy.hold_back(30) == timedelta(minutes=5)
+
+
+def test_only_a_chunk_acknowledged_whole_may_be_marked_while_the_next_is_read() -> None:
+    whole = Delivery()
+    whole.record(row(1), None)
+    whole.record(row(2), None)
+    assert whole.all_acked(2)
+    assert not whole.all_acked(3)  # a row skipped behind its refused key was never sent
+    lost = Delivery()
+    lost.record(row(1), None)
+    lost.record(row(2), KafkaError(KafkaError._MSG_TIMED_OUT))
+    assert not lost.all_acked(2)
+    refused = Delivery()
+    refused.record(row(1), KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
+    assert not refused.all_acked(1)

@@ -1,0 +1,144 @@
+"""A chunk's mark fails while the next chunk is already sent: nothing is lost or reordered.
+
+The relay marks a full chunk on its mark thread while it reads and sends the next one.
+Here the broker is a fake that acknowledges everything and PostgreSQL is real; one mark
+on the mark thread fails after the next chunk went out.
+"""
+
+import json
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy.exc import OperationalError
+
+from allocation.adapters import outbox
+from allocation.adapters.database import make_engine
+from allocation.adapters.tables import outbox as outbox_table
+from allocation.bootstrap import upgrade_schema
+from allocation.config import Settings
+from allocation.entrypoints.relay import OutboxRelay
+from allocation.entrypoints.relay_policy import RelayPolicy
+from tests.conftest import fresh_database, random_sku
+
+TOPIC = "line-allocated"
+
+
+class AckingProducer:
+    """Acknowledges every message at the next flush; keeps what was sent, in order."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []  # (key, event_id)
+        self._queued: list[tuple[tuple[str, str], Callable[..., None]]] = []
+
+    def produce(self, topic: str, **kwargs: Any) -> None:
+        event_id = dict(kwargs["headers"])["event_id"].decode()
+        self._queued.append(((kwargs["key"].decode(), event_id), kwargs["on_delivery"]))
+
+    def poll(self, timeout: float) -> int:
+        return 0
+
+    def flush(self, timeout: float) -> int:
+        queued, self._queued = self._queued, []
+        for sent, on_delivery in queued:
+            self.sent.append(sent)
+            on_delivery(None, None)
+        return 0
+
+    def list_topics(self, topic: str | None = None, timeout: float = 0) -> SimpleNamespace:
+        return SimpleNamespace(topics={TOPIC: SimpleNamespace(error=None)})
+
+
+class JsonCodec:
+    def encode_as(self, topic: str, record: dict[str, Any], version: int | None) -> bytes:
+        return json.dumps(record, default=str).encode()
+
+
+@pytest.fixture
+def own_engine(settings: Settings) -> Iterator[Engine]:
+    """A database of this test's own: the relay reads every pending row there is."""
+    with fresh_database(settings) as fresh:
+        upgrade_schema(fresh)
+        engine = make_engine(fresh.sqlalchemy_url)
+        yield engine
+        engine.dispose()
+
+
+def add_rows(engine: Engine, keys: list[str], per_key: int) -> None:
+    with engine.begin() as connection:
+        for n in range(per_key):
+            for key in keys:  # keys interleaved, so every chunk holds several of each
+                connection.execute(
+                    insert(outbox_table).values(
+                        event_id=uuid.uuid4(),
+                        event_type="Allocated",
+                        topic=TOPIC,
+                        key=key,
+                        payload={"orderid": f"o{n}", "sku": key, "qty": 1, "batchref": "b"},
+                        occurred_at=datetime.now(UTC),
+                    )
+                )
+
+
+def fail_once_on_the_mark_thread(monkeypatch: pytest.MonkeyPatch, nth: int) -> Callable[[], int]:
+    """The ``nth`` mark made on the mark thread fails; returns how many failed."""
+    real = outbox.mark_published
+    calls = {"made": 0, "failed": 0}
+
+    def mark(connection: Connection, ids: list[int]) -> None:
+        if threading.current_thread().name.startswith("relay-mark"):
+            calls["made"] += 1
+            if calls["made"] == nth:
+                calls["failed"] += 1
+                raise OperationalError("UPDATE outbox", {}, Exception("connection lost"))
+        real(connection, ids)
+
+    monkeypatch.setattr(outbox, "mark_published", mark)
+    return lambda: calls["failed"]
+
+
+def test_a_mark_failing_while_the_next_chunk_is_sent_loses_and_reorders_nothing(
+    own_engine: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = [random_sku(f"mark{n}") for n in range(4)]
+    add_rows(own_engine, keys, per_key=10)  # 40 rows, 10 chunks of 4
+    failed = fail_once_on_the_mark_thread(monkeypatch, nth=2)
+    producer = AckingProducer()
+    relay = OutboxRelay(
+        dsn=settings.database_url,
+        engine=own_engine,
+        producer_factory=lambda: producer,  # type: ignore[arg-type,return-value]
+        codec=JsonCodec(),  # type: ignore[arg-type]
+        stop=threading.Event(),
+        policy=RelayPolicy(chunk_size=4),
+    )
+    rounds = 0
+    while rounds < 50:
+        rounds += 1
+        try:
+            if relay._publish_chunk() == 0:
+                break
+        except OperationalError:
+            continue  # the relay's loop retries the round: from the first pending row
+    assert failed() == 1
+
+    with own_engine.connect() as connection:
+        rows = connection.execute(
+            select(
+                outbox_table.c.key, outbox_table.c.event_id, outbox_table.c.published_at
+            ).order_by(outbox_table.c.id)
+        ).all()
+    assert [row.event_id for row in rows if row.published_at is None] == []  # none lost
+    for key in keys:
+        written = [str(row.event_id) for row in rows if row.key == key]
+        copies = [event_id for sent_key, event_id in producer.sent if sent_key == key]
+        first_copies = list(dict.fromkeys(copies))  # what a reader deduplicating by event_id keeps
+        last_copies = list(dict.fromkeys(reversed(copies)))[::-1]
+        assert first_copies == written, f"{key}: first copies out of commit order"
+        assert last_copies == written, f"{key}: last copies out of commit order"
+    assert len(producer.sent) > len(rows)  # the failed chunk, and the one after, went again
