@@ -13,6 +13,9 @@ from allocation.adapters.tables import inbox, outbox
 from allocation.service_layer.ports import AbstractInbox
 
 _INSERT = text("INSERT INTO inbox (message_id) SELECT unnest(CAST(:ids AS text[]))")
+# One array parameter rather than an IN list of a thousand (a poll's ids and their aliases):
+# SQLAlchemy then expands nothing, and the server parses one literal.
+_FOUND = text("SELECT message_id FROM inbox WHERE message_id = ANY(CAST(:ids AS text[]))")
 
 
 class SqlInbox(AbstractInbox):
@@ -32,9 +35,7 @@ class SqlInbox(AbstractInbox):
     def prefetch(self, message_ids: Iterable[str]) -> None:
         wanted = list(set(message_ids) - self._recorded)
         if wanted:
-            found = self._session.connection().execute(
-                select(inbox.c.message_id).where(inbox.c.message_id.in_(wanted))
-            )
+            found = self._session.connection().execute(_FOUND, {"ids": wanted})
             self._recorded.update(found.scalars())
             self._checked.update(wanted)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import timedelta
 
-from sqlalchemy import Connection, Row, delete, exists, func, insert, select
+from sqlalchemy import Connection, Row, delete, exists, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from allocation.adapters.tables import products, waiting_commands
@@ -14,6 +14,8 @@ from allocation.service_layer.ports import AbstractWaiting, WaitingCommand
 from allocation.service_layer.unit_of_work import Envelope, Source
 
 _w = waiting_commands.c
+# An array parameter, not an IN list expanded per poll (see inbox.py).
+_HOLDING = text("SELECT DISTINCT sku FROM waiting_commands WHERE sku = ANY(CAST(:skus AS text[]))")
 
 
 class SqlWaiting(AbstractWaiting):
@@ -31,7 +33,7 @@ class SqlWaiting(AbstractWaiting):
     def prefetch(self, skus: Iterable[str]) -> None:
         wanted = set(skus) - self._checked
         if wanted:
-            found = self._connection.execute(select(_w.sku).distinct().where(_w.sku.in_(wanted)))
+            found = self._connection.execute(_HOLDING, {"skus": list(wanted)})
             self._holding.update(found.scalars())
             self._checked.update(wanted)
 
