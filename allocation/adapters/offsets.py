@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 
-from sqlalchemy import Connection, Engine, delete, func, select, tuple_
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Connection, Engine, delete, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from allocation.adapters.tables import consumer_offsets
@@ -39,24 +38,27 @@ class SqlOffsets(AbstractOffsets):
             write(self._session.connection(), offsets)
 
 
+# Arrays in, one statement whatever the number of partitions: the same SQL every poll,
+# where a multi-row VALUES was compiled anew for each count of partitions.
+_UPSERT = text(
+    "INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset) "
+    "SELECT * FROM unnest(CAST(:groups AS text[]), CAST(:topics AS text[]), "
+    "CAST(:partitions AS integer[]), CAST(:offsets AS bigint[])) "
+    "ON CONFLICT (consumer_group, topic, partition) "
+    "DO UPDATE SET next_offset = excluded.next_offset, updated_at = now()"
+)
+
+
 def write(connection: Connection, offsets: Sequence[ConsumedOffset]) -> None:
     """Upsert these offsets (one statement)."""
-    statement = insert(consumer_offsets).values(
-        [
-            {
-                "consumer_group": o.group,
-                "topic": o.topic,
-                "partition": o.partition,
-                "next_offset": o.next_offset,
-            }
-            for o in offsets
-        ]
-    )
     connection.execute(
-        statement.on_conflict_do_update(
-            index_elements=["consumer_group", "topic", "partition"],
-            set_={"next_offset": statement.excluded.next_offset, "updated_at": func.now()},
-        )
+        _UPSERT,
+        {
+            "groups": [o.group for o in offsets],
+            "topics": [o.topic for o in offsets],
+            "partitions": [o.partition for o in offsets],
+            "offsets": [o.next_offset for o in offsets],
+        },
     )
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from contextlib import suppress
 from functools import partial
@@ -256,8 +257,12 @@ def _is_error(message: Message) -> bool:
 
 def _count(inbound: list[Inbound], dead: list[DeadLetter], applied: Applied) -> None:
     """Count each message of a poll once: applied, duplicate (already applied before),
-    rejected by a business rule (its CommandRejected sent), or dead-lettered as poison."""
+    rejected by a business rule (its CommandRejected sent), or dead-lettered as poison.
+
+    Tallied first, then one ``inc`` per series: a child lookup per message cost the poll
+    more than its inbox insert."""
     failed = {id(letter.message) for letter in dead}
+    tally: Counter[tuple[str, str, str]] = Counter()
     for item in inbound:
         key = id(item.message)
         if key in failed:
@@ -268,11 +273,11 @@ def _count(inbound: list[Inbound], dead: list[DeadLetter], applied: Applied) -> 
             outcome, reason = "waiting", ""
         else:
             outcome, reason = ("duplicate" if key in applied.duplicate_ids else "applied"), ""
-        metrics.COMMANDS.labels(str(item.message.topic()), outcome, reason).inc()
+        tally[(str(item.message.topic()), outcome, reason)] += 1
     for letter in dead:
-        metrics.COMMANDS.labels(
-            str(letter.message.topic()), "dead_lettered", letter.error_type
-        ).inc()
+        tally[(str(letter.message.topic()), "dead_lettered", letter.error_type)] += 1
+    for labels, count in tally.items():
+        metrics.COMMANDS.labels(*labels).inc(count)
 
 
 def build(

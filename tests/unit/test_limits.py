@@ -35,6 +35,25 @@ def test_identifiers_are_limited_in_bytes_of_utf8_not_characters() -> None:
         model.require_text("ref", "\ud800")  # a lone surrogate has no UTF-8 form
 
 
+@pytest.mark.parametrize(
+    "value", ["", " ", "   ", "x\t", "\n", "x" * 256, "a\x00b", "\x7f", "\u3000", "\u00a0"]
+)
+def test_an_ascii_or_blank_identifier_the_rules_refuse_is_refused(value: str) -> None:
+    # ASCII takes a shortcut past the general checks; it must refuse exactly what they do.
+    with pytest.raises(InvalidValue):
+        model.require_text("sku", value)
+
+
+class _Text(str):
+    pass
+
+
+def test_a_str_subclass_is_judged_by_the_same_rules() -> None:
+    assert model.require_text("sku", _Text("LAMP")) == "LAMP"
+    with pytest.raises(InvalidValue):
+        model.require_text("sku", _Text(" "))
+
+
 def test_quantities_fit_a_postgresql_integer() -> None:
     assert model.OrderLine("o1", "LAMP", 2**31 - 1).qty == 2**31 - 1
     with pytest.raises(InvalidQuantity, match="at most 2147483647"):

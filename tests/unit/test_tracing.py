@@ -42,3 +42,25 @@ def test_the_console_exporter_prints_each_span_under_the_callers_trace() -> None
     child = next(line for line in out.stdout.splitlines() if line.startswith("child"))
     assert child.split("-")[1] == TRACE
     assert child.split("-")[2] != "b7ad6b7169203331"  # a span of its own, recorded
+
+
+def test_with_an_exporter_a_message_without_a_trace_starts_one() -> None:
+    # Without the SDK such a message gets no span at all; with it, it is a trace's root.
+    script = (
+        "from allocation.adapters import tracing\n"
+        "tracing.configure('allocation-test', 'console', None)\n"
+        "span = tracing.start_process('allocate', None, {})\n"
+        "print('root', tracing.traceparent_of(span))\n"
+        "span.end()\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert out.returncode == 0, out.stderr
+    root = next(line for line in out.stdout.splitlines() if line.startswith("root "))
+    assert root != "root None"
+    assert '"name": "process allocate"' in out.stdout

@@ -1,3 +1,4 @@
+import dataclasses
 from datetime import UTC, date, datetime
 
 import pytest
@@ -59,6 +60,21 @@ def test_events_round_trip_through_the_outbox_payload() -> None:
         "product_version": 4,
     }
     assert wire.event_from_record("Allocated", payload) == event
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        events.Allocated("o1", "LAMP", 3, "b1", product_version=4),
+        events.Deallocated("o1", "LAMP", 3, "b1"),
+        events.OutOfStock("LAMP", orderid="o1", qty=2, product_version=7),
+        events.CommandRejected("Allocate", "LAMP", "InvalidSku", "no such sku", "{}"),
+    ],
+)
+def test_every_event_stores_each_of_its_fields_once(event: events.Event) -> None:
+    payload = wire.event_to_record(event)
+    assert payload == dataclasses.asdict(event)  # type: ignore[call-overload]
+    assert wire.event_from_record(type(event).__name__, payload) == event
 
 
 def test_a_payload_written_before_product_version_existed_still_reads() -> None:

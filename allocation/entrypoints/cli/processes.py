@@ -15,7 +15,7 @@ from allocation.config import Settings
 from allocation.entrypoints import consumer, health, relay, retention, supervisor
 from allocation.entrypoints.cli.common import command, engine
 from allocation.entrypoints.cli.contract import schemas_register, topics_create
-from allocation.entrypoints.process import stop_on_signals
+from allocation.entrypoints.process import settle_heap, stop_on_signals
 from allocation.entrypoints.retry import Backoff, Stopped
 
 
@@ -59,6 +59,7 @@ def run_consumer(settings: Settings, _args: argparse.Namespace, _: list[str]) ->
             _check_schema(application.engine, stop)
         process = consumer.build(settings, application, stop)
         health.serve(process.health, settings.metrics_host, settings.consumer_metrics_port)
+        settle_heap()
         process.run()
     except Stopped:
         pass
