@@ -167,3 +167,15 @@ def wait_for_batches(engine: Engine, refs: list[str], timeout: float = 60) -> No
             return bool(connection.execute(query).scalar_one() == len(refs))
 
     wait_until(created, timeout, f"batches {refs} to be created")
+
+
+def run_snippet(script: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Python code in a fresh interpreter that imports what this one does (a process-wide
+    setting, say, tried where it cannot leak into the tests)."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+from testkit.processes import run_snippet
 
 
 def test_settling_the_heap_freezes_what_exists_and_collects_the_young_less_often() -> None:
@@ -23,11 +21,5 @@ def test_settling_the_heap_freezes_what_exists_and_collects_the_young_less_often
         "del cycle\n"
         "assert gc.collect() >= 1, 'cycles are still collected'\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-    )
+    out = run_snippet(script)
     assert out.returncode == 0, out.stderr

@@ -1,8 +1,5 @@
-import os
-import subprocess
-import sys
-
 from allocation.adapters import tracing
+from testkit.processes import run_snippet
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 PARENT = f"00-{TRACE}-b7ad6b7169203331-01"
@@ -29,13 +26,7 @@ def test_the_console_exporter_prints_each_span_under_the_callers_trace() -> None
         "print('child', tracing.traceparent_of(span))\n"
         "span.end()\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-    )
+    out = run_snippet(script)
     assert out.returncode == 0, out.stderr
     assert '"name": "process allocate"' in out.stdout
     assert f"0x{TRACE}" in out.stdout
@@ -53,13 +44,7 @@ def test_with_an_exporter_a_message_without_a_trace_starts_one() -> None:
         "print('root', tracing.traceparent_of(span))\n"
         "span.end()\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-    )
+    out = run_snippet(script)
     assert out.returncode == 0, out.stderr
     root = next(line for line in out.stdout.splitlines() if line.startswith("root "))
     assert root != "root None"
