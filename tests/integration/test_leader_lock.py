@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import make_url
+from sqlalchemy import Engine, make_url, text
+from sqlalchemy.exc import DBAPIError
 
+from allocation.adapters.database import make_engine
 from allocation.config import Settings
-from allocation.entrypoints.leadership import LeaderLock, LockLost
+from allocation.entrypoints.leadership import LeaderLock, LockLost, end_stalled_transactions
 from testkit.processes import free_port, wait_until
 from tests.proxy import CuttableProxy
 
@@ -62,3 +66,26 @@ def test_the_server_frees_the_lock_of_a_session_that_went_silent(
     finally:
         silent.close()
         standby.close()
+
+
+def test_a_relay_transaction_left_silent_is_ended_and_its_locks_freed(
+    settings: Settings, engine: Engine
+) -> None:
+    # A leader cut off in the middle of marking rows must not leave their locks to the standby
+    # that takes over: the server ends the silent transaction.
+    relays = make_engine(settings.sqlalchemy_url, pool_size=1, pre_ping=False)
+    end_stalled_transactions(relays, after_s=0.5)
+    key = 731_000_000 + os.getpid()
+    try:
+        with relays.connect() as stalled:
+            stalled.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+            time.sleep(1.5)  # open, and silent
+            with engine.connect() as standby:
+                freed = standby.execute(
+                    text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key}
+                ).scalar_one()
+            assert freed, "the silent transaction still holds its lock"
+            with pytest.raises(DBAPIError):
+                stalled.execute(text("SELECT 1"))
+    finally:
+        relays.dispose()
