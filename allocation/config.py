@@ -110,6 +110,9 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("relay_chunk_size", "relay_batch_size"),
     )
     relay_poll_interval_s: float = Field(default=1.0, gt=0)
+    # After a NOTIFY, the relay reads no sooner than this after its previous read began, so
+    # that commits arriving close together go out in one read, produce request and mark.
+    relay_gather_s: float = Field(default=0.005, ge=0, le=1.0)
     relay_max_attempts: int = Field(default=10, ge=1)
     # First delay before a row the broker refused is tried again; doubles per attempt.
     relay_retry_base_s: float = Field(default=2.0, gt=0)

@@ -47,8 +47,10 @@ class Prepared:
                 order.append(found)
         numbered = _NAMED.sub(lambda m: f"${order.index(m.group(1)) + 1}", sql)
         declared = ", ".join((types or {}).get(p, "unknown") for p in order)
-        self.prepare_sql = f"PREPARE {name} ({declared}) AS {numbered}"
-        self.execute_sql = f"EXECUTE {name} ({', '.join(f'%({p})s' for p in order)})"
+        arguments = ", ".join(f"%({p})s" for p in order)
+        # Without parameters, no parentheses: PostgreSQL refuses an empty list.
+        self.prepare_sql = f"PREPARE {name}{f' ({declared})' if order else ''} AS {numbered}"
+        self.execute_sql = f"EXECUTE {name}{f' ({arguments})' if order else ''}"
 
     def __repr__(self) -> str:
         return f"Prepared({self.name!r})"

@@ -138,8 +138,16 @@ class OutboxRelay:
 
     def _lead_one_round(self, lock: LeaderLock) -> None:
         self._observe_backlog()
+        began = time.monotonic()
         if self._publish_chunk() < self._policy.chunk_size:
             lock.wait_for_notify(self._policy.poll_interval_s)
+            # Caught up: a burst of small commits (the API's, one per request) would each cost
+            # a read, a produce request and a mark. Waiting out the rest of ``gather_s`` since
+            # this read began takes them together; a lone commit after a quiet spell waits not
+            # at all, and a full chunk (a backlog) never waits.
+            rest = self._policy.gather_s - (time.monotonic() - began)
+            if rest > 0:
+                self._stop.wait(rest)
         else:
             lock.confirm()  # busy: no wait for NOTIFY confirms the lock, so ask now
 

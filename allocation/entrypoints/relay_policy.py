@@ -59,6 +59,7 @@ class RelayPolicy:
 
     chunk_size: int = 5000
     poll_interval_s: float = 1.0
+    gather_s: float = 0.0
     standby_poll_s: float = 1.0
     max_attempts: int = 10
     hold_back_base_s: float = 2.0
@@ -72,6 +73,7 @@ class RelayPolicy:
         return cls(
             chunk_size=settings.relay_chunk_size,
             poll_interval_s=settings.relay_poll_interval_s,
+            gather_s=settings.relay_gather_s,
             max_attempts=settings.relay_max_attempts,
             hold_back_base_s=settings.relay_retry_base_s,
         )

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 
 from allocation.adapters import tables
 from allocation.adapters.database import SqlAlchemyUnitOfWork, make_engine
+from allocation.adapters.outbox import fetch_pending
 from allocation.adapters.prepared import Prepared, run
 from allocation.config import Settings
 from allocation.domain import commands
@@ -144,3 +145,24 @@ def test_a_prepared_statement_outlives_a_rollback_and_is_prepared_again_on_a_new
     with own.connect() as connection:  # a new connection: prepared anew
         assert run(connection, probe, {"ids": ids, "n": 4}).one()[1] == 4
     own.dispose()
+
+
+def test_the_relays_read_is_prepared_and_its_generic_plan_walks_the_pending_index(
+    engine: Engine,
+) -> None:
+    with engine.connect() as connection:
+        fetch_pending(connection, 250)
+        fetch_pending(connection, 250, in_flight=[1, 2])
+        prepared = set(
+            connection.exec_driver_sql("SELECT name FROM pg_prepared_statements").scalars()
+        )
+        assert {"allocation_outbox_pending_250", "allocation_outbox_pending_250_except"} <= prepared
+        # The limit is in the statement: the generic plan reads the first pending rows in id
+        # order from their index, whatever the backlog, rather than sorting all of it.
+        plan = "\n".join(
+            connection.exec_driver_sql(
+                "EXPLAIN EXECUTE allocation_outbox_pending_250_except ('{1,2}')"
+            ).scalars()
+        )
+    assert "ix_outbox_pending" in plan, plan
+    assert "Sort Key: o.id" not in plan, plan

@@ -24,6 +24,7 @@ from allocation.bootstrap import upgrade_schema
 from allocation.config import Settings
 from allocation.entrypoints.relay import OutboxRelay
 from allocation.entrypoints.relay_policy import RelayPolicy
+from testkit.processes import wait_until
 from tests.conftest import fresh_database, random_sku
 
 TOPIC = "line-allocated"
@@ -142,3 +143,43 @@ def test_a_mark_failing_while_the_next_chunk_is_sent_loses_and_reorders_nothing(
         assert first_copies == written, f"{key}: first copies out of commit order"
         assert last_copies == written, f"{key}: last copies out of commit order"
     assert len(producer.sent) > len(rows)  # the failed chunk, and the one after, went again
+
+
+def test_commits_close_together_after_a_read_go_out_in_one_read(
+    own_engine: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[set[str]] = []
+    real = outbox.fetch_pending
+
+    def noting(connection: Connection, limit: int, in_flight: list[int] | None = None) -> Any:
+        rows = real(connection, limit, in_flight)
+        if rows:
+            reads.append({row.key for row in rows})
+        return rows
+
+    monkeypatch.setattr(outbox, "fetch_pending", noting)
+    producer = AckingProducer()
+    stop = threading.Event()
+    relay = OutboxRelay(
+        dsn=own_engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
+        engine=own_engine,
+        producer_factory=lambda: producer,  # type: ignore[arg-type,return-value]
+        codec=JsonCodec(),  # type: ignore[arg-type]
+        stop=stop,
+        policy=RelayPolicy(chunk_size=100, poll_interval_s=1.0, gather_s=2.0),
+    )
+    running = threading.Thread(target=relay.run)
+    running.start()
+    try:
+        assert relay.is_leader.wait(10)
+        first, second, third = (random_sku(f"gather{n}") for n in range(3))
+        add_rows(own_engine, [first], per_key=1)
+        wait_until(lambda: any(key == first for key, _ in producer.sent), 10, "first sent")
+        add_rows(own_engine, [second], per_key=1)  # its NOTIFY wakes the relay at once...
+        stop.wait(0.3)
+        add_rows(own_engine, [third], per_key=1)  # ...which reads both after the gather
+        wait_until(lambda: any(key == third for key, _ in producer.sent), 10, "third sent")
+    finally:
+        stop.set()
+        running.join(10)
+    assert reads == [{first}, {second, third}]
