@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from allocation.adapters.database import make_engine
-from allocation.adapters.kafka import admin_client
 from allocation.adapters.products import start_mappers
 from allocation.bootstrap import upgrade_schema
 from allocation.config import Settings, load_settings
 from allocation.entrypoints.provision import create_contract_topics, register_contract_schemas
 from bench.servers import Servers, find_servers
 from testkit.databases import throwaway_database
+from testkit.topics import drop_topics
 
 
 @dataclass
@@ -55,4 +55,4 @@ def run_topics(settings: Settings, partitions: int = 6) -> Iterator[Settings]:
     try:
         yield ours
     finally:
-        admin_client(ours).delete_topics(list(ours.all_topics))
+        drop_topics(ours)

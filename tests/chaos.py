@@ -42,6 +42,7 @@ from testkit.processes import (
     wait_until,
     wait_until_ready,
 )
+from testkit.topics import drop_topics
 from testkit.traffic import CommandSender, Recorder
 from tests.fakes import FakeUnitOfWork
 
@@ -387,7 +388,7 @@ class Run:
                 assert service.terminate() == 0, f"{service.log_path.name} did not stop cleanly"
         if hasattr(self, "recorder"):  # not made when the run failed before it started
             self.recorder.stop()
-        admin_client(self.settings).delete_topics(list(self.settings.all_topics))
+        drop_topics(self.settings)
 
 
 @contextmanager

@@ -14,6 +14,7 @@ from allocation.bootstrap import avro_codec
 from allocation.config import Settings
 from allocation.entrypoints.provision import create_contract_topics, register_contract_schemas
 from testkit.processes import Service, service_env
+from testkit.topics import drop_topics
 from testkit.traffic import CommandSender, DecodingReader
 from testkit.upgrades import UPGRADE_FROM, release_package
 
@@ -28,7 +29,7 @@ def e2e_settings(
     create_contract_topics(ours)
     register_contract_schemas(ours)
     yield ours
-    admin.delete_topics(list(ours.all_topics))
+    drop_topics(admin, ours.all_topics)
 
 
 @pytest.fixture(scope="session")

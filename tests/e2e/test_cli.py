@@ -14,11 +14,11 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from allocation.adapters.contract import REPLAY_COUNT, SOURCE_TOPIC
-from allocation.adapters.kafka import admin_client
 from allocation.bootstrap import avro_codec
 from allocation.config import Settings
 from allocation.entrypoints.provision import create_contract_topics, register_contract_schemas
 from testkit.processes import Service, free_port, service_env, wait_for_batches, wait_until
+from testkit.topics import drop_topics
 from testkit.traffic import CommandSender, DecodingReader
 from tests.conftest import random_batchref, random_orderid, random_sku, random_suffix
 
@@ -223,7 +223,7 @@ def test_replaying_every_dead_letter_ends_even_when_they_fail_again(
         dead.close()
     finally:
         assert consumer.terminate() == 0
-        admin_client(s).delete_topics(list(s.all_topics))
+        drop_topics(s)
 
 
 def test_the_version_is_printed(e2e_settings: Settings) -> None:
@@ -283,7 +283,7 @@ def test_ctrl_c_on_run_stops_every_process_without_a_traceback(
     finally:
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
-        admin_client(s).delete_topics(list(s.all_topics))
+        drop_topics(s)
     text = output.read_text()
     assert code == 0, text[-3000:]
     assert "Traceback" not in text, text[-3000:]

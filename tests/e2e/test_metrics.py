@@ -8,12 +8,12 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, func, select
 
-from allocation.adapters.kafka import admin_client
 from allocation.adapters.tables import allocations, outbox
 from allocation.bootstrap import avro_codec
 from allocation.config import Settings
 from allocation.entrypoints.provision import create_contract_topics, register_contract_schemas
 from testkit.processes import Service, service_env, wait_for_batches, wait_until
+from testkit.topics import drop_topics
 from testkit.traffic import CommandSender
 from tests.conftest import random_batchref, random_orderid, random_sku
 
@@ -143,5 +143,5 @@ def test_counters_agree_with_the_rows(
         assert value(r, "allocation_event_publish_delay_seconds_count") >= len(orders)
     finally:
         codes = consumer.terminate(), relay.terminate()
-        admin_client(s).delete_topics(list(s.all_topics))
+        drop_topics(s)
     assert codes == (0, 0)

@@ -28,17 +28,19 @@ from allocation.config import Settings
 from allocation.entrypoints.provision import create_contract_topics, register_contract_schemas
 from allocation.entrypoints.status import dead_letter_count
 from testkit.processes import Service, service_env, wait_for_batches, wait_until_ready
+from testkit.topics import drop_topics
 from testkit.traffic import CommandSender
 from tests.conftest import fresh_database, random_sku
 
 
 @pytest.fixture(scope="module")
-def topics(settings: Settings) -> Settings:
+def topics(settings: Settings) -> Iterator[Settings]:
     """Topics and a consumer group of this module's own: a restore re-reads from offset 0."""
     ours = settings.with_prefix(f"restore-{uuid.uuid4().hex[:6]}", topic_partitions=3)
     create_contract_topics(ours)
     register_contract_schemas(ours)
-    return ours
+    yield ours
+    drop_topics(ours)
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from allocation.bootstrap import avro_codec
 from allocation.config import Settings
 from allocation.entrypoints.provision import create_contract_topics, register_contract_schemas
 from testkit.processes import Service, service_env
+from testkit.topics import drop_topics
 from testkit.traffic import DecodingReader
 from tests.conftest import random_sku
 
@@ -37,7 +38,7 @@ def upgraded(
     register(registry, ours.topic_line_allocated, released, "FULL_TRANSITIVE")
     register_contract_schemas(ours)
     yield ours
-    admin.delete_topics(list(ours.all_topics))
+    drop_topics(admin, ours.all_topics)
 
 
 def test_each_row_goes_out_with_the_schema_version_it_names(

@@ -31,6 +31,7 @@ from testkit.processes import (
     wait_until,
     wait_until_ready,
 )
+from testkit.topics import drop_topics
 from testkit.traffic import CommandSender, DecodingReader
 from tests.conftest import fresh_database, random_batchref, random_orderid, random_sku
 
@@ -45,7 +46,7 @@ def world(
         create_contract_topics(ours)
         register_contract_schemas(ours)
         yield ours
-        admin.delete_topics(list(ours.all_topics))
+        drop_topics(admin, ours.all_topics)
 
 
 def dead_letter_count(settings: Settings) -> int:

@@ -23,7 +23,6 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from allocation.adapters.database import SchemaTooOld, make_engine, require_schema
-from allocation.adapters.kafka import admin_client
 from allocation.adapters.privileges import PRIVILEGE_ADVICE
 from allocation.adapters.tables import allocations, inbox
 from allocation.bootstrap import avro_codec
@@ -39,6 +38,7 @@ from testkit.processes import (
     wait_until,
     wait_until_ready,
 )
+from testkit.topics import drop_topics
 from testkit.traffic import CommandSender, DecodingReader
 from testkit.upgrades import Builds, UpgradeTraffic, assert_clean_logs
 from tests.conftest import random_suffix
@@ -56,7 +56,7 @@ def database_owned(e2e_settings: Settings) -> Iterator[Settings]:
     register_contract_schemas(ours)
     with throwaway_database(ours, prefix="allocation_reverse") as database:
         yield database.model_copy(update={"database_url": database.migration_database_url})
-    admin_client(ours).delete_topics(list(ours.all_topics))
+    drop_topics(ours)
 
 
 @pytest.fixture

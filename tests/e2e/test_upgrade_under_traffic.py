@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from allocation.adapters.kafka import admin_client
 from allocation.bootstrap import avro_codec
 from allocation.config import Settings
 from allocation.entrypoints.provision import create_contract_topics, register_contract_schemas
 from testkit.processes import wait_for_batches, wait_for_leader, wait_until_ready
+from testkit.topics import drop_topics
 from testkit.traffic import CommandSender, DecodingReader
 from testkit.upgrades import Builds, UpgradeTraffic, assert_clean_logs
 from tests.conftest import random_suffix
@@ -41,7 +41,7 @@ def world(e2e_settings: Settings) -> Iterator[Settings]:
     create_contract_topics(ours)
     register_contract_schemas(ours)
     yield ours
-    admin_client(ours).delete_topics(list(ours.all_topics))
+    drop_topics(ours)
 
 
 def test_a_rolling_upgrade_under_traffic_loses_and_doubles_nothing(

@@ -13,6 +13,8 @@ from sqlalchemy import Engine, text
 
 from allocation.adapters.security import kafka_client_security
 from allocation.config import Settings
+from bench.environment import run_topics
+from testkit.topics import drop_topics
 
 
 def test_kafka_round_trips_a_message(settings: Settings, admin: AdminClient) -> None:
@@ -43,7 +45,7 @@ def test_kafka_round_trips_a_message(settings: Settings, admin: AdminClient) -> 
         assert message.headers() == [("h", b"1")]
     finally:
         consumer.close()
-        admin.delete_topics([topic])
+        drop_topics(admin, [topic])
 
 
 def test_kafka_is_a_kraft_broker_without_automatic_topic_creation(
@@ -106,3 +108,13 @@ def test_the_service_role_is_not_a_superuser(engine: Engine) -> None:
             text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
         ).scalar_one()
     assert superuser is False
+
+
+def test_a_bench_runs_topics_are_gone_once_the_run_ends(
+    settings: Settings, admin: AdminClient
+) -> None:
+    with run_topics(settings, partitions=1) as ours:
+        assert set(ours.all_topics) <= set(admin.list_topics(timeout=10).topics)
+    # Deleted, not merely asked for: a request queued on a client that is dropped at once is
+    # never sent, and every run's topics stayed on the broker.
+    assert not set(ours.all_topics) & set(admin.list_topics(timeout=10).topics)
