@@ -21,6 +21,7 @@ from allocation.adapters import contract, metrics
 from allocation.adapters.avro import AvroCodec, registry_client
 from allocation.adapters.database import (
     SqlAlchemyUnitOfWork,
+    end_stalled_transactions,
     make_engine,
     migrate,
     session_factory,
@@ -51,8 +52,13 @@ def event_routes(settings: Settings) -> EventRoutes:
 
 
 def database(settings: Settings, pool_size: int = 5, pre_ping: bool = True) -> Engine:
-    """An engine on the service's database; the caller disposes of it."""
-    return make_engine(settings.sqlalchemy_url, pool_size=pool_size, pre_ping=pre_ping)
+    """An engine on the service's database; the caller disposes of it.
+
+    A transaction of its left silent for ``STALLED_TRANSACTION_S`` is ended by the server.
+    """
+    engine = make_engine(settings.sqlalchemy_url, pool_size=pool_size, pre_ping=pre_ping)
+    end_stalled_transactions(engine)
+    return engine
 
 
 def upgrade_schema(settings: Settings, revision: str = "head") -> None:

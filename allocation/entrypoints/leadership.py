@@ -25,7 +25,6 @@ from typing import Any
 
 import psycopg2
 import psycopg2.extensions
-from sqlalchemy import Engine, event
 
 from allocation import bootstrap
 from allocation.adapters.faults import TransientFault
@@ -48,26 +47,6 @@ _LIVENESS = {
         f"-c tcp_user_timeout=10000 -c idle_session_timeout={IDLE_SESSION_TIMEOUT_S * 1000}"
     ),
 }
-
-
-def end_stalled_transactions(engine: Engine, after_s: float = IDLE_SESSION_TIMEOUT_S) -> None:
-    """The server ends a transaction of ``engine`` left open and silent for ``after_s``.
-
-    A leader cut off the same way in the middle of marking rows leaves its UPDATE's row locks
-    behind: the standby that takes over then waits on them, publishing nothing, until the
-    silent connection comes back or dies (the half-open scenario waited 30 s where the
-    takeover took 9). The relay's own transactions never idle: each reads, or marks, and ends.
-    """
-
-    def bounded(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute("SET idle_in_transaction_session_timeout = %s", (int(after_s * 1000),))
-        finally:
-            cursor.close()
-        dbapi_connection.commit()  # before any transaction of the relay's: it stays set
-
-    event.listen(engine, "connect", bounded)
 
 
 class LockLost(TransientFault):

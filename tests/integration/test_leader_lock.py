@@ -10,9 +10,14 @@ import pytest
 from sqlalchemy import Engine, make_url, text
 from sqlalchemy.exc import DBAPIError
 
-from allocation.adapters.database import make_engine
+from allocation import bootstrap
+from allocation.adapters.database import (
+    STALLED_TRANSACTION_S,
+    end_stalled_transactions,
+    make_engine,
+)
 from allocation.config import Settings
-from allocation.entrypoints.leadership import LeaderLock, LockLost, end_stalled_transactions
+from allocation.entrypoints.leadership import LeaderLock, LockLost
 from testkit.processes import free_port, wait_until
 from tests.proxy import CuttableProxy
 
@@ -89,3 +94,17 @@ def test_a_relay_transaction_left_silent_is_ended_and_its_locks_freed(
                 stalled.execute(text("SELECT 1"))
     finally:
         relays.dispose()
+
+
+def test_every_process_of_the_service_has_its_silent_transactions_ended(
+    settings: Settings,
+) -> None:
+    # The consumer and the API get their engine from bootstrap.bootstrap, the relay and the
+    # CLI from the CLI's engine(): all of them from bootstrap.database.
+    pool = bootstrap.database(settings, pool_size=1)
+    try:
+        with pool.connect() as connection:
+            bound = connection.execute(text("SHOW idle_in_transaction_session_timeout"))
+            assert bound.scalar_one() == f"{STALLED_TRANSACTION_S}s"
+    finally:
+        pool.dispose()

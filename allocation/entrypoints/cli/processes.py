@@ -15,7 +15,6 @@ from allocation.config import Settings
 from allocation.entrypoints import consumer, health, relay, retention, supervisor
 from allocation.entrypoints.cli.common import command, engine
 from allocation.entrypoints.cli.contract import schemas_register, topics_create
-from allocation.entrypoints.leadership import end_stalled_transactions
 from allocation.entrypoints.process import settle_heap, stop_on_signals
 from allocation.entrypoints.retry import Backoff, Stopped
 
@@ -80,7 +79,6 @@ def run_relay(settings: Settings, _args: argparse.Namespace, _: list[str]) -> in
     # thread of its own so that neither a busy relay nor a broker outage holds it up. Without a
     # ping per transaction: a chunk that fails on a dropped connection is retried.
     with engine(settings, pool_size=3, pre_ping=False) as pool:
-        end_stalled_transactions(pool)
         _check_schema(pool, stop)
         process = relay.build(settings, pool, stop)
         health.serve(process.health, settings.metrics_host, settings.relay_metrics_port)
