@@ -5,13 +5,13 @@ with a reason, the domain's rejections are 400 (409 for a duplicate batch), and
 a failure ``faults.classify`` calls transient (a database down, no connection
 free in the pool, a conflict that kept recurring) is a 503 the client may retry.
 A POST with an ``Idempotency-Key`` header is applied once, and its retries get
-the stored answer (``idempotency.py``).
+the stored answer (``idempotency.py``). A valid POST is answered by ``api_fast.LeanPosts``
+before FastAPI's routing; the routes below still describe it, and judge any other.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date
@@ -19,28 +19,21 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 from sqlalchemy import text
-from starlette.concurrency import run_in_threadpool
 
-from allocation.adapters import tracing
 from allocation.adapters.faults import Kind, RegistryUnavailable, classify
 from allocation.bootstrap import Application
-from allocation.domain import commands, model
+from allocation.domain import model
 from allocation.domain.errors import DomainError
 from allocation.entrypoints import api_operations
 from allocation.entrypoints.api_auth import BearerToken
-from allocation.entrypoints.group_commit import GroupCommit, Stopping
-from allocation.entrypoints.idempotency import (
-    IdempotentRequests,
-    Respond,
-    answer,
-    fingerprint,
-    message_id,
-    rejection_answer,
-)
-from allocation.service_layer.unit_of_work import ConcurrencyConflict, Envelope
+from allocation.entrypoints.api_fast import LeanPosts, Posts, allocation, new_batch
+from allocation.entrypoints.group_commit import Stopping
+from allocation.entrypoints.idempotency import rejection_answer
+from allocation.service_layer.unit_of_work import ConcurrencyConflict
 
 logger = logging.getLogger(__name__)
 
@@ -104,47 +97,18 @@ class Problem(BaseModel):
     detail: str
 
 
-def create_app(application: Application) -> FastAPI:
-    bus = application.bus
-    idempotent = IdempotentRequests(bus, application.uow_factory)
-    # Concurrent POSTs share a transaction (group_commit.py); the worker lives as long as the app.
-    shared = GroupCommit(bus)
+def create_app(application: Application, *, lean: bool = True) -> FastAPI:
+    """The API; ``lean=False`` leaves both POSTs to FastAPI alone (``api_fast.py``)."""
+    posts = Posts(application)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         try:
             yield
         finally:
-            shared.stop()
+            posts.shared.stop()
 
     api = FastAPI(title="allocation", version="0.1.0", lifespan=lifespan)
-
-    def envelope(request: Request, key: str | None) -> Envelope:
-        correlation = request.headers.get("x-correlation-id")
-        # A caller's W3C trace context goes on to the events the request causes.
-        traceparent = tracing.checked(request.headers.get("traceparent"))
-        return Envelope(
-            # Without a key a request has no identity a retry could share: a fresh one.
-            message_id(key) if key is not None else f"http:{uuid.uuid4()}",
-            correlation_id=correlation,
-            deduplicate=key is not None,
-            traceparent=traceparent,
-        )
-
-    async def apply(
-        request: Request,
-        command: commands.Command,
-        body: BaseModel,
-        key: str | None,
-        respond: Respond,
-    ) -> JSONResponse:
-        if key is not None:  # its stored answer commits with it: a transaction of its own
-            asked = fingerprint(request.url.path, body.model_dump(mode="json"))
-            return await run_in_threadpool(
-                idempotent.handle, command, envelope(request, key), asked, respond
-            )
-        code, content = answer(await shared.submit(command, envelope(request, None)), respond)
-        return JSONResponse(status_code=code, content=content)
 
     @api.post(
         "/batches",
@@ -153,11 +117,9 @@ def create_app(application: Application) -> FastAPI:
     )
     async def add_batch(
         batch: BatchIn, request: Request, idempotency_key: IdempotencyKey = None
-    ) -> JSONResponse:
-        command = commands.CreateBatch(batch.ref, batch.sku, batch.qty, batch.eta)
-        return await apply(
-            request, command, batch, idempotency_key, lambda _: (201, {"ref": batch.ref})
-        )
+    ) -> Response:
+        parsed = new_batch(batch.ref, batch.sku, batch.qty, batch.eta)
+        return await posts.apply(parsed, request.headers, idempotency_key, lambda: request.url.path)
 
     @api.post(
         "/allocate",
@@ -171,14 +133,9 @@ def create_app(application: Application) -> FastAPI:
     )
     async def allocate(
         line: AllocateIn, request: Request, idempotency_key: IdempotencyKey = None
-    ) -> JSONResponse:
-        def respond(batchref: str | None) -> tuple[int, Any]:
-            if batchref is None:
-                return 409, {"batchref": None, "detail": f"out of stock: {line.qty} x {line.sku}"}
-            return 201, {"batchref": batchref, "detail": None}
-
-        command = commands.Allocate(line.orderid, line.sku, line.qty)
-        return await apply(request, command, line, idempotency_key, respond)
+    ) -> Response:
+        parsed = allocation(line.orderid, line.sku, line.qty)
+        return await posts.apply(parsed, request.headers, idempotency_key, lambda: request.url.path)
 
     @api.get(
         "/batches/{ref}",
@@ -225,6 +182,15 @@ def create_app(application: Application) -> FastAPI:
         return {"status": "ok"}
 
     _install_error_handlers(api)
+    if lean:  # added first: the innermost middleware, inside the token and the metrics
+        posts_routes = {
+            route.path: route
+            for route in api.routes
+            if isinstance(route, APIRoute) and route.methods == {"POST"}
+        }
+        api.add_middleware(
+            LeanPosts, posts=posts, routes=posts_routes, handlers=api.exception_handlers
+        )
     token = application.settings.api_token
     if token is not None:  # added first: the request metrics count its 401s too
         api.add_middleware(BearerToken, token=token.get_secret_value())
