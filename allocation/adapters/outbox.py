@@ -176,16 +176,18 @@ def fetch_pending(
     # The relay's hot path, so the driver's own cursor and tuples: SQLAlchemy's result rows
     # cost about as much per row as everything else the relay does with it. The payloads
     # come as text and are parsed in one call for the chunk, not one call per row.
-    if not in_flight:
+    sql: str
+    params: dict[str, Any] | None
+    if in_flight:
+        ids = "{" + ",".join(map(str, in_flight)) + "}"
+        sql, params = _PENDING_EXCEPT, {"limit": limit, "in_flight": ids}
+    else:
         statement = _pending_statement(limit)
         prepare(connection, statement)
+        sql, params = statement.execute_sql, None  # no parameters: nothing to interpolate
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        if in_flight:
-            ids = "{" + ",".join(map(str, in_flight)) + "}"
-            cursor.execute(_PENDING_EXCEPT, {"limit": limit, "in_flight": ids})
-        else:
-            cursor.execute(statement.execute_sql)
+        cursor.execute(sql, params)
         rows = cursor.fetchall()
     finally:
         cursor.close()
