@@ -246,21 +246,25 @@ class Backlog:
     oldest_pending_age_s: float | None
 
 
+# Each half matches one partial index's predicate, so only the rows that wait are read: the
+# relay asks every 5 s on its publishing thread, and one scan over every published row (a
+# parallel one, taking both cores) held each event behind it for 100-300 ms under load.
+BACKLOG = text(
+    """
+    SELECT waiting.pending, waiting.retrying, held.parked, waiting.oldest
+    FROM (SELECT count(*) AS pending,
+                 count(*) FILTER (WHERE next_attempt_at IS NOT NULL) AS retrying,
+                 extract(epoch FROM now() - min(created_at)) AS oldest
+          FROM outbox WHERE published_at IS NULL AND parked_at IS NULL) AS waiting,
+         (SELECT count(*) AS parked
+          FROM outbox WHERE published_at IS NULL AND parked_at IS NOT NULL) AS held
+    """
+)
+
+
 def backlog(connection: Connection) -> Backlog:
     """The outbox's backlog now."""
-    row = connection.execute(
-        text(
-            """
-            SELECT count(*) FILTER (WHERE parked_at IS NULL) AS pending,
-                   count(*) FILTER (WHERE parked_at IS NULL AND next_attempt_at IS NOT NULL)
-                       AS retrying,
-                   count(*) FILTER (WHERE parked_at IS NOT NULL) AS parked,
-                   extract(epoch FROM now() - min(created_at) FILTER (WHERE parked_at IS NULL))
-                       AS oldest
-            FROM outbox WHERE published_at IS NULL
-            """
-        )
-    ).one()
+    row = connection.execute(BACKLOG).one()
     oldest = float(row.oldest) if row.oldest is not None else None
     return Backlog(int(row.pending), int(row.retrying), int(row.parked), oldest)
 
