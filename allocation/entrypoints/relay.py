@@ -32,6 +32,7 @@ from allocation import bootstrap
 from allocation.adapters import contract, metrics, outbox, tracing
 from allocation.adapters.avro import AvroCodec
 from allocation.adapters.faults import RegistryUnavailable, TransientFault, is_transient
+from allocation.adapters.held import HeldConnection
 from allocation.adapters.kafka import Headers
 from allocation.adapters.security import is_refusal, refused
 from allocation.adapters.tables import OUTBOX_CHANNEL
@@ -84,6 +85,9 @@ class OutboxRelay:
         self.is_leader = threading.Event()
         self.published = 0
         self._marks = Marks(engine, _count_published)
+        # Reads, backlog checks and the marks of short chunks: single statements, sent on
+        # one connection in autocommit while this relay leads.
+        self._held = HeldConnection(engine)
 
     def run(self) -> None:
         try:
@@ -99,8 +103,13 @@ class OutboxRelay:
         except Stopped:
             pass
         finally:
-            self._marks.close()
+            self.close()
             self._producer.flush(10)
+
+    def close(self) -> None:
+        """Wait for the mark in flight and let go of the held connections (``run`` ends so)."""
+        self._held.drop()
+        self._marks.close()
 
     def _lead_once(self) -> None:
         """Wait for the leader lock, then publish until stopped or the lock is lost."""
@@ -124,11 +133,13 @@ class OutboxRelay:
                 except ProducerBroken:
                     raise
                 except Exception as exc:  # a systemic fault keeps the lock (see relay_pause)
+                    self._held.drop()
                     self._marks.settle()
                     self._pause.hold(exc, wait=lock.wait_for_notify)
                     continue
                 self._pause.lift("leader")
         finally:
+            self._held.drop()
             self._marks.settle()
             self._lock = None
             self.is_leader.clear()
@@ -160,8 +171,8 @@ class OutboxRelay:
         return False
 
     def _publish_chunk(self) -> int:
-        with self._engine.connect() as connection:
-            rows = outbox.fetch_pending(connection, self._policy.chunk_size, self._marks.in_flight)
+        held = self._held.get()
+        rows = outbox.fetch_pending(held, self._policy.chunk_size, self._marks.in_flight)
         if not rows:
             self._marks.finish()
             return 0
@@ -178,10 +189,13 @@ class OutboxRelay:
         # A short chunk (idle next: nothing left unmarked) or one with failures (their keys
         # must be held back before anything is read again) is marked here and now.
         published = delivery.publishable()
-        with self._engine.begin() as connection:
-            outbox.mark_published(connection, published)
-            for row, error in delivery.refused:
-                self._hold_back(connection, row, error)
+        if delivery.refused:  # the marks and the held-back rows commit together
+            with self._engine.begin() as connection:
+                outbox.mark_published(connection, published)
+                for row, error in delivery.refused:
+                    self._hold_back(connection, row, error)
+        else:
+            outbox.mark_published(held, published)
         marked = set(published)
         _count_published([row for row in delivery.acked if row.id in marked])
         if delivery.fatal:
@@ -286,8 +300,7 @@ class OutboxRelay:
         if time.monotonic() < self._next_observation:
             return
         self._next_observation = time.monotonic() + 5.0
-        with self._engine.connect() as connection:
-            backlog = outbox.backlog(connection)
+        backlog = outbox.backlog(self._held.get())
         metrics.OUTBOX_PENDING.set(backlog.pending)
         metrics.OUTBOX_PARKED.set(backlog.parked)
         metrics.OUTBOX_OLDEST_AGE.set(backlog.oldest_pending_age_s or 0.0)

@@ -25,6 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from sqlalchemy import Engine
 
 from allocation.adapters import outbox
+from allocation.adapters.held import HeldConnection
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ class Marks:
     """One mark in flight at most, committed in order on a thread of its own."""
 
     def __init__(self, engine: Engine, marked: Marked) -> None:
-        self._engine = engine
+        self._held = HeldConnection(engine)  # used on the mark thread only
         self._marked = marked
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-mark")
         self._pending: Future[None] | None = None
@@ -73,9 +74,13 @@ class Marks:
 
     def close(self) -> None:
         self.settle()
+        self._executor.submit(self._held.drop).result()
         self._executor.shutdown(wait=True)
 
     def _mark(self, rows: list[outbox.PendingRow]) -> None:
-        with self._engine.begin() as connection:
-            outbox.mark_published(connection, [row.id for row in rows])
+        try:  # one statement: autocommit commits it alone
+            outbox.mark_published(self._held.get(), [row.id for row in rows])
+        except Exception:
+            self._held.drop()
+            raise
         self._marked(rows)

@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, event, insert, select, text
 
 from allocation.adapters.outbox import fetch_pending, skip
 from allocation.adapters.outbox import parked as parked_rows
 from allocation.adapters.tables import outbox
-from allocation.bootstrap import bootstrap
+from allocation.bootstrap import bootstrap, database
 from allocation.config import Settings
 from allocation.domain import commands
 from allocation.entrypoints import relay as relay_process
@@ -129,3 +129,48 @@ def test_an_unsendable_row_is_parked_and_holds_its_key_until_an_operator_decides
 
     received = events.read_until(lambda got: any(r.key == stuck for r in got), timeout=30)
     assert [r.value["qty"] for r in received if r.key == stuck and r.value] == [1]
+
+
+def test_the_relay_publishes_on_one_held_connection_and_connects_anew_when_it_is_ended(
+    e2e_settings: Settings, engine: Engine, events: DecodingReader
+) -> None:
+    own = database(e2e_settings, pool_size=3, pre_ping=False)
+    backends: list[int] = []
+    checkouts: list[int] = []
+    event.listen(own, "connect", lambda dbapi, _record: backends.append(dbapi.get_backend_pid()))
+    event.listen(own, "checkout", lambda *_: checkouts.append(1))
+    stop = threading.Event()
+    relay = relay_process.build(e2e_settings, own, stop)
+    thread = threading.Thread(target=relay.run)
+    thread.start()
+    sku = random_sku("held")
+
+    def line() -> dict[str, object]:
+        return {"orderid": random_orderid(), "sku": sku, "qty": 1, "batchref": "b"}
+
+    def sent(count: int) -> None:
+        events.read_until(lambda got: sum(r.key == sku for r in got) >= count, timeout=30)
+
+    try:
+        insert_row(engine, e2e_settings, sku, line())
+        sent(1)
+        settled = len(checkouts)
+        for n in range(2, 7):  # rounds of reads and marks, each caught up: no pool checkout
+            insert_row(engine, e2e_settings, sku, line())
+            sent(n)
+        assert len(checkouts) == settled
+
+        with engine.connect() as connection:  # the server ends every connection the relay has
+            for pid in backends:
+                connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        insert_row(engine, e2e_settings, sku, line())
+        sent(7)
+    finally:
+        stop.set()
+        thread.join(30)
+        own.dispose()
+    with engine.connect() as connection:
+        pending = connection.execute(
+            select(outbox.c.id).where(outbox.c.key == sku, outbox.c.published_at.is_(None))
+        ).all()
+    assert pending == []

@@ -126,6 +126,7 @@ def test_a_mark_failing_while_the_next_chunk_is_sent_loses_and_reorders_nothing(
                 break
         except OperationalError:
             continue  # the relay's loop retries the round: from the first pending row
+    relay.close()
     assert failed() == 1
 
     with own_engine.connect() as connection:
