@@ -53,16 +53,20 @@ class Delivery:
         return [row.id for row in self.acked if row.id < first_failed.get(row.key, row.id + 1)]
 
 
+_DEFAULTS = Settings.model_fields
+
+
 @dataclass(frozen=True)
 class RelayPolicy:
     """How much the relay takes at once, how often it looks, how long a failed row waits."""
 
-    chunk_size: int = 5000
-    poll_interval_s: float = 1.0
-    gather_s: float = 0.0
+    # The settings' defaults, so that a policy built by hand is the relay that runs.
+    chunk_size: int = _DEFAULTS["relay_chunk_size"].default
+    poll_interval_s: float = _DEFAULTS["relay_poll_interval_s"].default
+    gather_s: float = _DEFAULTS["relay_gather_s"].default
     standby_poll_s: float = 1.0
-    max_attempts: int = 10
-    hold_back_base_s: float = 2.0
+    max_attempts: int = _DEFAULTS["relay_max_attempts"].default
+    hold_back_base_s: float = _DEFAULTS["relay_retry_base_s"].default
 
     def hold_back(self, attempts: int) -> timedelta:
         """How long a row that failed ``attempts`` times waits: doubling, at most 5 minutes."""

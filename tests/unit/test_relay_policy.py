@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 from confluent_kafka import KafkaError
 
 from allocation.adapters.outbox import PendingRow
+from allocation.config import Settings
 from allocation.entrypoints.relay_policy import Delivery, RelayPolicy
 
 
@@ -60,3 +61,8 @@ def test_only_a_chunk_acknowledged_whole_may_be_marked_while_the_next_is_read() 
     refused = Delivery()
     refused.record(row(1), KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
     assert not refused.all_acked(1)
+
+
+def test_a_policy_built_by_hand_has_the_defaults_of_the_settings() -> None:
+    # Two sets of defaults drift apart: a test building RelayPolicy() would run another relay.
+    assert RelayPolicy() == RelayPolicy.from_settings(Settings.model_construct())
