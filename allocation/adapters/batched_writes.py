@@ -22,6 +22,7 @@ from sqlalchemy import ClauseElement, Executable, TextClause
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from allocation.adapters.pg_arrays import with_literal_arrays
 from allocation.adapters.prepared import Prepared, prepare, run
 
 _KEY = "allocation.batched_writes"
@@ -103,10 +104,10 @@ def _execute(connection: Connection, statement: Statement, params: Any) -> None:
 
 def _rendered(connection: Connection, cursor: Any, statement: Statement, params: Any) -> bytes:
     if isinstance(statement, Prepared):
-        return bytes(cursor.mogrify(statement.execute_sql, params))
+        return bytes(cursor.mogrify(statement.execute_sql, _arrays(params)))
     known = _TEXTS.get(id(statement))
     if known is not None:
-        return bytes(cursor.mogrify(known[1], params))
+        return bytes(cursor.mogrify(known[1], _arrays(params)))
     if not isinstance(statement, ClauseElement):
         raise TypeError(f"cannot render {type(statement).__name__} for a batch of writes")
     compiled = statement.compile(
@@ -114,4 +115,10 @@ def _rendered(connection: Connection, cursor: Any, statement: Statement, params:
     )
     if isinstance(statement, TextClause):
         _TEXTS[id(statement)] = (statement, compiled.string)
-    return bytes(cursor.mogrify(compiled.string, compiled.construct_params(params)))
+    return bytes(cursor.mogrify(compiled.string, _arrays(compiled.construct_params(params))))
+
+
+def _arrays(params: Any) -> Any:
+    """The parameters with each list as an array literal (``pg_arrays``); None stays None,
+    so that a statement without parameters is not searched for %-placeholders."""
+    return with_literal_arrays(params) if params else params

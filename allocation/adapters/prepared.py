@@ -22,6 +22,8 @@ from typing import Any
 from sqlalchemy import Engine, TextClause, event, text
 from sqlalchemy.engine import Connection
 
+from allocation.adapters.pg_arrays import with_literal_arrays
+
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _NO_PARAMETERS = {"no_parameters": True}  # the SQL is final: psycopg2 must not parse % in it
 
@@ -93,4 +95,4 @@ def run(connection: Connection, statement: Prepared, params: Mapping[str, Any]) 
     Returns SQLAlchemy's ``CursorResult``: rows as the statement selects them, ``rowcount``.
     """
     prepare(connection, statement)
-    return connection.exec_driver_sql(statement.execute_sql, dict(params))
+    return connection.exec_driver_sql(statement.execute_sql, with_literal_arrays(params))

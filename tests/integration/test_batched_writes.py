@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime
 
 import pytest
 from sqlalchemy import Connection, Engine, event, select, text
@@ -13,6 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from allocation.adapters import tables
 from allocation.adapters.database import SqlAlchemyUnitOfWork, make_engine
 from allocation.adapters.outbox import fetch_pending
+from allocation.adapters.pg_arrays import with_literal_arrays
 from allocation.adapters.prepared import Prepared, run
 from allocation.config import Settings
 from allocation.domain import commands
@@ -172,3 +174,41 @@ def test_the_relays_caught_up_read_is_prepared_and_its_generic_plan_walks_the_pe
     assert excepting == caught_up
     assert "ix_outbox_pending" in plan, plan
     assert "Sort Key: o.id" not in plan, plan
+
+
+ARRAYS: dict[str, tuple[str, list[object]]] = {
+    "texts": (
+        "text",
+        ['a"b', "c\\d", "e'f", "", "NULL", None, "x,y}{", " sp ", "ü€", "\\\"'", "{}"],
+    ),
+    "ints": ("bigint", [0, -1, 2**40, None]),
+    "floats": ("float8", [0.5, -1e-05, 1e300, None]),
+    "uuids": ("uuid", [uuid.uuid4(), str(uuid.uuid4()), None]),
+    "moments": (
+        "timestamptz",
+        [datetime(2026, 11, 28, 20, 1, 2, 345678, tzinfo=UTC), None],
+    ),
+    "days": ("date", [date(2026, 2, 28), None]),
+    "flags": ("boolean", [True, False, None]),
+    "payloads": ("jsonb", [json.dumps({"q": 'he said "hi"\\', "n": [1, None]}), None]),
+    "empty": ("text", []),
+}
+
+
+def test_an_array_literal_reads_back_as_the_list_psycopg2_would_have_sent(
+    engine: Engine,
+) -> None:
+    sql = " AND ".join(
+        f"CAST(%(l_{name})s AS {kind}[]) IS NOT DISTINCT FROM CAST(%(p_{name})s AS {kind}[])"
+        for name, (kind, _) in ARRAYS.items()
+    )
+    params = {f"p_{name}": values for name, (_, values) in ARRAYS.items()}
+    literals = with_literal_arrays({f"l_{n}": values for n, (_, values) in ARRAYS.items()})
+    assert all(isinstance(value, str) for value in literals.values())
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql(f"SELECT {sql}", {**params, **literals}).scalar()
+
+
+def test_a_list_of_anything_else_is_left_to_psycopg2() -> None:
+    nested = [[1, 2], [3, 4]]
+    assert with_literal_arrays({"nested": nested, "one": 1}) == {"nested": nested, "one": 1}
