@@ -192,6 +192,7 @@ class FakeUnitOfWork(AbstractUnitOfWork):
         self.offsets.staged.clear()
         self.waiting.rollback()
         self.products.seen.clear()
+        self.products.take_handed()
 
 
 class FakeSchemaRegistry:

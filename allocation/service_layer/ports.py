@@ -48,17 +48,29 @@ class AbstractRepository(abc.ABC):
 
     def __init__(self) -> None:
         self.seen: set[model.Product] = set()
+        # Handed out since the unit of work last collected events: only these can hold new
+        # ones, since a handler changes the products it got. Looking at every seen product
+        # after each message took a poll of 500 commands over 200 skus 100,000 steps, a
+        # tenth of the consumer's time.
+        self._handed: list[model.Product] = []
+
+    def take_handed(self) -> list[model.Product]:
+        """The products added or got since the last call, in that order (repeats kept)."""
+        handed, self._handed = self._handed, []
+        return handed
 
     def add(self, product: model.Product) -> None:
         """Store a new product when the unit of work commits."""
         self._add(product)
         self.seen.add(product)
+        self._handed.append(product)
 
     def get(self, sku: str) -> model.Product | None:
         """The product of ``sku``, or None when it has no batch yet."""
         product = self._get(sku)
         if product is not None:
             self.seen.add(product)
+            self._handed.append(product)
         return product
 
     def get_by_batchref(self, ref: str) -> model.Product | None:
@@ -66,6 +78,7 @@ class AbstractRepository(abc.ABC):
         product = self._get_by_batchref(ref)
         if product is not None:
             self.seen.add(product)
+            self._handed.append(product)
         return product
 
     def prefetch(  # noqa: B027 (optional: a fake has nothing to gain)

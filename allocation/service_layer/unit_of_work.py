@@ -197,7 +197,7 @@ class AbstractUnitOfWork(abc.ABC):
 
     def collect_new_events(self) -> Iterator[events.Event]:
         """Hand over events raised since the last call; integration events also go to the outbox."""
-        for product in self.products.seen:
+        for product in self.products.take_handed():
             while product.events:
                 event = product.events.pop(0)
                 self._stage(event)

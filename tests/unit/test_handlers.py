@@ -250,6 +250,27 @@ class TestHandleBatch:
         assert uow.commits == 2
         assert [e.causation_id for e in uow.outbox.committed] == ["m-1", "m-2"]
 
+    def test_each_event_goes_out_with_the_message_that_raised_it_across_products(self) -> None:
+        # Events are collected from the products each message's handler got, not from every
+        # product the unit of work has seen: a product got again later is looked at again.
+        app, uow = bootstrap_test_app()
+        app.bus.handle(commands.CreateBatch("b1", "LAMP", 10, None))
+        app.bus.handle(commands.CreateBatch("b2", "SOFA", 10, None))
+        app.bus.handle_many(
+            [
+                (commands.Allocate("o1", "LAMP", 1), Envelope("m-1")),
+                (commands.Allocate("o2", "SOFA", 1), Envelope("m-2")),
+                (commands.Allocate("o3", "LAMP", 1), Envelope("m-3")),
+                (commands.Allocate("o4", "SOFA", 99), Envelope("m-4")),
+            ]
+        )
+        assert [(type(e.event).__name__, e.key, e.causation_id) for e in uow.outbox.committed] == [
+            ("Allocated", "LAMP", "m-1"),
+            ("Allocated", "SOFA", "m-2"),
+            ("Allocated", "LAMP", "m-3"),
+            ("OutOfStock", "SOFA", "m-4"),
+        ]
+
     def test_a_rejected_command_is_rejected_alone_in_the_same_commit(self) -> None:
         app, uow = bootstrap_test_app()
         app.bus.handle(commands.CreateBatch("b1", "LAMP", 10, None))
