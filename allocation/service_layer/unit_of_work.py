@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from hashlib import sha1
 from types import TracebackType
 from typing import Self
 
@@ -35,13 +36,22 @@ EVENT_ID_NAMESPACE = uuid.UUID("6f1c3a52-9e1d-4f0a-9c57-1d0c2b8e7a41")
 """Namespace of the uuid5 event ids: fixed forever, or re-processing would change ids."""
 
 
+_NAMESPACE_BYTES = EVENT_ID_NAMESPACE.bytes
+# RFC 9562's version (5) and variant bits, over the first 128 bits of the SHA-1 digest.
+_CLEARED = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_VERSION_5 = (5 << 76) | (0x8000 << 48)
+
+
 def event_id(causation_id: str, position: int) -> uuid.UUID:
     """The id of the ``position``-th event (from 0) caused by one inbound message.
 
     Derived, not drawn: applying the same message again (a redelivery after the
     inbox forgot it, a replay) yields the same ids, so downstream dedupes them.
+    It is ``uuid.uuid5(EVENT_ID_NAMESPACE, f"{causation_id}#{position}")``, computed in
+    half the time (one per event on the consumer's hot path).
     """
-    return uuid.uuid5(EVENT_ID_NAMESPACE, f"{causation_id}#{position}")
+    digest = sha1(_NAMESPACE_BYTES + f"{causation_id}#{position}".encode()).digest()
+    return uuid.UUID(int=int.from_bytes(digest[:16]) & _CLEARED | _VERSION_5)
 
 
 class ConcurrencyConflict(Exception):
