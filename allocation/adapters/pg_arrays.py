@@ -24,6 +24,28 @@ _QUOTED = (str, datetime, date)
 def literal(values: list[Any]) -> str | list[Any]:
     """``values`` in PostgreSQL's array syntax; the list itself if it holds anything else
     (psycopg2 then renders it as before)."""
+    kinds = set(map(type, values))
+    if kinds == {str}:
+        return _texts(values)
+    if kinds == {int}:
+        return "{" + ",".join(map(str, values)) + "}"
+    return _mixed(values)
+
+
+def _texts(values: list[str]) -> str | list[Any]:
+    # Joined, escaped and split again in C: a NUL cannot be in a PostgreSQL string, so it
+    # marks the boundaries (unless a value holds one, which the server refuses anyway).
+    joined = "\0".join(values)
+    if joined.count("\0") != len(values) - 1:
+        return _mixed(values)
+    if "\\" in joined:
+        joined = joined.replace("\\", "\\\\")
+    if '"' in joined:
+        joined = joined.replace('"', '\\"')
+    return '{"' + joined.replace("\0", '","') + '"}'
+
+
+def _mixed(values: list[Any]) -> str | list[Any]:
     parts = []
     for value in values:
         if value is None:

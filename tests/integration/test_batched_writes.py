@@ -181,7 +181,10 @@ ARRAYS: dict[str, tuple[str, list[object]]] = {
         "text",
         ['a"b', "c\\d", "e'f", "", "NULL", None, "x,y}{", " sp ", "ü€", "\\\"'", "{}"],
     ),
+    "only_texts": ("text", ['a"b', "c\\d", "e'f", "", "NULL", "x,y}{", "ü€", '\\"', "{}"]),
+    "one_text": ("text", ['"']),
     "ints": ("bigint", [0, -1, 2**40, None]),
+    "only_ints": ("bigint", [0, -1, 2**40]),
     "floats": ("float8", [0.5, -1e-05, 1e300, None]),
     "uuids": ("uuid", [uuid.uuid4(), str(uuid.uuid4()), None]),
     "moments": (
