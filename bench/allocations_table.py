@@ -19,6 +19,9 @@ transactions, divided by the lines: the insert, its indexes, the foreign key's p
 the totals' update, WAL insertion and the commit. Background processes (WAL writer, autovacuum,
 checkpointer) are not counted; fewer indexes only make their share smaller. The shapes take turns,
 round after round, on emptied tables; the median of the rounds is reported.
+
+``--migrated`` measures the service's own ``allocations`` instead of copies: a throwaway database
+migrated to 0013, then before each round taken to 0014 or back to 0013 by the migrations.
 """
 
 from __future__ import annotations
@@ -27,16 +30,17 @@ import argparse
 import json
 import random
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg2
 from sqlalchemy.engine import make_url
 
+from allocation.adapters.database import downgrade, make_engine, migrate
 from allocation.config import load_settings
 from testkit.databases import throwaway_database
 
-RESULTS = Path(__file__).parent / "results"
 SKUS, BATCHES_PER_SKU = 50, 4
 
 _COMMON = """
@@ -86,6 +90,14 @@ _TOTALS = (
 )
 
 
+_SEED = f"""
+    INSERT INTO {{s}}.products (sku) SELECT 'sku-' || n FROM generate_series(1, {SKUS}) n;
+    INSERT INTO {{s}}.batches (reference, sku, purchased_quantity)
+    SELECT 'batch-' || s || '-' || b, 'sku-' || s, 1000000000
+    FROM generate_series(1, {SKUS}) s, generate_series(1, {BATCHES_PER_SKU}) b ORDER BY s, b;
+"""
+
+
 def create(cursor: Any, shape: str) -> None:
     table, with_fk, extra = SHAPES[shape]
     cursor.execute(_COMMON.format(s=shape))
@@ -93,15 +105,7 @@ def create(cursor: Any, shape: str) -> None:
     if extra:
         cursor.execute(extra.format(s=shape))
     cursor.execute(f"CREATE INDEX ix_allocations_sku_orderid ON {shape}.allocations (sku, orderid)")
-    cursor.execute(
-        f"INSERT INTO {shape}.products (sku) SELECT 'sku-' || n FROM generate_series(1, {SKUS}) n"
-    )
-    cursor.execute(
-        f"INSERT INTO {shape}.batches (reference, sku, purchased_quantity) "
-        f"SELECT 'batch-' || s || '-' || b, 'sku-' || s, 1000000000 "
-        f"FROM generate_series(1, {SKUS}) s, generate_series(1, {BATCHES_PER_SKU}) b "
-        f"ORDER BY s, b"
-    )
+    cursor.execute(_SEED.format(s=shape))
 
 
 def on_cpu_ns(pid: int) -> int:
@@ -111,6 +115,7 @@ def on_cpu_ns(pid: int) -> int:
 def run_round(
     connection: Any, pid: int, shape: str, transactions: int, lines: int, seed: int
 ) -> float:
+    """``shape``: the schema holding the tables."""
     """Empty the shape's table, then time ``transactions`` of ``lines`` lines; µs per line."""
     rng = random.Random(seed)  # every shape gets the same lines
     cursor = connection.cursor()
@@ -121,14 +126,20 @@ def run_round(
     cursor.execute("DEALLOCATE ALL")
     cursor.execute(_INSERT)
     connection.commit()
-    batches = [(s, s * BATCHES_PER_SKU - b) for s in range(1, SKUS + 1) for b in range(4)]
-    work = []
+    # Batch ids as ``create`` numbers them: the sku's n-th batch is (sku - 1) * per sku + n.
+    batches = [
+        (s, (s - 1) * BATCHES_PER_SKU + n)
+        for s in range(1, SKUS + 1)
+        for n in range(1, BATCHES_PER_SKU + 1)
+    ]
+    work: list[list[tuple[int, str, str, int]]] = []
     for t in range(transactions):
         rows = []
         for n in range(lines):
             sku, batch = rng.choice(batches)
-            rows.append((batch, f"order-{seed}-{t}-{n}-{rng.getrandbits(48):x}", f"sku-{sku}"))
-        work.append([(b, o, s, rng.randint(1, 9)) for b, o, s in rows])
+            orderid = f"order-{seed}-{t}-{n}-{rng.getrandbits(48):x}"
+            rows.append((batch, orderid, f"sku-{sku}", rng.randint(1, 9)))
+        work.append(rows)
     started_ns = on_cpu_ns(pid)
     for rows in work:
         ids, orderids, skus, qtys = (list(c) for c in zip(*rows, strict=True))
@@ -149,6 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lines", type=int, default=200, help="lines per transaction")
     parser.add_argument("--transactions", type=int, default=100, help="per round and shape")
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument(
+        "--migrated",
+        action="store_true",
+        help="the service's own tables instead of copies, taken from 0013 to 0014 and back "
+        "by the migrations before each round",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     results: dict[str, Any] = {"lines_per_transaction": args.lines, "rounds": args.rounds}
@@ -161,23 +178,37 @@ def main(argv: list[str] | None = None) -> int:
             password=url.password,
             dbname=url.database,
         )
+        owner = make_engine(settings.migration_sqlalchemy_url, pool_size=1)
         try:
             cursor = connection.cursor()
             cursor.execute("SET plan_cache_mode = force_generic_plan")  # as the service does
-            for shape in SHAPES:
-                create(cursor, shape)
-            connection.commit()
             cursor.execute("SELECT pg_backend_pid(), current_setting('server_version')")
             pid, version = cursor.fetchone()
             results["postgresql"] = version
-            per_shape: dict[str, list[float]] = {shape: [] for shape in SHAPES}
-            for r in range(args.rounds):
+            if args.migrated:
+                migrate(owner, "0013")
+                cursor.execute(_SEED.format(s="public"))
+                connection.commit()
+                steps: dict[str, Callable[[], None]] = {
+                    "0013": lambda: downgrade(owner, "0013"),
+                    "0014": lambda: migrate(owner, "0014"),
+                }
+            else:
                 for shape in SHAPES:
+                    create(cursor, shape)
+                connection.commit()
+                steps = {shape: lambda: None for shape in SHAPES}
+            per_shape: dict[str, list[float]] = {shape: [] for shape in steps}
+            for r in range(args.rounds):
+                for shape, step in steps.items():
+                    step()
+                    schema = "public" if args.migrated else shape
                     per_shape[shape].append(
-                        run_round(connection, pid, shape, args.transactions, args.lines, seed=r)
+                        run_round(connection, pid, schema, args.transactions, args.lines, seed=r)
                     )
         finally:
             connection.close()
+            owner.dispose()
     results["pg_backend_cpu_us_per_line"] = {
         shape: {
             "median": round(statistics.median(values), 2),
