@@ -248,6 +248,15 @@ def migrate(engine: Engine, revision: str = "head", grant_to: str | None = None)
             connection.commit()
 
 
+def downgrade(engine: Engine, revision: str) -> None:
+    """Bring the schema back down to ``revision`` (the migrations' round-trip tests; no command
+    offers it: a downgrade drops what newer rows hold)."""
+    config = _alembic_config()
+    with engine.connect() as connection, connection.begin():
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+
 def _lock_keys() -> dict[str, int]:
     return {"a": MIGRATION_LOCK[0], "b": MIGRATION_LOCK[1]}
 

@@ -49,16 +49,18 @@ batches = Table(
     Column("version", Integer, nullable=False, server_default=text("1")),
 )
 
+# No surrogate id and no foreign key (migration 0014: each cost every allocated line an index
+# entry or a per-row check). batch_id names a batch the unit of work loaded or inserted under
+# its product's lock, and batches are never deleted: a trigger on batches refuses it.
 allocations = Table(
     "allocations",
     metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=True),
-    Column("batch_id", ForeignKey("batches.id"), nullable=False),
+    Column("batch_id", Integer, nullable=False),
     Column("orderid", String(255), nullable=False),
     Column("sku", String(255), nullable=False),
     Column("qty", Integer, nullable=False),
-    # A line is held once per batch; the same index, in this column order, answers
-    # "which line does this batch release first?" (largest qty, then order id).
+    # The row's key: a line is held once per batch. The same index, in this column order,
+    # answers "which line does this batch release first?" (largest qty, then order id).
     UniqueConstraint("batch_id", "qty", "orderid", "sku", name="uq_allocations_line"),
     # "Is this line held anywhere?"
     Index("ix_allocations_sku_orderid", "sku", "orderid"),

@@ -6,7 +6,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, text
 
-from allocation.adapters.database import SchemaTooOld, make_engine, migrate, require_schema
+from allocation.adapters.database import (
+    SchemaTooOld,
+    downgrade,
+    make_engine,
+    migrate,
+    require_schema,
+)
 from allocation.adapters.tables import MIGRATION_LOCK, metadata
 from allocation.config import Settings
 from allocation.migrations import OLDEST_SCHEMA_REVISION
@@ -100,3 +106,65 @@ def test_two_replicas_migrating_at_once_both_succeed(empty_database: Engine) -> 
         thread.join(timeout=60)
     assert failures == []
     assert at_head(empty_database)
+
+
+def _lines(engine: Engine) -> list[tuple[str, int, str, int]]:
+    with engine.connect() as connection:
+        return [
+            tuple(row)
+            for row in connection.execute(
+                text(
+                    "SELECT b.reference, a.batch_id, a.orderid, a.qty FROM allocations a "
+                    "JOIN batches b ON b.id = a.batch_id ORDER BY a.orderid"
+                )
+            )
+        ]
+
+
+def test_0014_slims_allocations_and_its_downgrade_restores_them_with_their_lines(
+    empty: Engine,
+) -> None:
+    migrate(empty, "0013")
+    with empty.begin() as connection:
+        connection.execute(text("INSERT INTO products (sku) VALUES ('lamp')"))
+        connection.execute(
+            text(
+                "INSERT INTO batches (reference, sku, purchased_quantity) VALUES ('b1', 'lamp', 9)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO allocations (batch_id, orderid, sku, qty) "
+                "SELECT id, 'o' || n, 'lamp', n FROM batches, generate_series(1, 3) n"
+            )
+        )
+    before = _lines(empty)
+    migrate(empty, "0014")
+    assert _lines(empty) == before
+    with empty.begin() as connection:
+        columns = connection.execute(
+            text(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_name = 'allocations'"
+            )
+        ).scalars()
+        assert "id" not in set(columns)
+        # Written as the previous release writes them, without an id.
+        connection.execute(
+            text(
+                "INSERT INTO allocations (batch_id, orderid, sku, qty) "
+                "SELECT id, 'o4', 'lamp', 4 FROM batches"
+            )
+        )
+    downgrade(empty, "0013")
+    restored = _lines(empty)
+    assert [row[2] for row in restored] == ["o1", "o2", "o3", "o4"]
+    with empty.connect() as connection:
+        ids = connection.execute(text("SELECT id FROM allocations")).scalars().all()
+        assert len(set(ids)) == 4
+        constraints = connection.execute(
+            text("SELECT conname FROM pg_constraint WHERE conrelid = 'allocations'::regclass")
+        ).scalars()
+        assert {"allocations_pkey", "allocations_batch_id_fkey"} <= set(constraints)
+    migrate(empty)
+    assert [row[2] for row in _lines(empty)] == ["o1", "o2", "o3", "o4"]

@@ -7,10 +7,12 @@ from collections.abc import Callable
 from datetime import date
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
+from sqlalchemy.exc import DBAPIError
 
 from allocation.adapters import tables
-from allocation.adapters.database import SqlAlchemyUnitOfWork
+from allocation.adapters.database import SqlAlchemyUnitOfWork, make_engine
+from allocation.config import Settings
 from allocation.domain import commands, events
 from allocation.domain.errors import StaleVersion
 from allocation.domain.model import OrderLine
@@ -226,3 +228,32 @@ def test_allocations_survive_into_a_new_unit_of_work(
         assert batch.available_quantity == 12
         assert product.allocate(line) == ref
         assert product.events == []
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "DELETE FROM batches WHERE reference = :ref",
+        "UPDATE batches SET id = id + 1000000 WHERE reference = :ref",
+        "TRUNCATE batches CASCADE",
+    ],
+)
+def test_a_batch_holding_lines_is_never_deleted_nor_renumbered(
+    engine: Engine, settings: Settings, bus: MessageBus, statement: str
+) -> None:
+    """Allocations refer to batches by id with no foreign key (migration 0014): what the
+    foreign key guaranteed, PostgreSQL still enforces, even for the owner role."""
+    sku, ref, orderid = random_sku(), random_batchref(), random_orderid()
+    bus.handle(commands.CreateBatch(ref, sku, 100, None))
+    bus.handle(commands.Allocate(orderid, sku, 10))
+    owner = make_engine(settings.migration_sqlalchemy_url, pool_size=1)
+    try:
+        with (
+            pytest.raises(DBAPIError, match="batches are never deleted"),
+            owner.begin() as connection,
+        ):
+            connection.execute(text(statement), {"ref": ref})
+    finally:
+        owner.dispose()
+    assert count(engine, tables.batches, reference=ref) == 1
+    assert count(engine, tables.allocations, orderid=orderid, sku=sku) == 1
