@@ -10,12 +10,16 @@ in the transaction and order they would have run in. An error in any of them is
 the batch's, raised as SQLAlchemy raises a failed statement, and the unit of
 work rolls back.
 
-A statement whose result is read (the products' version check) runs at once, and
-sends what was kept before it, so the order never changes.
+A statement whose result is read runs at once, and sends what was kept before it,
+so the order never changes. One whose row count alone is read (the products'
+version check, ``write_checked``) goes last in the script instead, and its check
+runs on the count the script returns (PostgreSQL reports the last statement's):
+a round trip fewer per commit, and the check still comes before the commit.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import ClauseElement, Executable, TextClause
@@ -27,6 +31,7 @@ from allocation.adapters.prepared import Prepared, prepare, run
 
 _KEY = "allocation.batched_writes"
 Statement = Executable | Prepared
+Check = Callable[[int], None]
 
 
 class BatchedWrites:
@@ -35,6 +40,7 @@ class BatchedWrites:
     def __init__(self, session: Session) -> None:
         self._session = session
         self._kept: list[tuple[Statement, Any]] = []
+        self._last: tuple[Statement, Any, Check] | None = None
         self.deferring = False
         session.info[_KEY] = self
 
@@ -44,20 +50,37 @@ class BatchedWrites:
         else:
             _execute(self._session.connection(), statement, params)
 
+    def execute_checked(self, statement: Statement, params: Any, check: Check) -> None:
+        if not self.deferring:
+            check(_execute(self._session.connection(), statement, params).rowcount)
+        elif self._last is not None:
+            raise RuntimeError("one checked write per batch: only the last one's count is known")
+        else:
+            self._last = (statement, params, check)
+
     def discard(self) -> None:
         """Forget what was kept (the transaction rolls back) and write at once again."""
-        self._kept = []
+        self._kept, self._last = [], None
         self.deferring = False
 
     def send(self) -> None:
-        """Run what was kept, in order, in one round trip."""
+        """Run what was kept, in order, in one round trip; the checked write last, then its
+        check."""
         kept, self._kept = self._kept, []
+        last, self._last = self._last, None
+        if last is not None:
+            kept.append(last[:2])
         if not kept:
             return
         connection = self._session.connection()
         if len(kept) == 1:
-            _execute(connection, *kept[0])
-            return
+            result = _execute(connection, *kept[0])
+        else:
+            result = self._send_script(connection, kept)
+        if last is not None:
+            last[2](result.rowcount)
+
+    def _send_script(self, connection: Connection, kept: list[tuple[Statement, Any]]) -> Any:
         for statement, _ in kept:
             if isinstance(statement, Prepared):  # on its own, so a failed script leaves no doubt
                 prepare(connection, statement)
@@ -67,7 +90,7 @@ class BatchedWrites:
         finally:
             cursor.close()
         # no_parameters: the script is final; psycopg2 must not look for %-placeholders in it.
-        connection.exec_driver_sql(
+        return connection.exec_driver_sql(
             script.decode("utf-8"), execution_options={"no_parameters": True}
         )
 
@@ -80,6 +103,16 @@ def write(session: Session, statement: Statement, params: Any = None) -> None:
         _execute(session.connection(), statement, params)
     else:
         writes.execute(statement, params)
+
+
+def write_checked(session: Session, statement: Statement, params: Any, check: Check) -> None:
+    """Execute a write whose row count ``check`` judges (raising to roll back): now, or last
+    among the unit of work's last writes when its ``BatchedWrites`` is deferring."""
+    writes: BatchedWrites | None = session.info.get(_KEY)
+    if writes is None:
+        check(_execute(session.connection(), statement, params).rowcount)
+    else:
+        writes.execute_checked(statement, params, check)
 
 
 def read(session: Session) -> Connection:
@@ -95,11 +128,10 @@ def read(session: Session) -> Connection:
 _TEXTS: dict[int, tuple[TextClause, str]] = {}
 
 
-def _execute(connection: Connection, statement: Statement, params: Any) -> None:
+def _execute(connection: Connection, statement: Statement, params: Any) -> Any:
     if isinstance(statement, Prepared):
-        run(connection, statement, params)
-    else:
-        connection.execute(statement, params)
+        return run(connection, statement, params)
+    return connection.execute(statement, params)
 
 
 def _rendered(connection: Connection, cursor: Any, statement: Statement, params: Any) -> bytes:

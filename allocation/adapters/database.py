@@ -23,6 +23,7 @@ from allocation.adapters.batched_writes import BatchedWrites
 from allocation.adapters.inbox import SqlInbox
 from allocation.adapters.offsets import SqlOffsets
 from allocation.adapters.outbox import SchemaVersions, SqlOutbox
+from allocation.adapters.prefetch import prefetch_rows
 from allocation.adapters.prepared import plan_generically
 from allocation.adapters.privileges import grant_service_role
 from allocation.adapters.products import SqlProductRepository
@@ -34,6 +35,7 @@ from allocation.service_layer.unit_of_work import (
     AbstractUnitOfWork,
     ConcurrencyConflict,
     EventRoutes,
+    Wanted,
 )
 
 # serialization_failure, deadlock_detected, lock_not_available, unique_violation.
@@ -193,6 +195,11 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
             self.session.close()
         if exc is not None and is_conflict(exc):
             raise ConcurrencyConflict(str(exc).splitlines()[0]) from exc
+
+    def prefetch(self, wanted: Wanted) -> None:
+        """Two queries: the products with their batches, then the rest (``prefetch``)."""
+        self.products.prefetch(wanted.skus)
+        prefetch_rows(self.session, self.products.lines, self.inbox, self.waiting, wanted)
 
     def _flush(self) -> None:
         # From here to the commit, the rows' writes go out together (``batched_writes``).

@@ -40,11 +40,18 @@ class SqlInbox(AbstractInbox):
         self._staged: list[str] = []
 
     def prefetch(self, message_ids: Iterable[str]) -> None:
-        wanted = list(set(message_ids) - self._recorded)
+        wanted = self.unchecked(message_ids)
         if wanted:
-            found = run(read(self._session), _FOUND, {"ids": wanted})
-            self._recorded.update(found.scalars())
-            self._checked.update(wanted)
+            self.note_found(wanted, run(read(self._session), _FOUND, {"ids": wanted}).scalars())
+
+    def unchecked(self, message_ids: Iterable[str]) -> list[str]:
+        """Those of these ids not known to be recorded."""
+        return list(set(message_ids) - self._recorded)
+
+    def note_found(self, checked: Iterable[str], found: Iterable[str]) -> None:
+        """What a check of ``checked`` found: the ids recorded already."""
+        self._recorded.update(found)
+        self._checked.update(checked)
 
     def record(self, message_id: str, aliases: Iterable[str] = ()) -> bool:
         ids = [message_id, *aliases]

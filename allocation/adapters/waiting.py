@@ -35,11 +35,18 @@ class SqlWaiting(AbstractWaiting):
         self._holding: set[str] = set()
 
     def prefetch(self, skus: Iterable[str]) -> None:
-        wanted = set(skus) - self._checked
+        wanted = self.unchecked(skus)
         if wanted:
-            found = run(self._connection, _HOLDING, {"skus": list(wanted)})
-            self._holding.update(found.scalars())
-            self._checked.update(wanted)
+            self.note_holding(wanted, run(self._connection, _HOLDING, {"skus": wanted}).scalars())
+
+    def unchecked(self, skus: Iterable[str]) -> list[str]:
+        """Those of these skus not checked yet."""
+        return list(set(skus) - self._checked)
+
+    def note_holding(self, checked: Iterable[str], holding: Iterable[str]) -> None:
+        """What a check of ``checked`` found: the skus orders wait for."""
+        self._holding.update(holding)
+        self._checked.update(checked)
 
     def holds(self, sku: str) -> bool:
         if sku not in self._checked:

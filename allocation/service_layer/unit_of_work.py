@@ -233,8 +233,9 @@ class AbstractUnitOfWork(abc.ABC):
         """Write everything staged, outbox last, and commit the transaction."""
         for _ in self.collect_new_events():
             pass
-        # Domain rows first: their version check is the conflict that matters,
-        # and the outbox's per-key locks are then the last locks taken.
+        # Domain rows first: a race for the same product meets on them, before the outbox's
+        # per-key locks are taken (the products' version check, whose row count alone is
+        # read, is sent last with the rows: ``batched_writes``).
         self._flush()
         self.outbox.add(self._pending)
         self._pending = []

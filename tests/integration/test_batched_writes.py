@@ -44,7 +44,7 @@ def statements(engine: Engine) -> Iterator[list[str]]:
     event.remove(engine, "before_cursor_execute", note)
 
 
-def test_an_allocation_commits_its_rows_in_one_round_trip_after_the_version_check(
+def test_an_allocation_commits_its_rows_and_version_check_in_one_round_trip(
     bus: MessageBus, statements: list[str]
 ) -> None:
     sku = random_sku()
@@ -55,14 +55,54 @@ def test_an_allocation_commits_its_rows_in_one_round_trip_after_the_version_chec
     bus.handle(commands.Allocate("order-1", sku, 1), Envelope("m-1"))
 
     writes = [s for s in statements if s.startswith(("UPDATE", "INSERT", "EXECUTE"))]
-    reads = ("_lines_held", "_waiting_skus", "_inbox_found")  # prepared, but reads
+    reads = ("_prefetch_rows", "_lines_held", "_waiting_skus", "_inbox_found")  # reads
     sent = [w for w in writes if not any(name in w for name in reads)]
-    assert sent[0].startswith("UPDATE products")  # its row count is read: sent alone
-    assert len(sent) == 2, sent
-    script = sent[1]
+    assert len(sent) == 1, sent
+    script = sent[0]
     for part in ("lines_insert", "UPDATE batches", "view_insert", "inbox_insert"):
         assert part in script
     assert script.index("outbox_lock_keys") < script.index("outbox_insert")
+    # Only its row count is read: the last statement's, which the script reports.
+    assert script.rsplit(";", 1)[-1].strip().startswith("UPDATE products"), script
+
+
+def test_a_version_check_failing_at_the_end_of_the_script_rolls_back_the_rows_before_it(
+    engine: Engine, uow_factory: UowFactory, bus: MessageBus
+) -> None:
+    sku = random_sku()
+    bus.handle(commands.CreateBatch(random_batchref(), sku, 100, None))
+
+    def commit_after_the_version_moved() -> None:
+        with uow_factory() as uow:
+            assert uow.begin_message(Envelope("m-stale"))
+            product = uow.products.get(sku)
+            assert product is not None
+            product.allocate(OrderLine("stale-order", sku, 5))
+            # The stored version moves after the read (as a writer of a weaker isolation
+            # might): the version check's UPDATE, last in the script, matches no row.
+            uow.session.execute(
+                text("UPDATE products SET version_number = version_number + 10 WHERE sku = :s"),
+                {"s": sku},
+            )
+            uow.commit()
+
+    with pytest.raises(ConcurrencyConflict):
+        commit_after_the_version_moved()
+
+    with engine.connect() as connection:
+        held = connection.execute(
+            select(tables.allocations.c.orderid).where(tables.allocations.c.sku == sku)
+        ).all()
+        allocated = connection.execute(
+            select(tables.batches.c.allocated_quantity).where(tables.batches.c.sku == sku)
+        ).scalar_one()
+        events = connection.execute(
+            select(tables.outbox.c.id).where(tables.outbox.c.key == sku)
+        ).all()
+        inbox = connection.execute(
+            select(tables.inbox.c.message_id).where(tables.inbox.c.message_id == "m-stale")
+        ).all()
+    assert (held, allocated, events, inbox) == ([], 0, [], [])
 
 
 def test_values_with_quotes_percent_signs_and_backslashes_arrive_as_written(

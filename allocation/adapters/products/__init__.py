@@ -9,10 +9,11 @@
 3. ``lines``: ``SqlAllocations`` answers "does this batch hold this line?" one
    line at a time, through an ``AllocationsStore`` that caches lookups and
    batches writes for the whole unit of work.
-4. At flush the repository writes, in this order: the ORM rows (new products
-   and batches, purchased quantities), every changed product's version in one
-   conditional UPDATE (the optimistic-concurrency check), then every batch's
-   new and released lines and its allocated total, three statements in all.
+4. At flush the repository writes: the ORM rows (new products and batches,
+   purchased quantities), every batch's new and released lines and its
+   allocated total, and every changed product's version in one conditional
+   UPDATE (the optimistic-concurrency check), sent last of the commit's writes
+   and checked on its row count before the commit (``batched_writes``).
 """
 
 from allocation.adapters.products.mapping import start_mappers

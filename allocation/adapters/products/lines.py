@@ -45,13 +45,22 @@ class AllocationsStore:
 
     def prefetch(self, keys: Iterable[tuple[str, str]]) -> None:
         """Load, in one query, where the lines of these (sku, order id) pairs are held."""
-        wanted = [key for key in set(keys) if key not in self._held]
-        if not wanted:
-            return
-        for key in wanted:
+        wanted = self.unknown(keys)
+        if wanted:
+            skus, orderids = (list(column) for column in zip(*wanted, strict=True))
+            rows = run(read(self._session), _HELD, {"skus": skus, "orderids": orderids})
+            self.note_held(wanted, rows)
+
+    def unknown(self, keys: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Those of these (sku, order id) pairs not looked up yet."""
+        return [key for key in set(keys) if key not in self._held]
+
+    def note_held(
+        self, looked_up: Iterable[tuple[str, str]], rows: Iterable[tuple[str, str, int, int]]
+    ) -> None:
+        """What a lookup of ``looked_up`` found: (sku, order id, batch id, qty) rows."""
+        for key in looked_up:
             self._held[key] = set()
-        skus, orderids = (list(column) for column in zip(*wanted, strict=True))
-        rows = run(read(self._session), _HELD, {"skus": skus, "orderids": orderids})
         for sku, orderid, held_by, qty in rows:
             self._held[(sku, orderid)].add((held_by, qty))
 

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_attribute, set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
-from allocation.adapters.batched_writes import read
+from allocation.adapters.batched_writes import write_checked
 from allocation.adapters.products.lines import AllocationsStore, SqlAllocations
 from allocation.adapters.products.mapping import batch_id
 from allocation.adapters.tables import batches, products
@@ -93,7 +93,10 @@ class SqlProductRepository(AbstractRepository):
         self.lines.flush()
 
     def _save_versions(self) -> None:
-        """Write each changed product's version; StaleDataError if one moved meanwhile."""
+        """Write each changed product's version; StaleDataError if one moved meanwhile.
+
+        The check reads the statement's row count only: it goes last with the commit's other
+        writes (``batched_writes``), and its check runs before the commit."""
         changed = []
         for product in self.seen:
             stored = inspect(product).dict.get("_stored_version")
@@ -108,15 +111,18 @@ class SqlProductRepository(AbstractRepository):
             # Every event moves the version too (see Product), so this is never left behind.
             "events": [p.event_sequence for p, _ in changed],
         }
-        result = read(self.session).execute(_SAVE_VERSIONS, params)
-        if result.rowcount != len(changed):
-            raise StaleDataError(
-                f"{len(changed) - result.rowcount} of {len(changed)} products changed "
-                "since they were read"
-            )
-        for product, _ in changed:
-            set_committed_value(product, "_stored_version", product.version_number)
-            set_committed_value(product, "_stored_event_sequence", product.event_sequence)
+
+        def check(rowcount: int) -> None:
+            if rowcount != len(changed):
+                raise StaleDataError(
+                    f"{len(changed) - rowcount} of {len(changed)} products changed "
+                    "since they were read"
+                )
+            for product, _ in changed:
+                set_committed_value(product, "_stored_version", product.version_number)
+                set_committed_value(product, "_stored_event_sequence", product.event_sequence)
+
+        write_checked(self.session, _SAVE_VERSIONS, params, check)
 
     def _stage_lines(self, batch: model.Batch) -> None:
         allocations = batch._allocations
