@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, delete, event
 
 from allocation.adapters.database import SqlAlchemyUnitOfWork
+from allocation.adapters.tables import waiting_commands
 from allocation.bootstrap import command_handlers
 from allocation.config import Settings
 from allocation.domain import commands
@@ -59,6 +60,10 @@ def test_lines_inbox_ids_and_waiting_skus_are_looked_up_together_and_answered_al
             after = sent[len(looked_up) :]
     finally:
         event.remove(engine, "before_cursor_execute", note)
+        # The parked order would expire in the shared database, and another test's sweep
+        # would reject it there (tests/integration/test_waiting.py counts what it sweeps).
+        with engine.begin() as connection:
+            connection.execute(delete(waiting_commands).where(waiting_commands.c.sku == waits))
 
     assert answers == (True, False, False, True, True, False)
     assert len(looked_up) == 2, looked_up  # the products, then everything else
