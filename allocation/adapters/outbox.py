@@ -19,6 +19,7 @@ from sqlalchemy import Connection, func, select, text, update
 from sqlalchemy.orm import Session
 
 from allocation.adapters.batched_writes import write
+from allocation.adapters.pg_arrays import literal
 from allocation.adapters.prepared import Prepared, prepare
 from allocation.adapters.retention import Expiry, cutoff, delete_chunk
 from allocation.adapters.tables import outbox
@@ -179,8 +180,7 @@ def fetch_pending(
     sql: str
     params: dict[str, Any] | None
     if in_flight:
-        ids = "{" + ",".join(map(str, in_flight)) + "}"
-        sql, params = _PENDING_EXCEPT, {"limit": limit, "in_flight": ids}
+        sql, params = _PENDING_EXCEPT, {"limit": limit, "in_flight": literal(in_flight)}
     else:
         statement = _pending_statement(limit)
         prepare(connection, statement)
