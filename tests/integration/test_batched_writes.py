@@ -6,6 +6,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import Connection, Engine, event, select, text
@@ -66,6 +67,22 @@ def test_an_allocation_commits_its_rows_and_version_check_in_one_round_trip(
     assert script.rsplit(";", 1)[-1].strip().startswith("UPDATE products"), script
 
 
+def left_of(engine: Engine, sku: str) -> tuple[list[Any], int, list[Any]]:
+    """What a rolled-back unit must not have left of ``sku``: lines held, the batch's
+    allocated total, outbox rows."""
+    with engine.connect() as connection:
+        held = connection.execute(
+            select(tables.allocations.c.orderid).where(tables.allocations.c.sku == sku)
+        ).all()
+        allocated = connection.execute(
+            select(tables.batches.c.allocated_quantity).where(tables.batches.c.sku == sku)
+        ).scalar_one()
+        events = connection.execute(
+            select(tables.outbox.c.id).where(tables.outbox.c.key == sku)
+        ).all()
+    return list(held), int(allocated), list(events)
+
+
 def test_a_version_check_failing_at_the_end_of_the_script_rolls_back_the_rows_before_it(
     engine: Engine, uow_factory: UowFactory, bus: MessageBus
 ) -> None:
@@ -90,19 +107,10 @@ def test_a_version_check_failing_at_the_end_of_the_script_rolls_back_the_rows_be
         commit_after_the_version_moved()
 
     with engine.connect() as connection:
-        held = connection.execute(
-            select(tables.allocations.c.orderid).where(tables.allocations.c.sku == sku)
-        ).all()
-        allocated = connection.execute(
-            select(tables.batches.c.allocated_quantity).where(tables.batches.c.sku == sku)
-        ).scalar_one()
-        events = connection.execute(
-            select(tables.outbox.c.id).where(tables.outbox.c.key == sku)
-        ).all()
         inbox = connection.execute(
             select(tables.inbox.c.message_id).where(tables.inbox.c.message_id == "m-stale")
         ).all()
-    assert (held, allocated, events, inbox) == ([], 0, [], [])
+    assert (*left_of(engine, sku), inbox) == ([], 0, [], [])
 
 
 def test_values_with_quotes_percent_signs_and_backslashes_arrive_as_written(
@@ -151,17 +159,7 @@ def test_a_statement_failing_in_the_script_rolls_back_the_whole_unit(
     with pytest.raises(ConcurrencyConflict):
         race()
 
-    with engine.connect() as connection:
-        held = connection.execute(
-            select(tables.allocations.c.orderid).where(tables.allocations.c.sku == sku)
-        ).all()
-        allocated = connection.execute(
-            select(tables.batches.c.allocated_quantity).where(tables.batches.c.sku == sku)
-        ).scalar_one()
-        events = connection.execute(
-            select(tables.outbox.c.id).where(tables.outbox.c.key == sku)
-        ).all()
-    assert (held, allocated, events) == ([], 0, [])
+    assert left_of(engine, sku) == ([], 0, [])
 
 
 def test_a_prepared_statement_outlives_a_rollback_and_is_prepared_again_on_a_new_connection(
