@@ -8,6 +8,9 @@ Names follow Prometheus conventions (``_total``, ``_seconds``, base units).
 from __future__ import annotations
 
 import json
+from bisect import bisect_left
+from collections import Counter as Tally
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -83,6 +86,27 @@ HTTP_SECONDS = Histogram(
     ["method", "route"],
     buckets=_LATENCY_BUCKETS,
 )
+
+
+def observe_all(histogram: Histogram, amounts: Iterable[float]) -> None:
+    """``histogram.observe`` each amount, with one increment per bucket rather than per amount.
+
+    The relay observes every event it publishes; one ``observe`` each took as long as the
+    event's headers. This reaches into prometheus_client's histogram (its bounds, buckets
+    and sum, the same in 0.20 to 0.26); without them, each amount is observed alone.
+    """
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None:
+        for amount in amounts:
+            histogram.observe(amount)
+        return
+    values = list(amounts)
+    # observe() counts an amount in the first bucket whose bound it does not exceed.
+    for index, count in Tally(bisect_left(bounds, amount) for amount in values).items():
+        buckets[index].inc(count)
+    total.inc(sum(values))
 
 
 def record_lag(statistics_json: str) -> None:

@@ -23,7 +23,8 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 SCHEMA_URL = "https://opentelemetry.io/schemas/1.27.0"
 _PROPAGATOR = TraceContextTextMapPropagator()
 # Whether ``configure`` installed the SDK. Without it a span records nothing, so a
-# message that brings no trace context needs no span built at all (``start_process``).
+# message or event that brings no trace context needs no span built at all
+# (``start_process``, ``start_send``).
 _exporting = False
 
 
@@ -91,6 +92,8 @@ def start_process(topic: str, traceparent: str | None, attributes: Mapping[str, 
 
 def start_send(topic: str, key: str, traceparent: str | None) -> Span:
     """The span of publishing one event to ``topic``; the caller ends it."""
+    if not traceparent and not _exporting:  # as in start_process: the relay's per-row loop
+        return trace.INVALID_SPAN
     attributes = {"messaging.kafka.message.key": key}
     return _messaging_span("send", SpanKind.PRODUCER, topic, traceparent, attributes)
 

@@ -12,8 +12,15 @@ def test_without_an_exporter_the_callers_trace_still_travels() -> None:
     assert carried.split("-")[1] == TRACE
 
 
+def test_without_an_exporter_an_events_trace_still_travels() -> None:
+    carried = tracing.traceparent_of(tracing.start_send("line-allocated", "sku", PARENT))
+    assert carried is not None
+    assert carried.split("-")[1] == TRACE
+
+
 def test_no_trace_in_gives_no_trace_out() -> None:
     assert tracing.traceparent_of(tracing.start_process("allocate", None, {})) is None
+    assert tracing.traceparent_of(tracing.start_send("line-allocated", "sku", None)) is None
     assert tracing.checked("garbage") is None
     assert tracing.checked(PARENT) == PARENT
 
@@ -35,7 +42,7 @@ def test_the_console_exporter_prints_each_span_under_the_callers_trace() -> None
     assert child.split("-")[2] != "b7ad6b7169203331"  # a span of its own, recorded
 
 
-def test_with_an_exporter_a_message_without_a_trace_starts_one() -> None:
+def test_with_an_exporter_a_message_or_event_without_a_trace_starts_one() -> None:
     # Without the SDK such a message gets no span at all; with it, it is a trace's root.
     script = (
         "from allocation.adapters import tracing\n"
@@ -43,9 +50,15 @@ def test_with_an_exporter_a_message_without_a_trace_starts_one() -> None:
         "span = tracing.start_process('allocate', None, {})\n"
         "print('root', tracing.traceparent_of(span))\n"
         "span.end()\n"
+        "sent = tracing.start_send('line-allocated', 'sku', None)\n"
+        "print('sent', tracing.traceparent_of(sent))\n"
+        "sent.end()\n"
     )
     out = run_snippet(script)
     assert out.returncode == 0, out.stderr
     root = next(line for line in out.stdout.splitlines() if line.startswith("root "))
     assert root != "root None"
     assert '"name": "process allocate"' in out.stdout
+    sent = next(line for line in out.stdout.splitlines() if line.startswith("sent "))
+    assert sent != "sent None"
+    assert '"name": "send line-allocated"' in out.stdout
