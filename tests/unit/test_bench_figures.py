@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
 from typing import Any
 
-from bench.cpu import per_unit_us
+import pytest
+
+from bench.cpu import _jit_seconds, per_unit_us
 from bench.curve import find_knee
 from bench.report import figure
 from bench.stats import medians
@@ -77,3 +84,34 @@ def test_cpu_per_command_totals_the_pipeline_and_leaves_the_rest_of_the_machine_
     assert round(us["bench"]) == 50
     assert round(us["other"]) == 150
     assert "machine" not in us
+
+
+def test_the_brokers_jit_is_shown_as_a_part_of_its_figure_not_added_again() -> None:
+    used = {"broker": 0.2, "broker_jit": 0.05, "consumer": 0.1, "bench": 0.05, "machine": 0.5}
+    us = per_unit_us(used, 1_000)
+    assert round(us["total"]) == 300
+    assert round(us["broker_jit"]) == 50
+    assert round(us["other"]) == 150
+
+
+def test_the_jvm_compiler_threads_cpu_is_read_from_a_running_jvm(tmp_path: Path) -> None:
+    java = shutil.which("java")
+    if java is None:
+        pytest.skip("no java on PATH")
+    source = tmp_path / "Spin.java"  # run from source: compiling it keeps the JIT busy too
+    source.write_text(
+        "public class Spin { public static void main(String[] a) throws Exception {"
+        " long x = 0; long end = System.nanoTime() + 20_000_000_000L;"
+        " while (System.nanoTime() < end) { x += Long.toString(x).hashCode(); } } }"
+    )
+    spinning = subprocess.Popen([java, str(source)])
+    try:
+        deadline = time.monotonic() + 15
+        while _jit_seconds(spinning.pid) == 0.0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _jit_seconds(spinning.pid) > 0.0
+    finally:
+        spinning.kill()
+        spinning.wait()
+    assert _jit_seconds(spinning.pid) == 0.0  # exited: nothing to read, no error
+    assert _jit_seconds(os.getpid()) == 0.0  # no compiler threads in a Python process
