@@ -29,7 +29,13 @@ from bench import scenarios
 from bench.curve import latency_curve
 from bench.environment import bench_database
 from bench.http_load import http_load
-from bench.report import REFERENCES, figure, render_markdown, render_table
+from bench.report import (
+    REFERENCES,
+    figure,
+    render_markdown,
+    render_table,
+    shared_machine_warnings,
+)
 from bench.scaleout import scaleout, scaleout_figures, scaleout_warnings
 from bench.stats import medians, percentiles
 from bench.tracing import tracing_cost, tracing_figures
@@ -217,6 +223,7 @@ def derive(results: dict[str, Any]) -> None:
     if skipped:
         results["warnings"].append(f"scaleout: SKIPPED, no CPU caps could be made: {skipped}")
     results["warnings"] += scaleout_warnings(scaled, os.cpu_count() or 1)
+    results["warnings"] += shared_machine_warnings(results)
     if results.get("tracing", {}).get("spans_without_exporter"):
         results["warnings"].append("tracing: spans reached the sink with no exporter configured")
 

@@ -84,3 +84,25 @@ def render_markdown(results: dict[str, Any]) -> str:
 def _number(value: float) -> str:
     digits = 0 if abs(value) >= 100 else 1 if abs(value) >= 10 else 2
     return f"{value:,.{digits}f}"
+
+
+# A window whose `other` (the rest of the machine) used more than this share of the pipeline's
+# CPU was shared: quiet runs here showed 1 to 4%, runs beside other tests 26 to 49%.
+SHARED_SHARE = 0.10
+
+
+def shared_machine_warnings(results: dict[str, Any]) -> list[str]:
+    """The median windows whose figures were measured while something else used the machine."""
+    windows: list[tuple[str, Any]] = [(n, results[n]) for n in ("e2e", "baseline") if n in results]
+    tracing = results.get("tracing", {})
+    windows += [(f"tracing {side}", tracing[side]) for side in ("off", "on") if side in tracing]
+    warnings = []
+    for name, window in windows:
+        us = window["cpu_us_per_cmd"]
+        if us["total"] > 0 and us["other"] > SHARED_SHARE * us["total"]:
+            warnings.append(
+                f"{name}: the rest of the machine used {us['other']:.0f} us of CPU per command "
+                f"beside the pipeline's {us['total']:.0f} ({us['other'] / us['total']:.0%}): "
+                "the run shared the machine, and its figures are not a quiet machine's"
+            )
+    return warnings

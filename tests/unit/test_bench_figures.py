@@ -13,7 +13,7 @@ import pytest
 
 from bench.cpu import _jit_seconds, per_unit_us
 from bench.curve import find_knee
-from bench.report import figure
+from bench.report import figure, shared_machine_warnings
 from bench.stats import medians
 
 
@@ -115,3 +115,20 @@ def test_the_jvm_compiler_threads_cpu_is_read_from_a_running_jvm(tmp_path: Path)
         spinning.wait()
     assert _jit_seconds(spinning.pid) == 0.0  # exited: nothing to read, no error
     assert _jit_seconds(os.getpid()) == 0.0  # no compiler threads in a Python process
+
+
+def window(total: float, other: float) -> dict[str, Any]:
+    return {"cpu_us_per_cmd": {"total": total, "other": other}}
+
+
+def test_a_median_window_that_shared_the_machine_is_flagged() -> None:
+    results = {
+        "e2e": window(422, 108),
+        "baseline": window(3000, 20),
+        "tracing": {"off": window(221, 5), "on": window(464, 60)},
+    }
+    warnings = shared_machine_warnings(results)
+    assert len(warnings) == 2
+    assert warnings[0].startswith("e2e: the rest of the machine used 108 us")
+    assert warnings[1].startswith("tracing on:")
+    assert shared_machine_warnings({"e2e": window(253, 2.4)}) == []
