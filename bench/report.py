@@ -92,7 +92,8 @@ SHARED_SHARE = 0.10
 
 
 def shared_machine_warnings(results: dict[str, Any]) -> list[str]:
-    """The median windows whose figures were measured while something else used the machine."""
+    """The scenarios whose runs shared the machine: by the medians of their runs (each figure is
+    the median of its own), the rest of the machine used more than a tenth of the pipeline's CPU."""
     windows: list[tuple[str, Any]] = [(n, results[n]) for n in ("e2e", "baseline") if n in results]
     tracing = results.get("tracing", {})
     windows += [(f"tracing {side}", tracing[side]) for side in ("off", "on") if side in tracing]
