@@ -6,7 +6,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from sqlalchemy import Connection, Engine, event, select, text
@@ -67,20 +67,30 @@ def test_an_allocation_commits_its_rows_and_version_check_in_one_round_trip(
     assert script.rsplit(";", 1)[-1].strip().startswith("UPDATE products"), script
 
 
-def left_of(engine: Engine, sku: str) -> tuple[list[Any], int, list[Any]]:
-    """What a rolled-back unit must not have left of ``sku``: lines held, the batch's
-    allocated total, outbox rows."""
+class Left(NamedTuple):
+    """What units of work left of one sku, and of one inbound message."""
+
+    held: list[str]  # the orderids of the sku's lines held
+    allocated: int  # its batch's allocated total
+    events: list[Any]  # the payloads of its outbox rows
+    inbox: list[str]  # the message's inbox ids
+
+
+def left_of(engine: Engine, sku: str, message_id: str) -> Left:
     with engine.connect() as connection:
         held = connection.execute(
             select(tables.allocations.c.orderid).where(tables.allocations.c.sku == sku)
-        ).all()
+        ).scalars()
         allocated = connection.execute(
             select(tables.batches.c.allocated_quantity).where(tables.batches.c.sku == sku)
         ).scalar_one()
         events = connection.execute(
-            select(tables.outbox.c.id).where(tables.outbox.c.key == sku)
-        ).all()
-    return list(held), int(allocated), list(events)
+            select(tables.outbox.c.payload).where(tables.outbox.c.key == sku)
+        ).scalars()
+        inbox = connection.execute(
+            select(tables.inbox.c.message_id).where(tables.inbox.c.message_id == message_id)
+        ).scalars()
+        return Left(list(held), int(allocated), list(events), list(inbox))
 
 
 def test_a_version_check_failing_at_the_end_of_the_script_rolls_back_the_rows_before_it(
@@ -106,11 +116,7 @@ def test_a_version_check_failing_at_the_end_of_the_script_rolls_back_the_rows_be
     with pytest.raises(ConcurrencyConflict):
         commit_after_the_version_moved()
 
-    with engine.connect() as connection:
-        inbox = connection.execute(
-            select(tables.inbox.c.message_id).where(tables.inbox.c.message_id == "m-stale")
-        ).all()
-    assert (*left_of(engine, sku), inbox) == ([], 0, [], [])
+    assert left_of(engine, sku, "m-stale") == ([], 0, [], [])
 
 
 def test_values_with_quotes_percent_signs_and_backslashes_arrive_as_written(
@@ -122,20 +128,12 @@ def test_values_with_quotes_percent_signs_and_backslashes_arrive_as_written(
 
     bus.handle(commands.Allocate(orderid, sku, 3), Envelope("m-%s-'1'"))
 
-    with engine.connect() as connection:
-        stored = connection.execute(
-            select(tables.allocations.c.orderid).where(tables.allocations.c.sku == sku)
-        ).scalar_one()
-        payload = connection.execute(
-            select(tables.outbox.c.payload).where(tables.outbox.c.key == sku)
-        ).scalar_one()
-        inbox = connection.execute(
-            select(tables.inbox.c.message_id).where(tables.inbox.c.message_id == "m-%s-'1'")
-        ).scalar_one()
-    assert stored == orderid
+    left = left_of(engine, sku, "m-%s-'1'")
+    assert left.held == [orderid]
+    (payload,) = left.events
     payload = payload if isinstance(payload, dict) else json.loads(payload)
     assert (payload["orderid"], payload["sku"]) == (orderid, sku)
-    assert inbox == "m-%s-'1'"
+    assert left.inbox == ["m-%s-'1'"]
 
 
 def test_a_statement_failing_in_the_script_rolls_back_the_whole_unit(
@@ -159,7 +157,8 @@ def test_a_statement_failing_in_the_script_rolls_back_the_whole_unit(
     with pytest.raises(ConcurrencyConflict):
         race()
 
-    assert left_of(engine, sku) == ([], 0, [])
+    # Nothing of the raced unit; the inbox id is the other unit's, which committed it.
+    assert left_of(engine, sku, "m-raced") == ([], 0, [], ["m-raced"])
 
 
 def test_a_prepared_statement_outlives_a_rollback_and_is_prepared_again_on_a_new_connection(
