@@ -248,13 +248,19 @@ def machine_busy_seconds() -> float:
     return (user + nice + system + irq + softirq) / TICK
 
 
+def _ticks(stat: Path) -> tuple[str, int]:
+    """A process's or thread's name and user plus system CPU ticks, from its ``stat`` file."""
+    name, fields = stat.read_text().split("(", 1)[1].rsplit(")", 1)
+    values = fields.split()
+    return name, int(values[11]) + int(values[12])
+
+
 def _proc_seconds(pid: int) -> float | None:
     """User plus system CPU seconds of the process (all its threads); None once it exited."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return _ticks(Path(f"/proc/{pid}/stat"))[1] / TICK
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def _jit_seconds(pid: int) -> float:
@@ -264,10 +270,9 @@ def _jit_seconds(pid: int) -> float:
     with contextlib.suppress(OSError):
         for task in Path(f"/proc/{pid}/task").iterdir():
             with contextlib.suppress(OSError):
-                name, fields = (task / "stat").read_text().split("(", 1)[1].rsplit(")", 1)
+                name, ticks = _ticks(task / "stat")
                 if "CompilerThre" in name:
-                    values = fields.split()
-                    total += int(values[11]) + int(values[12])
+                    total += ticks
     return total / TICK
 
 
