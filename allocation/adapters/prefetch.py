@@ -20,18 +20,19 @@ from allocation.adapters.products.lines import AllocationsStore
 from allocation.adapters.waiting import SqlWaiting
 from allocation.service_layer.unit_of_work import Wanted
 
-# The three lookups of ``lines._HELD``, ``inbox._FOUND`` and ``waiting._HOLDING``, unchanged.
+# The three lookups of ``lines._HELD``, ``inbox._FOUND`` and ``waiting._HOLDING``, unchanged:
+# each a join with its unnested keys (``inbox._FOUND`` says why).
 _ROWS = Prepared(
     "allocation_prefetch_rows",
     "SELECT 'held', a.sku, a.orderid, a.batch_id, a.qty FROM allocations AS a "
     "JOIN unnest(CAST(:skus AS text[]), CAST(:orderids AS text[])) AS k(sku, orderid) "
     "ON a.sku = k.sku AND a.orderid = k.orderid "
     "UNION ALL "
-    "SELECT 'seen', message_id, NULL, CAST(NULL AS integer), CAST(NULL AS integer) FROM inbox "
-    "WHERE message_id = ANY(CAST(:ids AS text[])) "
+    "SELECT 'seen', i.message_id, NULL, CAST(NULL AS integer), CAST(NULL AS integer) "
+    "FROM inbox AS i JOIN unnest(CAST(:ids AS text[])) AS k(id) ON i.message_id = k.id "
     "UNION ALL "
-    "SELECT DISTINCT 'waits', sku, NULL, CAST(NULL AS integer), CAST(NULL AS integer) "
-    "FROM waiting_commands WHERE sku = ANY(CAST(:waiting AS text[]))",
+    "SELECT DISTINCT 'waits', w.sku, NULL, CAST(NULL AS integer), CAST(NULL AS integer) "
+    "FROM waiting_commands AS w JOIN unnest(CAST(:waiting AS text[])) AS k(sku) ON w.sku = k.sku",
 )
 
 

@@ -16,9 +16,11 @@ from allocation.service_layer.unit_of_work import Envelope, Source
 
 _w = waiting_commands.c
 # A constant: compiled once, where a select() built per call cost more than its round trip.
+# A join with the unnested skus, not ``sku = ANY(:skus)`` (``inbox._FOUND`` says why).
 _HOLDING = Prepared(
     "allocation_waiting_skus",
-    "SELECT DISTINCT sku FROM waiting_commands WHERE sku = ANY(CAST(:skus AS text[]))",
+    "SELECT DISTINCT w.sku FROM waiting_commands AS w "
+    "JOIN unnest(CAST(:skus AS text[])) AS k(sku) ON w.sku = k.sku",
 )
 
 
