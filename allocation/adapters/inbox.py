@@ -18,17 +18,13 @@ _INSERT = Prepared(
     "allocation_inbox_insert", "INSERT INTO inbox (message_id) SELECT unnest(CAST(:ids AS text[]))"
 )
 # One array parameter rather than an IN list of a thousand (a poll's ids and their aliases):
-# SQLAlchemy then expands nothing, and the server parses one literal. Joined, not
-# ``message_id = ANY(:ids)``: a generic plan made while the table was empty and never
-# analyzed (a new database's first poll, kept until autovacuum analyzes it) scans the
-# table either way, but a scan filtering on a parameter array compares every row with
-# every id (104 ms for 500 ids over 20,000 rows), where the join hashes the ids (2 ms).
-# Analyzed, both walk the primary key.
-_FOUND = Prepared(
-    "allocation_inbox_found",
-    "SELECT i.message_id FROM inbox AS i "
-    "JOIN unnest(CAST(:ids AS text[])) AS k(id) ON i.message_id = k.id",
+# SQLAlchemy then expands nothing, and the server parses one literal. Each id probes the
+# primary key on its own (``prepared``: lookups by a list of keys).
+FOUND_FROM = (
+    "FROM unnest(CAST(:ids AS text[])) AS k(id) CROSS JOIN LATERAL "
+    "(SELECT i.message_id FROM inbox AS i WHERE i.message_id = k.id OFFSET 0) AS i"
 )
+_FOUND = Prepared("allocation_inbox_found", f"SELECT i.message_id {FOUND_FROM}")
 
 
 class SqlInbox(AbstractInbox):

@@ -14,25 +14,19 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from allocation.adapters.batched_writes import read
-from allocation.adapters.inbox import SqlInbox
+from allocation.adapters.inbox import FOUND_FROM, SqlInbox
 from allocation.adapters.prepared import Prepared, run
-from allocation.adapters.products.lines import AllocationsStore
-from allocation.adapters.waiting import SqlWaiting
+from allocation.adapters.products.lines import HELD_FROM, AllocationsStore
+from allocation.adapters.waiting import HOLDING_FROM, SqlWaiting
 from allocation.service_layer.unit_of_work import Wanted
 
-# The three lookups of ``lines._HELD``, ``inbox._FOUND`` and ``waiting._HOLDING``, unchanged:
-# each a join with its unnested keys (``inbox._FOUND`` says why).
+_NULLS = "NULL, CAST(NULL AS integer), CAST(NULL AS integer)"
+# The three lookups of ``lines._HELD``, ``inbox._FOUND`` and ``waiting._HOLDING``, unchanged.
 _ROWS = Prepared(
     "allocation_prefetch_rows",
-    "SELECT 'held', a.sku, a.orderid, a.batch_id, a.qty FROM allocations AS a "
-    "JOIN unnest(CAST(:skus AS text[]), CAST(:orderids AS text[])) AS k(sku, orderid) "
-    "ON a.sku = k.sku AND a.orderid = k.orderid "
-    "UNION ALL "
-    "SELECT 'seen', i.message_id, NULL, CAST(NULL AS integer), CAST(NULL AS integer) "
-    "FROM inbox AS i JOIN unnest(CAST(:ids AS text[])) AS k(id) ON i.message_id = k.id "
-    "UNION ALL "
-    "SELECT DISTINCT 'waits', w.sku, NULL, CAST(NULL AS integer), CAST(NULL AS integer) "
-    "FROM waiting_commands AS w JOIN unnest(CAST(:waiting AS text[])) AS k(sku) ON w.sku = k.sku",
+    f"SELECT 'held', a.sku, a.orderid, a.batch_id, a.qty {HELD_FROM} "
+    f"UNION ALL SELECT 'seen', i.message_id, {_NULLS} {FOUND_FROM} "
+    f"UNION ALL SELECT 'waits', k.sku, {_NULLS} {HOLDING_FROM}",
 )
 
 

@@ -16,12 +16,12 @@ from allocation.service_layer.unit_of_work import Envelope, Source
 
 _w = waiting_commands.c
 # A constant: compiled once, where a select() built per call cost more than its round trip.
-# A join with the unnested skus, not ``sku = ANY(:skus)`` (``inbox._FOUND`` says why).
-_HOLDING = Prepared(
-    "allocation_waiting_skus",
-    "SELECT DISTINCT w.sku FROM waiting_commands AS w "
-    "JOIN unnest(CAST(:skus AS text[])) AS k(sku) ON w.sku = k.sku",
+# Each sku probes the index on its own (``prepared``: lookups by a list of keys).
+HOLDING_FROM = (
+    "FROM (SELECT DISTINCT unnest(CAST(:waiting AS text[]))) AS k(sku) CROSS JOIN LATERAL "
+    "(SELECT 1 FROM waiting_commands AS w WHERE w.sku = k.sku LIMIT 1) AS w"
 )
+_HOLDING = Prepared("allocation_waiting_skus", f"SELECT k.sku {HOLDING_FROM}")
 
 
 class SqlWaiting(AbstractWaiting):
@@ -39,7 +39,9 @@ class SqlWaiting(AbstractWaiting):
     def prefetch(self, skus: Iterable[str]) -> None:
         wanted = self.unchecked(skus)
         if wanted:
-            self.note_holding(wanted, run(self._connection, _HOLDING, {"skus": wanted}).scalars())
+            self.note_holding(
+                wanted, run(self._connection, _HOLDING, {"waiting": wanted}).scalars()
+            )
 
     def unchecked(self, skus: Iterable[str]) -> list[str]:
         """Those of these skus not checked yet."""

@@ -129,13 +129,14 @@ class AllocationsStore:
         self._staged, self._totals = {}, {}
 
 
-# Arrays in, one statement out: the SQL is the same whatever the number of rows.
-_HELD = Prepared(
-    "allocation_lines_held",
-    "SELECT a.sku, a.orderid, a.batch_id, a.qty FROM allocations AS a "
-    "JOIN unnest(CAST(:skus AS text[]), CAST(:orderids AS text[])) AS k(sku, orderid) "
-    "ON a.sku = k.sku AND a.orderid = k.orderid",
+# Arrays in, one statement out: the SQL is the same whatever the number of rows. Each
+# (sku, order id) probes the index on its own (``prepared``: lookups by a list of keys).
+HELD_FROM = (
+    "FROM unnest(CAST(:skus AS text[]), CAST(:orderids AS text[])) AS k(sku, orderid) "
+    "CROSS JOIN LATERAL (SELECT a.sku, a.orderid, a.batch_id, a.qty FROM allocations AS a "
+    "WHERE a.sku = k.sku AND a.orderid = k.orderid OFFSET 0) AS a"
 )
+_HELD = Prepared("allocation_lines_held", f"SELECT a.sku, a.orderid, a.batch_id, a.qty {HELD_FROM}")
 _INSERT = Prepared(
     "allocation_lines_insert",
     "INSERT INTO allocations (batch_id, orderid, sku, qty) "
