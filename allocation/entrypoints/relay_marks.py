@@ -42,6 +42,7 @@ class Marks:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-mark")
         self._pending: Future[None] | None = None
         self._in_flight: list[int] = []
+        self._closed = False
 
     @property
     def in_flight(self) -> list[int]:
@@ -73,6 +74,10 @@ class Marks:
             logger.warning("marking a chunk published failed; it will be sent again: %s", exc)
 
     def close(self) -> None:
+        """Settle, let go of the mark thread's connection and end the thread; again, nothing."""
+        if self._closed:
+            return
+        self._closed = True
         self.settle()
         self._executor.submit(self._held.drop).result()
         self._executor.shutdown(wait=True)

@@ -184,3 +184,21 @@ def test_commits_close_together_after_a_read_go_out_in_one_read(
         stop.set()
         running.join(10)
     assert reads == [{first}, {second, third}]
+
+
+def test_a_relay_closed_again_after_its_run_ended_closes_quietly(
+    own_engine: Engine, settings: Settings
+) -> None:
+    stop = threading.Event()
+    stop.set()  # run() returns at once, closing the relay on its way out
+    relay = OutboxRelay(
+        dsn=settings.database_url,
+        engine=own_engine,
+        producer_factory=AckingProducer,  # type: ignore[arg-type]
+        codec=JsonCodec(),  # type: ignore[arg-type]
+        stop=stop,
+        policy=RelayPolicy(),
+    )
+    relay.run()
+    relay.close()  # the caller's own cleanup, as after any run
+    relay.close()
