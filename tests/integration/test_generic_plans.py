@@ -104,7 +104,5 @@ def test_no_prepared_statement_planned_on_empty_tables_reads_a_growing_table_who
     nulls = dict.fromkeys(re.findall(r"%\((\w+)\)s", statement.execute_sql))
     with new_database.connect() as connection:
         prepare(connection, statement)
-        plan = "\n".join(
-            connection.exec_driver_sql(f"EXPLAIN {statement.execute_sql}", nulls).scalars()
-        )
+        plan = _plan(connection, statement, nulls)
     assert not GROWING_TABLE_READ_WHOLE.search(plan), plan
