@@ -197,9 +197,8 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
             raise ConcurrencyConflict(str(exc).splitlines()[0]) from exc
 
     def prefetch(self, wanted: Wanted) -> None:
-        """Two queries: the products with their batches, then the rest (``prefetch``)."""
-        self.products.prefetch(wanted.skus)
-        prefetch_rows(self.session, self.products.lines, self.inbox, self.waiting, wanted)
+        """One query: the products with their batches, and the rest (``prefetch``)."""
+        prefetch_rows(self.session, self.products, self.inbox, self.waiting, wanted)
 
     def _flush(self) -> None:
         # From here to the commit, the rows' writes go out together (``batched_writes``).

@@ -22,6 +22,8 @@ table from a LATERAL subquery that ``OFFSET 0`` (or ``LIMIT``) keeps the planner
 flattening into a join: per key, the index is the cheaper plan on a table never
 analyzed and on any table of more than a few pages, and it is the plan the planner
 picks for the join once the tables are analyzed (``tests/integration/test_generic_plans.py``).
+An UPDATE by a list of keys finds each row that way, then updates it by the ``ctid`` it
+was found at (a TID scan).
 """
 
 from __future__ import annotations
@@ -76,9 +78,9 @@ def plan_generically(engine: Engine) -> None:
     Left to choose (plan_cache_mode auto), PostgreSQL compares the generic plan, costed for
     arrays of an assumed ten elements, with the plans it made for the first five calls, which
     knew the arrays held one: it keeps planning anew on every call, the cost this module
-    avoids. The statements prepared here look rows up by key, and index the same for any
-    array; the statements that would not (``_SAVE_VERSIONS``) are not prepared. It applies to
-    prepared statements only: a statement sent as text is planned for its values as always.
+    avoids. The statements prepared here look rows up (or update them) by key, one index
+    probe per key whatever the array holds. It applies to prepared statements only: a
+    statement sent as text is planned for its values as always.
     """
 
     def generic(dbapi_connection: Any, _record: Any) -> None:

@@ -27,22 +27,30 @@ from allocation.adapters import inbox, outbox, prefetch, waiting
 from allocation.adapters.database import make_engine
 from allocation.adapters.pg_arrays import with_literal_arrays
 from allocation.adapters.prepared import Prepared, prepare, run
-from allocation.adapters.products import lines
+from allocation.adapters.products import lines, repository
 from allocation.bootstrap import upgrade_schema
 from allocation.config import Settings
 from allocation.entrypoints.relay_policy import RelayPolicy
 from tests.conftest import fresh_database
 
-# A statement reading the whole of a table that grows with the commands applied.
+# A statement reading the whole of a table that grows with the commands applied, or with
+# the skus and batches created.
 GROWING_TABLE_READ_WHOLE = re.compile(
-    r"Seq Scan on (allocations|allocations_view|inbox|outbox|waiting_commands)\b"
+    r"Seq Scan on (allocations|allocations_view|inbox|outbox|waiting_commands|products|batches)\b"
 )
 
 LOOKUPS = {
     "prefetch": (
         prefetch._ROWS,
-        {"skus": ["s"], "orderids": ["o"], "ids": ["m-1", "m-2"], "waiting": ["s"]},
+        {
+            "products": ["s", "t"],
+            "skus": ["s"],
+            "orderids": ["o"],
+            "ids": ["m-1", "m-2"],
+            "waiting": ["s"],
+        },
     ),
+    "products": (repository._PRODUCTS, {"products": ["s", "t"]}),
     "inbox": (inbox._FOUND, {"ids": ["m-1", "m-2"]}),
     "waiting": (waiting._HOLDING, {"waiting": ["s", "t"]}),
     "held lines": (lines._HELD, {"skus": ["s"], "orderids": ["o"]}),

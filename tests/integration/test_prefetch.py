@@ -1,13 +1,13 @@
-"""A group's lookups besides its products go in one statement, each answer to its adapter."""
+"""A group's lookups, its products' included, go in one statement, each answer to its adapter."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import Engine, delete, event
+from sqlalchemy import Engine, delete, event, select
 
 from allocation.adapters.database import SqlAlchemyUnitOfWork
-from allocation.adapters.tables import waiting_commands
+from allocation.adapters.tables import allocations, batches, products, waiting_commands
 from allocation.bootstrap import command_handlers
 from allocation.config import Settings
 from allocation.domain import commands
@@ -18,7 +18,7 @@ from allocation.service_layer.unit_of_work import Envelope, Source, Wanted
 from tests.conftest import random_batchref, random_orderid, random_sku
 
 
-def test_lines_inbox_ids_and_waiting_skus_are_looked_up_together_and_answered_alike(
+def test_products_lines_inbox_ids_and_waiting_skus_are_looked_up_together_and_answered_alike(
     engine: Engine, settings: Settings, uow_factory: Callable[[], SqlAlchemyUnitOfWork]
 ) -> None:
     bus = MessageBus(uow_factory, command_handlers(settings), EVENT_HANDLERS)
@@ -48,6 +48,7 @@ def test_lines_inbox_ids_and_waiting_skus_are_looked_up_together_and_answered_al
             looked_up = list(sent)
             product = uow.products.get(sku)
             assert product is not None
+            absent = uow.products.get(waits)  # no batch yet: looked up, and not found
             lines = product.batches[0]._allocations
             answers = (
                 OrderLine(held, sku, 3) in lines,
@@ -56,6 +57,8 @@ def test_lines_inbox_ids_and_waiting_skus_are_looked_up_together_and_answered_al
                 uow.inbox.record(unseen),
                 uow.waiting.holds(waits),
                 uow.waiting.holds(sku),
+                absent,
+                (product.version_number, [b.purchased_quantity for b in product.batches]),
             )
             after = sent[len(looked_up) :]
     finally:
@@ -65,7 +68,54 @@ def test_lines_inbox_ids_and_waiting_skus_are_looked_up_together_and_answered_al
         with engine.begin() as connection:
             connection.execute(delete(waiting_commands).where(waiting_commands.c.sku == waits))
 
-    assert answers == (True, False, False, True, True, False)
-    assert len(looked_up) == 2, looked_up  # the products, then everything else
-    assert "allocation_prefetch_rows" in looked_up[1]
+    assert answers == (True, False, False, True, True, False, None, (2, [100]))
+    assert len(looked_up) == 1, looked_up
+    assert "allocation_prefetch" in looked_up[0]
     assert after == []  # every answer came from the prefetch
+
+
+def test_products_built_from_the_prefetch_write_back_as_loaded_ones(
+    engine: Engine, settings: Settings, uow_factory: Callable[[], SqlAlchemyUnitOfWork]
+) -> None:
+    """A prefetched product is built from its rows, not loaded by the ORM: its new batch, its
+    changed quantity, its lines and its version are written all the same."""
+    bus = MessageBus(uow_factory, command_handlers(settings), EVENT_HANDLERS)
+    sku, first, second = random_sku(), random_batchref(), random_batchref()
+    bus.handle(commands.CreateBatch(first, sku, 10, None))
+    held, moved = random_orderid(), random_orderid()
+    bus.handle(commands.Allocate(held, sku, 6), Envelope(f"m-{held}"))
+
+    group = [
+        (commands.Allocate(moved, sku, 3), Envelope(f"m-{moved}")),  # the prefetch loads it
+        (commands.CreateBatch(second, sku, 20, None), Envelope(f"m-{second}")),
+        (commands.ChangeBatchQuantity(first, 5), Envelope(f"m-{first}-5")),
+    ]
+    bus.handle_many(group)
+
+    with engine.connect() as connection:
+        stored = connection.execute(
+            select(batches.c.reference, batches.c.purchased_quantity, batches.c.version)
+            .where(batches.c.sku == sku)
+            .order_by(batches.c.id)
+        ).all()
+        totals = dict(
+            connection.execute(
+                select(batches.c.reference, batches.c.allocated_quantity).where(
+                    batches.c.sku == sku
+                )
+            ).all()
+        )
+        lines = connection.execute(
+            select(allocations.c.orderid, batches.c.reference)
+            .join(batches, batches.c.id == allocations.c.batch_id)
+            .where(allocations.c.sku == sku)
+            .order_by(allocations.c.orderid)
+        ).all()
+        version = connection.execute(
+            select(products.c.version_number).where(products.c.sku == sku)
+        ).scalar_one()
+    # The first batch shrank to 5: the 6 held went to the new batch, the 3 stayed.
+    assert stored == [(first, 5, 2), (second, 20, 1)]
+    assert sorted(lines) == sorted([(moved, first), (held, second)])
+    assert totals == {first: 3, second: 6}
+    assert version == 6  # two batches, two allocations, one change, one reallocation

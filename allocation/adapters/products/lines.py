@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from sqlalchemy import Executable, delete, select, text, tuple_
+from sqlalchemy import Executable, delete, select, tuple_
 from sqlalchemy.orm import Session
 
 from allocation.adapters.batched_writes import read, write
@@ -143,11 +143,15 @@ _INSERT = Prepared(
     "SELECT * FROM unnest(CAST(:ids AS integer[]), CAST(:orderids AS text[]), "
     "CAST(:skus AS text[]), CAST(:qtys AS integer[]))",
 )
-# Not prepared, as the products' version check (``repository``): planned with its rows known.
-_SET_TOTALS = text(
+# Each batch found by its id, then updated where it was found (as the products' versions,
+# ``repository``).
+_SET_TOTALS = Prepared(
+    "allocation_batches_totals",
     "UPDATE batches SET allocated_quantity = t.total "
+    "FROM (SELECT b.ctid AS found, t.total "
     "FROM unnest(CAST(:ids AS integer[]), CAST(:totals AS integer[])) AS t(id, total) "
-    "WHERE batches.id = t.id",
+    "CROSS JOIN LATERAL (SELECT b.ctid FROM batches AS b WHERE b.id = t.id OFFSET 0) AS b) AS t "
+    "WHERE batches.ctid = t.found",
 )
 
 

@@ -3,36 +3,55 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import cache
+from typing import Any
 
-from sqlalchemy import Select, bindparam, inspect, select, text
+from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_attribute, set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
-from allocation.adapters.batched_writes import write_checked
+from allocation.adapters.batched_writes import read, write_checked
+from allocation.adapters.prepared import Prepared, run
 from allocation.adapters.products.lines import AllocationsStore, SqlAllocations
-from allocation.adapters.products.mapping import batch_id
-from allocation.adapters.tables import batches, products
+from allocation.adapters.products.mapping import batch_id, stored_batch, stored_product
+from allocation.adapters.tables import batches
 from allocation.domain import model
 from allocation.service_layer.ports import AbstractRepository
 
 # Optimistic concurrency for many products at once: each row changes only if it
-# still has the version this unit of work read.
-# Not prepared (``prepared``): a generic plan would not know how few rows the arrays hold,
-# and scans a small products table where the planner, told the rows, uses its index.
-_SAVE_VERSIONS = text(
+# still has the version this unit of work read. Each sku finds its row by the index on its
+# own (``prepared``: lookups by a list of keys), and the row is updated where it was found:
+# a join of the products with the unnested skus, planned generically, hashed a scan of
+# the whole table.
+_SAVE_VERSIONS = Prepared(
+    "allocation_products_versions",
     "UPDATE products SET version_number = v.new, event_sequence = v.events "
+    "FROM (SELECT p.ctid AS found, v.read, v.new, v.events "
     "FROM unnest(CAST(:skus AS text[]), CAST(:read AS integer[]), CAST(:new AS integer[]), "
-    "CAST(:events AS integer[])) AS v(sku, read, new, events) "
-    "WHERE products.sku = v.sku AND products.version_number = v.read",
+    "CAST(:events AS integer[])) AS v(sku, read, new, events) CROSS JOIN LATERAL "
+    "(SELECT p.ctid FROM products AS p WHERE p.sku = v.sku OFFSET 0) AS p) AS v "
+    "WHERE products.ctid = v.found AND products.version_number = v.read",
 )
 
+# Products by sku with their batches: a row per product, a row per batch, told apart by the
+# first column and shaped alike (eight columns) for the union of ``prefetch``. Each sku probes
+# the indexes on its own (``prepared``: lookups by a list of keys).
+PRODUCT_ROWS = (
+    "SELECT 'product', p.sku, NULL, p.version_number, p.event_sequence, "
+    "CAST(NULL AS integer), CAST(NULL AS integer), CAST(NULL AS date) "
+    "FROM unnest(CAST(:products AS text[])) AS k(sku) CROSS JOIN LATERAL (SELECT p.sku, "
+    "p.version_number, p.event_sequence FROM products AS p WHERE p.sku = k.sku OFFSET 0) AS p"
+)
+BATCH_ROWS = (
+    "SELECT 'batch', b.sku, b.reference, b.id, b.purchased_quantity, b.allocated_quantity, "
+    "b.version, b.eta FROM unnest(CAST(:products AS text[])) AS k(sku) CROSS JOIN LATERAL "
+    "(SELECT b.sku, b.reference, b.id, b.purchased_quantity, b.allocated_quantity, b.version, "
+    "b.eta FROM batches AS b WHERE b.sku = k.sku OFFSET 0) AS b"
+)
+_PRODUCTS = Prepared("allocation_products", f"{PRODUCT_ROWS} UNION ALL {BATCH_ROWS}")
 
-@cache
-def _products_query() -> Select[model.Product]:
-    """Products by sku, built once (after the mappers started): its compiled form is cached."""
-    return select(model.Product).where(products.c.sku.in_(bindparam("skus", expanding=True)))
+ProductRow = tuple[Any, ...]
+"""A row of ``PRODUCT_ROWS`` or ``BATCH_ROWS``: kind, sku, then the product's or batch's."""
 
 
 class SqlProductRepository(AbstractRepository):
@@ -45,6 +64,7 @@ class SqlProductRepository(AbstractRepository):
         # Every product handed out, by sku: held here, since the session's identity
         # map alone would let a prefetched product be collected before it is asked for.
         self._ready: dict[str, model.Product] = {}
+        self._absent: set[str] = set()  # looked up and not found, in this transaction's snapshot
 
     def _add(self, product: model.Product) -> None:
         set_attribute(product, "_stored_version", product.version_number)
@@ -53,9 +73,9 @@ class SqlProductRepository(AbstractRepository):
         self.session.add(product)
 
     def _get(self, sku: str) -> model.Product | None:
-        if sku in self._ready:
-            return self._ready[sku]
-        return self._readied(self.session.get(model.Product, sku))
+        if sku not in self._ready and sku not in self._absent:
+            self.prefetch([sku])
+        return self._ready.get(sku)
 
     def _get_by_batchref(self, ref: str) -> model.Product | None:
         query = select(model.Product).join(model.Batch).where(batches.c.reference == ref)
@@ -63,12 +83,35 @@ class SqlProductRepository(AbstractRepository):
 
     def prefetch(self, skus: Iterable[str], lines: Iterable[tuple[str, str]] = ()) -> None:
         """Load these products with their batches, and where these lines are held: two queries."""
-        wanted = list(set(skus) - set(self._ready))
+        wanted = self.unknown(skus)
         if wanted:
-            found = self.session.execute(_products_query(), {"skus": wanted})
-            for product in found.unique().scalars():
-                self._readied(product)
+            self.note_found(wanted, run(read(self.session), _PRODUCTS, {"products": wanted}))
         self.lines.prefetch(lines)
+
+    def unknown(self, skus: Iterable[str]) -> list[str]:
+        """Those of these skus not looked up yet."""
+        return [sku for sku in set(skus) if sku not in self._ready and sku not in self._absent]
+
+    def note_found(self, looked_up: Iterable[str], rows: Iterable[ProductRow]) -> None:
+        """What a lookup of ``looked_up`` found: the rows of ``PRODUCT_ROWS`` and ``BATCH_ROWS``.
+
+        The products are built from them without the ORM's query (``stored_product``) and
+        added to the session, persistent as if it had loaded them."""
+        found: list[tuple[str, int, int]] = []
+        held: dict[str, list[tuple[int, model.Batch]]] = {}
+        for kind, sku, reference, first, second, third, fourth, eta in rows:
+            if kind == "product":
+                found.append((sku, first, second))
+                continue
+            batch = stored_batch(first, reference, sku, second, third, fourth, eta)
+            batch._allocations = SqlAllocations(self.lines, first, third)
+            held.setdefault(sku, []).append((first, batch))
+        for sku, version, sequence in found:
+            in_order = [batch for _, batch in sorted(held.get(sku, ()), key=lambda b: b[0])]
+            product = stored_product(sku, version, sequence, in_order)
+            self.session.add(product)
+            self._ready[sku] = product
+        self._absent.update(set(looked_up) - self._ready.keys())
 
     def _readied(self, product: model.Product | None) -> model.Product | None:
         """A loaded product as the domain expects it; the ORM does not run ``__init__``."""
