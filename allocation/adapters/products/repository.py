@@ -99,13 +99,15 @@ class SqlProductRepository(AbstractRepository):
         added to the session, persistent as if it had loaded them."""
         found: list[tuple[str, int, int]] = []
         held: dict[str, list[tuple[int, model.Batch]]] = {}
-        for kind, sku, reference, first, second, third, fourth, eta in rows:
-            if kind == "product":
-                found.append((sku, first, second))
+        for row in rows:
+            if row[0] == "product":
+                _, sku, _, version, sequence, *_ = row
+                found.append((sku, version, sequence))
                 continue
-            batch = stored_batch(first, reference, sku, second, third, fourth, eta)
-            batch._allocations = SqlAllocations(self.lines, first, third)
-            held.setdefault(sku, []).append((first, batch))
+            _, sku, reference, stored_id, purchased, allocated, version, eta = row
+            batch = stored_batch(stored_id, reference, sku, purchased, allocated, version, eta)
+            batch._allocations = SqlAllocations(self.lines, stored_id, allocated)
+            held.setdefault(sku, []).append((stored_id, batch))
         for sku, version, sequence in found:
             in_order = [batch for _, batch in sorted(held.get(sku, ()), key=lambda b: b[0])]
             product = stored_product(sku, version, sequence, in_order)
