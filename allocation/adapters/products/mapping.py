@@ -1,7 +1,8 @@
 """How the domain classes map onto the tables; the domain itself knows nothing of it.
 
 A batch's allocations are not an ORM relationship: loading a product must not
-load every line it ever allocated (see ``lines.py``).
+load every line it ever allocated (see ``lines.py``). A product read as rows with
+a group's other lookups is built here as the ORM would load it (``stored_product``).
 """
 
 from __future__ import annotations
