@@ -11,8 +11,6 @@ handed to the adapter that asked (``SqlProductRepository``, ``AllocationsStore``
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy.orm import Session
 
 from allocation.adapters.batched_writes import read
@@ -20,7 +18,7 @@ from allocation.adapters.inbox import FOUND_FROM, SqlInbox
 from allocation.adapters.prepared import Prepared, run
 from allocation.adapters.products import SqlProductRepository
 from allocation.adapters.products.lines import HELD_FROM
-from allocation.adapters.products.repository import BATCH_ROWS, PRODUCT_ROWS
+from allocation.adapters.products.repository import BATCH_ROWS, PRODUCT_ROWS, ProductRow
 from allocation.adapters.waiting import HOLDING_FROM, SqlWaiting
 from allocation.service_layer.unit_of_work import Wanted
 
@@ -57,7 +55,7 @@ def prefetch_rows(
         "ids": ids,
         "waiting": skus,
     }
-    stored: list[tuple[Any, ...]] = []
+    stored: list[ProductRow] = []
     held: list[tuple[str, str, int, int]] = []
     seen: list[str] = []
     holding: list[str] = []

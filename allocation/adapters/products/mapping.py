@@ -84,8 +84,8 @@ def stored_product(
     sku: str, version: int, event_sequence: int, batches: list[model.Batch]
 ) -> model.Product:
     """A product built from its row and its batches' (``stored_batch``, in id order), as the
-    ORM loads one: detached, no change pending, ready for the domain (``version_number``
-    and ``event_sequence`` as stored, no events). ``Session.add`` makes it persistent.
+    ORM loads one: detached, no change pending. ``Session.add`` makes it persistent; the
+    repository readies it for the domain, as it does a product the ORM loaded.
 
     Building from the rows of a lookup the unit of work sends anyway costs a fraction of
     the ORM's query and result processing for the same product (``prefetch``)."""
@@ -93,7 +93,6 @@ def stored_product(
         model.Product, sku=sku, _stored_version=version, _stored_event_sequence=event_sequence
     )
     set_committed_value(product, "batches", batches)  # an instrumented list, as loaded
-    product.version_number, product.event_sequence, product.events = version, event_sequence, []
     return product
 
 

@@ -95,8 +95,8 @@ class SqlProductRepository(AbstractRepository):
     def note_found(self, looked_up: Iterable[str], rows: Iterable[ProductRow]) -> None:
         """What a lookup of ``looked_up`` found: the rows of ``PRODUCT_ROWS`` and ``BATCH_ROWS``.
 
-        The products are built from them without the ORM's query (``stored_product``) and
-        added to the session, persistent as if it had loaded them."""
+        The products are built from them without the ORM's query (``stored_product``), added
+        to the session, persistent as if it had loaded them, and readied as loaded ones are."""
         found: list[tuple[str, int, int]] = []
         held: dict[str, list[tuple[int, model.Batch]]] = {}
         for row in rows:
@@ -106,25 +106,29 @@ class SqlProductRepository(AbstractRepository):
                 continue
             _, sku, reference, stored_id, purchased, allocated, version, eta = row
             batch = stored_batch(stored_id, reference, sku, purchased, allocated, version, eta)
-            batch._allocations = SqlAllocations(self.lines, stored_id, allocated)
             held.setdefault(sku, []).append((stored_id, batch))
         for sku, version, sequence in found:
             in_order = [batch for _, batch in sorted(held.get(sku, ()), key=lambda b: b[0])]
             product = stored_product(sku, version, sequence, in_order)
             self.session.add(product)
-            self._ready[sku] = product
+            self._readied(product)
         self._absent.update(set(looked_up) - self._ready.keys())
 
     def _readied(self, product: model.Product | None) -> model.Product | None:
-        """A loaded product as the domain expects it; the ORM does not run ``__init__``."""
+        """A loaded (or ``stored_product``-built) product as the domain expects it; neither
+        runs ``__init__``."""
         if product is None or product.sku in self._ready:
             return product if product is None else self._ready[product.sku]
+        # The mapped columns as loaded are in the instance's __dict__ (``inspect(x).dict``).
+        stored = vars(product)
         product.events = []
-        product.version_number = int(inspect(product).dict["_stored_version"])
-        product.event_sequence = int(inspect(product).dict["_stored_event_sequence"])
+        product.version_number = int(stored["_stored_version"])
+        product.event_sequence = int(stored["_stored_event_sequence"])
         for batch in product.batches:
-            stored = int(inspect(batch).dict["_stored_allocated_quantity"])
-            batch._allocations = SqlAllocations(self.lines, batch_id(batch), stored)
+            row = vars(batch)
+            batch._allocations = SqlAllocations(
+                self.lines, int(row["_id"]), int(row["_stored_allocated_quantity"])
+            )
         self._ready[product.sku] = product
         return product
 
