@@ -28,6 +28,7 @@ from typing import Any
 from bench import scenarios
 from bench.curve import latency_curve
 from bench.environment import bench_database
+from bench.floor import floor, floor_figures
 from bench.http_load import http_load
 from bench.report import (
     REFERENCES,
@@ -115,6 +116,7 @@ FIGURES = (
     "relay",
     "growth",
     "http",
+    "floor",
     "scaleout",
 )
 ONCE = {"curve"}  # a dozen load steps already: one run fits the time
@@ -135,6 +137,7 @@ def measure(sizes: scenarios.Sizes, wanted: set[str], http_client: str | None) -
             "relay": lambda: scenarios.relay_only(db, sizes),
             "growth": lambda: scenarios.growth(db, sizes),
             "http": lambda: http_load(db, sizes, http_client),
+            "floor": lambda: floor(db, sizes, http_client),
             "scaleout": lambda: scaleout(db, sizes),
         }
         for name in FIGURES:
@@ -206,6 +209,8 @@ def derive(results: dict[str, Any]) -> None:
         values["growth_ratio"] = results["growth"]["growth_ratio"]
     if "http" in results:
         values |= http_figures(results["http"])
+    if "floor" in results:
+        values |= floor_figures(results["floor"], results.get("http"))
     if "tracing" in results:
         values |= tracing_figures(results["tracing"])
     skipped = results.get("scaleout", {}).get("skipped")
