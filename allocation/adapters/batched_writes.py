@@ -1,4 +1,4 @@
-"""The last writes of a unit of work, sent to PostgreSQL in one round trip.
+"""The last writes of a unit of work, sent to PostgreSQL in one round trip, with its COMMIT.
 
 A unit of work that commits writes its staged rows statement by statement: the
 allocations, the batches' totals, the read model, the inbox ids, the outbox's
@@ -6,15 +6,15 @@ per-key locks and its rows. Nobody reads what those statements return, so while
 ``deferring`` (from the flush at commit to the commit) they are kept, rendered
 the way psycopg2 renders any statement (it interpolates parameters on the client),
 and sent together as one multi-statement string: one round trip instead of six,
-in the transaction and order they would have run in. An error in any of them is
-the batch's, raised as SQLAlchemy raises a failed statement, and the unit of
-work rolls back.
+in the transaction and order they would have run in. On a connection that opens and
+ends its own transactions (``folded``) the string ends with the ``COMMIT``. An error in
+any of them is the batch's, raised as SQLAlchemy raises a failed statement; PostgreSQL
+runs nothing after it (the ``COMMIT`` included), and the unit of work rolls back.
 
 A statement whose result is read runs at once, and sends what was kept before it,
-so the order never changes. One whose row count alone is read (the products'
-version check, ``write_checked``) goes last in the script instead, and its check
-runs on the count the script returns (PostgreSQL reports the last statement's):
-a round trip fewer per commit, and the check still comes before the commit.
+so the order never changes. The products' version check (``write_then``) goes last
+among the writes: the server judges it and fails the transaction when a version moved,
+and what depends on its success runs once the script has.
 """
 
 from __future__ import annotations
@@ -22,16 +22,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import ClauseElement, Executable, TextClause
+from sqlalchemy import ClauseElement, Executable, TextClause, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from allocation.adapters.folded import COMMIT, folds, in_transaction
 from allocation.adapters.pg_arrays import with_literal_arrays
 from allocation.adapters.prepared import Prepared, prepare, run
 
 _KEY = "allocation.batched_writes"
 Statement = Executable | Prepared
-Check = Callable[[int], None]
+Then = Callable[[], None]
+_COMMIT = text(COMMIT)
 
 
 class BatchedWrites:
@@ -40,7 +42,7 @@ class BatchedWrites:
     def __init__(self, session: Session) -> None:
         self._session = session
         self._kept: list[tuple[Statement, Any]] = []
-        self._last: tuple[Statement, Any, Check] | None = None
+        self._last: tuple[Statement, Any, Then] | None = None
         self.deferring = False
         session.info[_KEY] = self
 
@@ -50,35 +52,49 @@ class BatchedWrites:
         else:
             _execute(self._session.connection(), statement, params)
 
-    def execute_checked(self, statement: Statement, params: Any, check: Check) -> None:
+    def execute_then(self, statement: Statement, params: Any, then: Then) -> None:
         if not self.deferring:
-            check(_execute(self._session.connection(), statement, params).rowcount)
+            _execute(self._session.connection(), statement, params)
+            then()
         elif self._last is not None:
-            raise RuntimeError("one checked write per batch: only the last one's count is known")
+            raise RuntimeError("one last write per batch")
         else:
-            self._last = (statement, params, check)
+            self._last = (statement, params, then)
 
     def discard(self) -> None:
         """Forget what was kept (the transaction rolls back) and write at once again."""
         self._kept, self._last = [], None
         self.deferring = False
 
-    def send(self) -> None:
-        """Run what was kept, in order, in one round trip; the checked write last, then its
-        check."""
+    def send(self, commit: bool = False) -> None:
+        """Run what was kept, in order, in one round trip, the last write last; with
+        ``commit``, on a folded connection, the ``COMMIT`` after them."""
         kept, self._kept = self._kept, []
         last, self._last = self._last, None
         if last is not None:
             kept.append(last[:2])
-        if not kept:
+        if commit:
+            commit = self._ends_here()
+        if not kept and not commit:
             return
         connection = self._session.connection()
+        if commit and (kept or in_transaction(connection)):
+            kept.append((_COMMIT, None))
         if len(kept) == 1:
-            result = _execute(connection, *kept[0])
-        else:
-            result = self._send_script(connection, kept)
+            _execute(connection, *kept[0])
+        elif kept:
+            self._send_script(connection, kept)
         if last is not None:
-            last[2](result.rowcount)
+            last[2]()
+
+    def _ends_here(self) -> bool:
+        """Whether the transaction may end with the writes: a folded connection, and nothing
+        left for the ORM to write at SQLAlchemy's commit (which would then send it, and end
+        the transaction itself)."""
+        session = self._session
+        if session.new or session.dirty or session.deleted:
+            return False
+        return folds(session.connection())
 
     def _send_script(self, connection: Connection, kept: list[tuple[Statement, Any]]) -> Any:
         for statement, _ in kept:
@@ -105,14 +121,15 @@ def write(session: Session, statement: Statement, params: Any = None) -> None:
         writes.execute(statement, params)
 
 
-def write_checked(session: Session, statement: Statement, params: Any, check: Check) -> None:
-    """Execute a write whose row count ``check`` judges (raising to roll back): now, or last
-    among the unit of work's last writes when its ``BatchedWrites`` is deferring."""
+def write_then(session: Session, statement: Statement, params: Any, then: Then) -> None:
+    """Execute a write, then ``then()``: now, or last among the unit of work's last writes
+    (``then`` once they succeeded) when its ``BatchedWrites`` is deferring."""
     writes: BatchedWrites | None = session.info.get(_KEY)
     if writes is None:
-        check(_execute(session.connection(), statement, params).rowcount)
+        _execute(session.connection(), statement, params)
+        then()
     else:
-        writes.execute_checked(statement, params, check)
+        writes.execute_then(statement, params, then)
 
 
 def read(session: Session) -> Connection:

@@ -20,6 +20,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from allocation import migrations
 from allocation.adapters.batched_writes import BatchedWrites
+from allocation.adapters.folded import fold_transactions, folded_url
 from allocation.adapters.inbox import SqlInbox
 from allocation.adapters.offsets import SqlOffsets
 from allocation.adapters.outbox import SchemaVersions, SqlOutbox
@@ -65,13 +66,14 @@ def make_engine(
     (``faults.is_transient``), and a disconnect empties the pool, so the retry connects anew.
     """
     engine = create_engine(
-        url,
-        isolation_level="REPEATABLE READ",
+        folded_url(url),  # psycopg2, its transactions' BEGIN and COMMIT sent with statements
+        isolation_level="AUTOCOMMIT",  # at the driver: each transaction is REPEATABLE READ
         pool_size=pool_size,
         max_overflow=pool_size,
     )
     event.listen(engine, "handle_error", _read_only_is_a_disconnect)
     plan_generically(engine)
+    fold_transactions(engine)
     if pre_ping:
         _ping_when_idle(engine, ping_after_idle_s)
     return engine
@@ -209,7 +211,7 @@ class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
         self.responses.flush()
 
     def _commit(self) -> None:
-        self._writes.send()
+        self._writes.send(commit=True)  # with the COMMIT, on the session's folded connection
         self.session.commit()
         self._writes.deferring = False
 

@@ -234,8 +234,8 @@ class AbstractUnitOfWork(abc.ABC):
         for _ in self.collect_new_events():
             pass
         # Domain rows first: a race for the same product meets on them, before the outbox's
-        # per-key locks are taken (the products' version check, whose row count alone is
-        # read, is sent last with the rows: ``batched_writes``).
+        # per-key locks are taken (the products' version check, which the server judges, is
+        # sent last with the rows: ``batched_writes``).
         self._flush()
         self.outbox.add(self._pending)
         self._pending = []

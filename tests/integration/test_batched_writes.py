@@ -45,7 +45,7 @@ def statements(engine: Engine) -> Iterator[list[str]]:
     event.remove(engine, "before_cursor_execute", note)
 
 
-def test_an_allocation_commits_its_rows_and_version_check_in_one_round_trip(
+def test_an_allocation_sends_its_rows_version_check_and_commit_in_one_round_trip(
     bus: MessageBus, statements: list[str]
 ) -> None:
     sku = random_sku()
@@ -63,9 +63,13 @@ def test_an_allocation_commits_its_rows_and_version_check_in_one_round_trip(
     for part in ("lines_insert", "batches_totals", "view_insert", "inbox_insert"):
         assert part in script
     assert script.index("outbox_lock_keys") < script.index("outbox_insert")
-    # Only its row count is read: the last statement's, which the script reports.
-    last = script.rsplit(";", 1)[-1].strip()
-    assert last.startswith("EXECUTE allocation_products_versions"), script
+    # The server judges the version check, so the COMMIT follows it in the same string.
+    *_, check, end = (part.strip() for part in script.split(";\n"))
+    assert check.startswith("EXECUTE allocation_products_versions"), script
+    assert end == "COMMIT", script
+    # And the transaction began with the group's lookup, in its round trip.
+    (lookup,) = [s for s in statements if "allocation_prefetch" in s]
+    assert lookup.startswith("BEGIN ISOLATION LEVEL REPEATABLE READ;\nEXECUTE"), lookup
 
 
 class Left(NamedTuple):

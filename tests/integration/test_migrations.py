@@ -5,6 +5,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from allocation.adapters.database import (
     SchemaTooOld,
@@ -168,3 +169,24 @@ def test_0014_slims_allocations_and_its_downgrade_restores_them_with_their_lines
         assert {"allocations_pkey", "allocations_batch_id_fkey"} <= set(constraints)
     migrate(empty)
     assert [row[2] for row in _lines(empty)] == ["o1", "o2", "o3", "o4"]
+
+
+def test_0015_adds_the_version_check_that_fails_as_a_conflict_and_its_downgrade_drops_it(
+    empty: Engine,
+) -> None:
+    migrate(empty, "0015")
+    with empty.connect() as connection:
+        connection.execute(text("SELECT products_unmoved(2, 2)"))  # every row still had it
+        with pytest.raises(DBAPIError) as refused:
+            connection.execute(text("SELECT products_unmoved(1, 3)"))
+        assert refused.value.orig.pgcode == "40001"  # type: ignore[union-attr]
+        assert "2 of 3 products changed since they were read" in str(refused.value)
+    downgrade(empty, "0014")
+    with empty.connect() as connection:
+        assert (
+            connection.execute(
+                text("SELECT count(*) FROM pg_proc WHERE proname = 'products_unmoved'")
+            ).scalar_one()
+            == 0
+        )
+    migrate(empty)

@@ -8,9 +8,8 @@ from typing import Any
 from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_attribute, set_committed_value
-from sqlalchemy.orm.exc import StaleDataError
 
-from allocation.adapters.batched_writes import read, write_checked
+from allocation.adapters.batched_writes import read, write_then
 from allocation.adapters.prepared import Prepared, run
 from allocation.adapters.products.lines import AllocationsStore, SqlAllocations
 from allocation.adapters.products.mapping import batch_id, stored_batch, stored_product
@@ -19,18 +18,21 @@ from allocation.domain import model
 from allocation.service_layer.ports import AbstractRepository
 
 # Optimistic concurrency for many products at once: each row changes only if it
-# still has the version this unit of work read. Each sku finds its row by the index on its
-# own (``prepared``: lookups by a list of keys), and the row is updated where it was found:
-# a join of the products with the unnested skus, planned generically, hashed a scan of
-# the whole table.
+# still has the version this unit of work read, and the server fails the transaction
+# (``products_unmoved``, migration 0015: a serialization failure) unless every row did, so
+# the check needs no round trip of its own before the commit. Each sku finds its row by the
+# index on its own (``prepared``: lookups by a list of keys), and the row is updated where it
+# was found: a join of the products with the unnested skus, planned generically, hashed a scan
+# of the whole table.
 _SAVE_VERSIONS = Prepared(
     "allocation_products_versions",
-    "UPDATE products SET version_number = v.new, event_sequence = v.events "
+    "WITH saved AS (UPDATE products SET version_number = v.new, event_sequence = v.events "
     "FROM (SELECT p.ctid AS found, v.read, v.new, v.events "
     "FROM unnest(CAST(:skus AS text[]), CAST(:read AS integer[]), CAST(:new AS integer[]), "
     "CAST(:events AS integer[])) AS v(sku, read, new, events) CROSS JOIN LATERAL "
     "(SELECT p.ctid FROM products AS p WHERE p.sku = v.sku OFFSET 0) AS p) AS v "
-    "WHERE products.ctid = v.found AND products.version_number = v.read",
+    "WHERE products.ctid = v.found AND products.version_number = v.read RETURNING 1) "
+    "SELECT products_unmoved(count(*), cardinality(CAST(:skus AS text[]))) FROM saved",
 )
 
 # Products by sku with their batches: a row per product, a row per batch, told apart by the
@@ -142,10 +144,10 @@ class SqlProductRepository(AbstractRepository):
         self.lines.flush()
 
     def _save_versions(self) -> None:
-        """Write each changed product's version; StaleDataError if one moved meanwhile.
+        """Write each changed product's version; a serialization failure if one moved meanwhile.
 
-        The check reads the statement's row count only: it goes last with the commit's other
-        writes (``batched_writes``), and its check runs before the commit."""
+        The server judges the check (``_SAVE_VERSIONS``), so it goes with the commit's other
+        writes (``batched_writes``), in the commit's round trip."""
         changed = []
         for product in self.seen:
             stored = inspect(product).dict.get("_stored_version")
@@ -161,17 +163,12 @@ class SqlProductRepository(AbstractRepository):
             "events": [p.event_sequence for p, _ in changed],
         }
 
-        def check(rowcount: int) -> None:
-            if rowcount != len(changed):
-                raise StaleDataError(
-                    f"{len(changed) - rowcount} of {len(changed)} products changed "
-                    "since they were read"
-                )
+        def saved() -> None:
             for product, _ in changed:
                 set_committed_value(product, "_stored_version", product.version_number)
                 set_committed_value(product, "_stored_event_sequence", product.event_sequence)
 
-        write_checked(self.session, _SAVE_VERSIONS, params, check)
+        write_then(self.session, _SAVE_VERSIONS, params, saved)
 
     def _stage_lines(self, batch: model.Batch) -> None:
         allocations = batch._allocations
