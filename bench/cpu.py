@@ -48,7 +48,7 @@ class Meter:
 
     def sample(self) -> Sample:
         sample = self._groups()
-        sample["bench"] = {0: _proc_seconds(os.getpid()) or 0.0}
+        sample["bench"] = {0: proc_seconds(os.getpid()) or 0.0}
         sample["machine"] = {0: machine_busy_seconds()}
         if "broker" in self.groups:
             sample[BROKER_JIT] = {pid: _jit_seconds(pid) for pid in self.groups["broker"]()}
@@ -57,7 +57,7 @@ class Meter:
     def _groups(self) -> Sample:
         sample: Sample = {}
         for name, listed in self.groups.items():
-            seconds = {pid: _proc_seconds(pid) for pid in listed()}
+            seconds = {pid: proc_seconds(pid) for pid in listed()}
             sample[name] = {pid: s for pid, s in seconds.items() if s is not None}
         return sample
 
@@ -76,7 +76,7 @@ class Meter:
         return [
             name
             for name, listed in self.groups.items()
-            if all(_proc_seconds(pid) is None for pid in listed())
+            if all(proc_seconds(pid) is None for pid in listed())
         ]
 
     def close(self) -> None:
@@ -255,7 +255,7 @@ def _ticks(stat: Path) -> tuple[str, int]:
     return name, int(values[11]) + int(values[12])
 
 
-def _proc_seconds(pid: int) -> float | None:
+def proc_seconds(pid: int) -> float | None:
     """User plus system CPU seconds of the process (all its threads); None once it exited."""
     try:
         return _ticks(Path(f"/proc/{pid}/stat"))[1] / TICK

@@ -42,9 +42,11 @@ from allocation.bootstrap import bootstrap
 from allocation.config import Settings
 from allocation.domain import commands
 from allocation.service_layer.unit_of_work import Envelope
+from bench.cpu import proc_seconds
 from bench.environment import BenchDatabase, run_topics
 from bench.http_load import generate
 from bench.scenarios import Sizes, seed_skus
+from testkit.processes import free_port
 
 SAMPLES = 500
 GROUP_ROUNDS = 200
@@ -170,9 +172,7 @@ def noop_http(sizes: Sizes, skus: list[str], client: str | None) -> dict[str, An
 @contextlib.contextmanager
 def _noop_server() -> Iterator[tuple[int, Callable[[], float]]]:
     """uvicorn as ``allocation api`` runs it (its default parser and loop, no access log)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     command = [sys.executable, "-m", "uvicorn", NOOP_APP, "--host", "127.0.0.1"]
     command += ["--port", str(port), "--no-access-log", "--log-level", "warning"]
     # From this checkout, whatever the working directory: the module is this file's.
@@ -201,8 +201,10 @@ def _wait_listening(port: int, server: subprocess.Popen[bytes], timeout: float =
 
 
 def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    seconds = proc_seconds(pid)
+    if seconds is None:
+        raise RuntimeError("the no-op HTTP server exited while it was measured")
+    return seconds
 
 
 def floor_figures(found: dict[str, Any], http: dict[str, Any] | None) -> dict[str, float]:

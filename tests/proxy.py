@@ -34,7 +34,7 @@ class CuttableProxy:
         self._cut.set()
         with self._lock:
             for sock in self._open:
-                _close(sock)
+                close_quietly(sock)
             self._open.clear()
 
     def restore(self) -> None:
@@ -64,7 +64,7 @@ class CuttableProxy:
                     print(f"proxy :{self._target[1]} stops accepting ({exc})")
                 return
             if self._cut.is_set():
-                _close(client)
+                close_quietly(client)
                 continue
             try:
                 upstream = socket.create_connection(self._target, timeout=5)
@@ -72,17 +72,18 @@ class CuttableProxy:
                 # Said, not silent: a client whose connections all close at once is
                 # otherwise indistinguishable from a cut (seen once in relay-partitioned).
                 print(f"proxy :{self._target[1]} unreachable ({exc}); closing the client")
-                _close(client)
+                close_quietly(client)
                 continue
             upstream.settimeout(None)  # a quiet server is not a broken one: wait as long as it
             with self._lock:
                 self._open += [client, upstream]
             for source, sink in ((client, upstream), (upstream, client)):
-                pump = (source, sink, self._flowing)
-                threading.Thread(target=_pump, args=pump, daemon=True).start()
+                ends = (source, sink, self._flowing)
+                threading.Thread(target=pump, args=ends, daemon=True).start()
 
 
-def _pump(source: socket.socket, sink: socket.socket, flowing: threading.Event) -> None:
+def pump(source: socket.socket, sink: socket.socket, flowing: threading.Event) -> None:
+    """Forward what ``source`` sends to ``sink`` while ``flowing``, until either closes."""
     try:
         while flowing.wait() and (chunk := source.recv(65536)):
             flowing.wait()  # stalled meanwhile: hold what was read
@@ -90,11 +91,11 @@ def _pump(source: socket.socket, sink: socket.socket, flowing: threading.Event) 
     except OSError:
         pass
     finally:
-        _close(source)
-        _close(sink)
+        close_quietly(source)
+        close_quietly(sink)
 
 
-def _close(sock: socket.socket) -> None:
+def close_quietly(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
     sock.close()

@@ -14,6 +14,11 @@ import socket
 import struct
 import threading
 
+from tests.proxy import close_quietly, pump
+
+_FLOWING = threading.Event()  # the server's side is forwarded as it comes, never held
+_FLOWING.set()
+
 
 class QueryCounter:
     """Forwards 127.0.0.1:``port`` (a free one) to ``target``; ``queries`` counts ``Q``s sent,
@@ -25,11 +30,14 @@ class QueryCounter:
         self._server.settimeout(0.2)
         self.port = self._server.getsockname()[1]
         self._lock = threading.Lock()
-        self.queries = 0
         self.sent: list[str] = []  # each query's text, its first 200 characters
         self._closed = threading.Event()
         self._sockets: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def queries(self) -> int:
+        return len(self.sent)
 
     def close(self) -> None:
         self._closed.set()
@@ -48,7 +56,8 @@ class QueryCounter:
             upstream = socket.create_connection(self._target)
             self._sockets += [client, upstream]
             threading.Thread(target=self._client_side, args=(client, upstream), daemon=True).start()
-            threading.Thread(target=_forward, args=(upstream, client), daemon=True).start()
+            forward = (upstream, client, _FLOWING)
+            threading.Thread(target=pump, args=forward, daemon=True).start()
 
     def _client_side(self, client: socket.socket, upstream: socket.socket) -> None:
         pending, started = b"", False
@@ -58,7 +67,6 @@ class QueryCounter:
                 while (whole := _message_size(pending, started)) and len(pending) >= whole:
                     if started and pending[:1] == b"Q":
                         with self._lock:
-                            self.queries += 1
                             self.sent.append(
                                 pending[5 : min(whole - 1, 205)].decode(errors="replace")
                             )
@@ -67,8 +75,8 @@ class QueryCounter:
         except OSError:
             pass
         finally:
-            _close(client)
-            _close(upstream)
+            close_quietly(client)
+            close_quietly(upstream)
 
 
 def _message_size(pending: bytes, started: bool) -> int:
@@ -79,20 +87,3 @@ def _message_size(pending: bytes, started: bool) -> int:
     if not started:
         return struct.unpack("!i", pending[:4])[0] if len(pending) >= 4 else 0
     return struct.unpack("!i", pending[1:5])[0] + 1 if len(pending) >= 5 else 0
-
-
-def _forward(source: socket.socket, sink: socket.socket) -> None:
-    try:
-        while chunk := source.recv(65536):
-            sink.sendall(chunk)
-    except OSError:
-        pass
-    finally:
-        _close(source)
-        _close(sink)
-
-
-def _close(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
-    sock.close()

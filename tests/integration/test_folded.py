@@ -46,6 +46,13 @@ def bus_on(engine: Engine, settings: Settings) -> MessageBus:
     )
 
 
+def products_named(engine: Engine, sku: str) -> list[str]:
+    """The skus of the products stored as ``sku``, as another connection reads them."""
+    with engine.connect() as connection:
+        query = select(tables.products.c.sku).where(tables.products.c.sku == sku)
+        return list(connection.execute(query).scalars())
+
+
 def test_a_group_of_allocates_makes_two_round_trips_its_begin_and_commit_within_them(
     counted: tuple[QueryCounter, Engine], settings: Settings, engine: Engine
 ) -> None:
@@ -112,11 +119,7 @@ def test_a_transaction_left_open_is_rolled_back_when_its_connection_returns_to_t
     with proxied.connect() as connection:  # the same connection, from the pool
         assert connection.connection.dbapi_connection is raw
         assert raw.info.transaction_status == TRANSACTION_STATUS_IDLE  # nothing carried over
-    with engine.connect() as connection:
-        found = connection.execute(
-            select(tables.products.c.sku).where(tables.products.c.sku == sku)
-        ).all()
-        assert found == []
+    assert products_named(engine, sku) == []
 
 
 def test_a_connection_asked_for_autocommit_commits_each_statement_alone(
@@ -129,7 +132,5 @@ def test_a_connection_asked_for_autocommit_commits_each_statement_alone(
         before = counter.queries
         alone.execute(text("INSERT INTO products (sku) VALUES (:s)"), {"s": sku})
         assert counter.sent[before:] == [f"INSERT INTO products (sku) VALUES ('{sku}')"]
-        with engine.connect() as other:  # committed: another connection sees it at once
-            assert other.execute(
-                select(tables.products.c.sku).where(tables.products.c.sku == sku)
-            ).all() == [(sku,)]
+        # Committed: another connection sees it at once.
+        assert products_named(engine, sku) == [sku]
