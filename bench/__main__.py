@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import scenarios
+from bench import machine, scenarios
 from bench.curve import latency_curve
 from bench.environment import bench_database
 from bench.floor import floor, floor_figures
@@ -125,7 +125,7 @@ OWN_TARGET = {"scaleout"}  # `make bench-scaleout` (`--only scaleout`): not in t
 
 def measure(sizes: scenarios.Sizes, wanted: set[str], http_client: str | None) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    with bench_database() as db:
+    with machine.yardstick() as speed, bench_database() as db:
         steps: dict[str, Callable[[], Any]] = {
             "e2e": lambda: scenarios.e2e(db, sizes, ["consumer", "relay"]),
             "tracing": lambda: tracing_cost(db, sizes),
@@ -140,19 +140,27 @@ def measure(sizes: scenarios.Sizes, wanted: set[str], http_client: str | None) -
             "floor": lambda: floor(db, sizes, http_client),
             "scaleout": lambda: scaleout(db, sizes),
         }
-        for name in FIGURES:
-            if name not in wanted:
-                continue
-            runs = []
-            count = 1 if name in ONCE else sizes.runs
-            for n in range(count):
-                started = time.monotonic()
-                runs.append(steps[name]())
-                print(
-                    f"{name} run {n + 1}/{count}: {time.monotonic() - started:.1f}s",
-                    file=sys.stderr,
-                )
-            results[name] = summarise(name, runs)
+        try:
+            for name in FIGURES:
+                if name not in wanted:
+                    continue
+                runs = []
+                count = 1 if name in ONCE else sizes.runs
+                for n in range(count):
+                    started = time.monotonic()
+                    runs.append(steps[name]())
+                    print(
+                        f"{name} run {n + 1}/{count}: {time.monotonic() - started:.1f}s",
+                        file=sys.stderr,
+                    )
+                results[name] = summarise(name, runs)
+        except Exception as failure:
+            changes = machine.restarted(db.servers)
+            if changes:  # the likely cause, which the step's own error does not name
+                raise RuntimeError(machine.restart_warning(changes)) from failure
+            raise
+        restarted = machine.restarted(db.servers)
+    results["machine"] = {"yardstick_ms": speed, "servers_restarted": restarted}
     derive(results)
     return results
 
@@ -213,6 +221,9 @@ def derive(results: dict[str, Any]) -> None:
         values |= floor_figures(results["floor"], results.get("http"))
     if "tracing" in results:
         values |= tracing_figures(results["tracing"])
+    speed = results.get("machine", {})
+    if speed:
+        values |= machine.speed_figures(speed["yardstick_ms"])
     skipped = results.get("scaleout", {}).get("skipped")
     scaled = {k: v for k, v in results.get("scaleout", {}).items() if k.startswith("consumers_")}
     values |= scaleout_figures(scaled)
@@ -229,6 +240,10 @@ def derive(results: dict[str, Any]) -> None:
         results["warnings"].append(f"scaleout: SKIPPED, no CPU caps could be made: {skipped}")
     results["warnings"] += scaleout_warnings(scaled, os.cpu_count() or 1)
     results["warnings"] += shared_machine_warnings(results)
+    if speed:
+        results["warnings"] += machine.speed_warnings(speed["yardstick_ms"])
+        if speed["servers_restarted"]:
+            results["warnings"].append(machine.restart_warning(speed["servers_restarted"]))
     if results.get("tracing", {}).get("spans_without_exporter"):
         results["warnings"].append("tracing: spans reached the sink with no exporter configured")
 
