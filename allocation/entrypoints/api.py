@@ -108,7 +108,16 @@ def create_app(application: Application, *, lean: bool = True) -> FastAPI:
         finally:
             posts.shared.stop()
 
-    api = FastAPI(title="allocation", version="0.1.0", lifespan=lifespan)
+    api = FastAPI(
+        title="allocation",
+        version="0.1.0",
+        lifespan=lifespan,
+        # FastAPI's own spans and metrics, made whenever a provider is installed, follow
+        # conventions of its choosing; this project's tracing is pinned to one version, and
+        # its HTTP metrics are its own (api_operations.py). Off, FastAPI also stops looking
+        # for a provider on every request, which cost about 5% of the HTTP thread's CPU.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
 
     @api.post(
         "/batches",

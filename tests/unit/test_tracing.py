@@ -62,3 +62,26 @@ def test_with_an_exporter_a_message_or_event_without_a_trace_starts_one() -> Non
     sent = next(line for line in out.stdout.splitlines() if line.startswith("sent "))
     assert sent != "sent None"
     assert '"name": "send line-allocated"' in out.stdout
+
+
+def test_the_api_adds_no_http_spans_of_its_frameworks_own_beside_the_projects() -> None:
+    # FastAPI (0.142 on) traces each request itself once a provider is installed, in conventions
+    # of its choosing; the project's tracing is pinned to one version of OpenTelemetry's.
+    script = (
+        "from fastapi.testclient import TestClient\n"
+        "from allocation.adapters import tracing\n"
+        "from allocation.bootstrap import bootstrap\n"
+        "from allocation.config import settings_from\n"
+        "from allocation.entrypoints.api import create_app\n"
+        "from tests.fakes import FakeUnitOfWork\n"
+        "tracing.configure('allocation-test', 'console', None)\n"
+        "uow = FakeUnitOfWork()\n"
+        "client = TestClient(create_app(bootstrap(settings_from(), uow_factory=lambda: uow)))\n"
+        "body = {'ref': 'b1', 'sku': 'LAMP', 'qty': 5}\n"
+        "print('status', client.post('/batches', json=body).status_code)\n"
+        "print('status', client.get('/livez').status_code)\n"
+    )
+    out = run_snippet(script)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("status 20") == 2
+    assert '"name":' not in out.stdout, out.stdout
