@@ -12,6 +12,7 @@ published. A crash between the two re-publishes rows with the same event_id.
 A full chunk acknowledged whole is marked on a thread of its own while the next
 chunk is read and sent (``relay_marks``: in order, a failed mark starts again from
 the first pending row).
+How a chunk is handed to the producer is ``relay_sending``'s.
 A row that can never be sent (it does not encode, or the broker refuses it for
 good) is retried with growing delays, holding back only its own key, and is
 parked for an operator after ``max_attempts``.
@@ -25,24 +26,22 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import Producer
 from sqlalchemy import Connection, Engine
 
 from allocation import bootstrap
-from allocation.adapters import contract, metrics, outbox, tracing
+from allocation.adapters import metrics, outbox
 from allocation.adapters.avro import AvroCodec
-from allocation.adapters.faults import RegistryUnavailable, TransientFault, is_transient
+from allocation.adapters.faults import is_transient
 from allocation.adapters.held import HeldConnection
-from allocation.adapters.kafka import Headers
-from allocation.adapters.security import is_refusal, refused
 from allocation.adapters.tables import OUTBOX_CHANNEL
-from allocation.adapters.wire import published_record
 from allocation.config import Settings
 from allocation.entrypoints.health import Health
 from allocation.entrypoints.leadership import LeaderLock
 from allocation.entrypoints.relay_marks import Marks
 from allocation.entrypoints.relay_pause import RelayPause
-from allocation.entrypoints.relay_policy import Delivered, Delivery, RelayPolicy
+from allocation.entrypoints.relay_policy import RelayPolicy
+from allocation.entrypoints.relay_sending import ChunkSender, NotDelivered
 from allocation.entrypoints.retry import Backoff, Stopped
 
 logger = logging.getLogger(__name__)
@@ -50,10 +49,6 @@ logger = logging.getLogger(__name__)
 
 class ProducerBroken(Exception):
     """librdkafka reported a fatal error (the idempotent producer was fenced): build a new one."""
-
-
-class NotDelivered(TransientFault):
-    """The broker could not be reached or did not acknowledge some rows; retry after a pause."""
 
 
 class OutboxRelay:
@@ -71,13 +66,10 @@ class OutboxRelay:
     ) -> None:
         self._dsn = dsn
         self._engine = engine
-        self._producer_factory = producer_factory
-        self._producer = producer_factory()
-        self._codec = codec
+        self._sender = ChunkSender(producer_factory, codec, stop)
         self._stop = stop
         self._policy = policy
         self._next_observation = 0.0
-        self._known_topics: set[str] = set()
         self._backoff = Backoff(stop)
         self.health = health or Health()
         self._pause = RelayPause(stop, self.health)
@@ -97,14 +89,14 @@ class OutboxRelay:
                 except ProducerBroken as exc:
                     # Unsent rows stay pending: the new producer sends them again.
                     logger.error("%s; replacing the Kafka producer", exc)
-                    self._producer = self._producer_factory()
+                    self._sender.renew()
                 except Exception as exc:  # not leading (yet): nothing held while paused
                     self._pause.hold(exc)
         except Stopped:
             pass
         finally:
             self.close()
-            self._producer.flush(10)
+            self._sender.producer.flush(10)
 
     def close(self) -> None:
         """Wait for the mark in flight and let go of the held connections (``run`` ends so)."""
@@ -176,9 +168,8 @@ class OutboxRelay:
         if not rows:
             self._marks.finish()
             return 0
-        if self._lock is not None:  # the fence: hand rows to the producer only as the leader
-            self._lock.confirm()
-        delivery = self._produce(rows)
+        self._confirm()  # the fence: hand rows to the producer only as the leader
+        delivery = self._sender.send(rows, self._confirm)
         self.published += len(delivery.acked)
         # The previous chunk's mark commits before this one's. If it failed, this raises and
         # the next round reads from the first pending row: both chunks go out again.
@@ -204,82 +195,10 @@ class OutboxRelay:
             raise NotDelivered(f"{len(delivery.lost)} rows not acknowledged")
         return len(rows)
 
-    def _produce(self, rows: list[outbox.PendingRow]) -> Delivery:
-        delivery = Delivery()
-        blocked: set[str] = set()
-        topics = self._topics({row.topic for row in rows})
-        for row in rows:
-            if row.key in blocked:
-                continue
-            try:
-                if row.topic not in topics:
-                    raise LookupError(f"topic {row.topic} does not exist")
-                value = self._codec.encode_as(row.topic, _record(row), row.schema_version)
-                self._produce_one(row, value, delivery.record)
-            except RegistryUnavailable:
-                raise
-            except Exception as exc:  # this row cannot be sent; later rows of its key wait
-                delivery.refused.append((row, f"{type(exc).__name__}: {exc}"))
-                blocked.add(row.key)
-        self._await_acks()
-        return delivery
-
-    def _topics(self, wanted: set[str]) -> set[str]:
-        """Which of the topics exist; asking the broker is also how an outage shows up early."""
-        if wanted <= self._known_topics:
-            return self._known_topics
-        self._producer.poll(0)  # serves error_cb, which raises AccessDenied on failed login
-        try:
-            metadata = self._producer.list_topics(timeout=10)
-            # Topics we may not describe are left out of a full listing: ask for them by name.
-            for name in wanted - set(metadata.topics):
-                error = self._producer.list_topics(name, timeout=10).topics[name].error
-                if error is not None and is_refusal(error):
-                    raise refused(error)
-        except KafkaException as exc:
-            raise NotDelivered(f"broker metadata unavailable: {exc}") from exc
-        self._known_topics = {name for name, t in metadata.topics.items() if t.error is None}
-        return self._known_topics
-
-    def _produce_one(self, row: outbox.PendingRow, value: bytes, delivered: Delivered) -> None:
-        headers: Headers = [
-            (contract.EVENT_ID, row.event_id.encode()),
-            (contract.EVENT_TYPE, row.event_type.encode()),
-            (contract.OCCURRED_AT, row.occurred_at.isoformat().encode()),
-        ]
-        if row.causation_id:
-            headers.append((contract.CAUSATION_ID, row.causation_id.encode()))
-        if row.correlation_id:
-            headers.append((contract.CORRELATION_ID, row.correlation_id.encode()))
-        span = tracing.start_send(row.topic, row.key, row.traceparent)
-        traceparent = tracing.traceparent_of(span)
-        if traceparent:
-            headers.append((contract.TRACEPARENT, traceparent.encode()))
-
-        def on_delivery(err: KafkaError | None, _msg: object) -> None:
-            span.end()
-            delivered(row, err)
-
-        while True:
-            try:
-                self._producer.produce(
-                    row.topic,
-                    key=row.key.encode(),
-                    value=value,
-                    headers=headers,
-                    on_delivery=on_delivery,
-                )
-                return
-            except BufferError:  # the local queue is full: let deliveries drain it
-                self._producer.poll(0.1)
-
-    def _await_acks(self) -> None:
-        # A broker outage is waited out here, up to the producer's message timeout.
-        while self._producer.flush(1.0) > 0:
-            if self._stop.is_set():
-                raise NotDelivered("stopping with unacknowledged rows; they will be re-published")
-            if self._lock is not None:
-                self._lock.confirm()
+    def _confirm(self) -> None:
+        """LockLost if this relay no longer leads (``LeaderLock.confirm``)."""
+        if self._lock is not None:
+            self._lock.confirm()
 
     def _hold_back(self, connection: Connection, row: outbox.PendingRow, error: str) -> None:
         attempts = row.attempts + 1
@@ -304,10 +223,6 @@ class OutboxRelay:
         metrics.OUTBOX_PENDING.set(backlog.pending)
         metrics.OUTBOX_PARKED.set(backlog.parked)
         metrics.OUTBOX_OLDEST_AGE.set(backlog.oldest_pending_age_s or 0.0)
-
-
-def _record(row: outbox.PendingRow) -> dict[str, object]:
-    return published_record(row.payload, row.event_id, row.occurred_at, row.causation_id)
 
 
 def _count_published(rows: list[outbox.PendingRow]) -> None:
