@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import inspect, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_attribute, set_committed_value
 
@@ -150,7 +150,7 @@ class SqlProductRepository(AbstractRepository):
         writes (``batched_writes``), in the commit's round trip."""
         changed = []
         for product in self.seen:
-            stored = inspect(product).dict.get("_stored_version")
+            stored = vars(product).get("_stored_version")  # as _readied reads it
             if stored is not None and stored != product.version_number:
                 changed.append((product, stored))
         if not changed:
