@@ -75,7 +75,7 @@ def speed_figures(samples: list[float]) -> dict[str, float]:
 def speed_warnings(samples: list[float]) -> list[str]:
     if len(samples) < 2:
         return []
-    quick, slow = _tenths(samples)
+    quick, slow = _p10_p90(samples)
     if slow <= SPREAD * quick:
         return []
     return [
@@ -84,7 +84,7 @@ def speed_warnings(samples: list[float]) -> list[str]:
     ]
 
 
-def _tenths(samples: list[float]) -> tuple[float, float]:
+def _p10_p90(samples: list[float]) -> tuple[float, float]:
     """The 10th and the 90th percentiles: a lone quick or slow sample moves neither."""
     deciles = statistics.quantiles(samples, n=10, method="inclusive")
     return deciles[0], deciles[-1]
