@@ -8,7 +8,8 @@ import threading
 
 
 class CuttableProxy:
-    """Forwards 127.0.0.1:``listen_port`` to 127.0.0.1:``target_port`` until cut.
+    """Forwards 127.0.0.1:``listen_port`` (0: a free one, then ``port``) to
+    ``target_host``:``target_port`` until cut.
 
     ``cut()`` closes every open connection and refuses new ones (the client sees
     the server vanish); ``restore()`` accepts again. ``stall()`` stops forwarding
@@ -17,10 +18,11 @@ class CuttableProxy:
     timer fires on either end); ``resume()`` forwards again what waited.
     """
 
-    def __init__(self, listen_port: int, target_port: int) -> None:
-        self._target = ("127.0.0.1", target_port)
+    def __init__(self, listen_port: int, target_port: int, target_host: str = "127.0.0.1") -> None:
+        self._target = (target_host, target_port)
         self._server = socket.create_server(("127.0.0.1", listen_port), reuse_port=False)
         self._server.settimeout(0.2)
+        self.port: int = self._server.getsockname()[1]
         self._lock = threading.Lock()
         self._open: list[socket.socket] = []
         self._cut = threading.Event()
@@ -77,9 +79,13 @@ class CuttableProxy:
             upstream.settimeout(None)  # a quiet server is not a broken one: wait as long as it
             with self._lock:
                 self._open += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                ends = (source, sink, self._flowing)
-                threading.Thread(target=pump, args=ends, daemon=True).start()
+            self._forward(client, upstream)
+
+    def _forward(self, client: socket.socket, upstream: socket.socket) -> None:
+        """Start forwarding both ways; a subclass may read the client's side on its way."""
+        for source, sink in ((client, upstream), (upstream, client)):
+            ends = (source, sink, self._flowing)
+            threading.Thread(target=pump, args=ends, daemon=True).start()
 
 
 def pump(source: socket.socket, sink: socket.socket, flowing: threading.Event) -> None:

@@ -9,55 +9,30 @@ an encrypted stream cannot be read.
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import struct
 import threading
 
-from tests.proxy import close_quietly, pump
-
-_FLOWING = threading.Event()  # the server's side is forwarded as it comes, never held
-_FLOWING.set()
+from tests.proxy import CuttableProxy, close_quietly, pump
 
 
-class QueryCounter:
-    """Forwards 127.0.0.1:``port`` (a free one) to ``target``; ``queries`` counts ``Q``s sent,
+class QueryCounter(CuttableProxy):
+    """Forwards a free port (``port``) to ``target``; ``queries`` counts the ``Q``s sent,
     ``sent`` keeps the start of each."""
 
     def __init__(self, target: tuple[str, int]) -> None:
-        self._target = target
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self._server.settimeout(0.2)
-        self.port = self._server.getsockname()[1]
-        self._lock = threading.Lock()
         self.sent: list[str] = []  # each query's text, its first 200 characters
-        self._closed = threading.Event()
-        self._sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._counting = threading.Lock()
+        super().__init__(0, target[1], target[0])
 
     @property
     def queries(self) -> int:
         return len(self.sent)
 
-    def close(self) -> None:
-        self._closed.set()
-        for sock in [self._server, *self._sockets]:
-            with contextlib.suppress(OSError):
-                sock.close()
-
-    def _accept(self) -> None:
-        while not self._closed.is_set():
-            try:
-                client, _ = self._server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            upstream = socket.create_connection(self._target)
-            self._sockets += [client, upstream]
-            threading.Thread(target=self._client_side, args=(client, upstream), daemon=True).start()
-            forward = (upstream, client, _FLOWING)
-            threading.Thread(target=pump, args=forward, daemon=True).start()
+    def _forward(self, client: socket.socket, upstream: socket.socket) -> None:
+        threading.Thread(target=self._client_side, args=(client, upstream), daemon=True).start()
+        server_side = (upstream, client, self._flowing)
+        threading.Thread(target=pump, args=server_side, daemon=True).start()
 
     def _client_side(self, client: socket.socket, upstream: socket.socket) -> None:
         pending, started = b"", False
@@ -66,7 +41,7 @@ class QueryCounter:
                 pending += chunk
                 while (whole := _message_size(pending, started)) and len(pending) >= whole:
                     if started and pending[:1] == b"Q":
-                        with self._lock:
+                        with self._counting:
                             self.sent.append(
                                 pending[5 : min(whole - 1, 205)].decode(errors="replace")
                             )
