@@ -69,8 +69,10 @@ def row(n: int, key: str, orderid: str = "o", topic: str = TOPIC) -> PendingRow:
     return PendingRow(n, f"e-{n}", "Allocated", topic, key, payload, at, None, None, 0)
 
 
-def sender(producer: AckingProducer, codec: Codec | None = None) -> ChunkSender:
-    return ChunkSender(lambda: producer, codec or Codec(), threading.Event())  # type: ignore[arg-type,return-value]
+def sender(
+    producer: AckingProducer, codec: Codec | None = None, stop: threading.Event | None = None
+) -> ChunkSender:
+    return ChunkSender(lambda: producer, codec or Codec(), stop or threading.Event())  # type: ignore[arg-type,return-value]
 
 
 def test_every_row_goes_out_in_order_with_its_event_headers_and_is_acknowledged() -> None:
@@ -125,7 +127,6 @@ def test_while_acknowledgements_are_awaited_the_leader_confirms_it_leads_and_a_s
         confirmed.append(True)
         stop.set()
 
-    chunks = ChunkSender(lambda: producer, Codec(), stop)  # type: ignore[arg-type,return-value]
     with pytest.raises(NotDelivered, match="stopping with unacknowledged rows"):
-        chunks.send([row(1, "LAMP")], confirm)
+        sender(producer, stop=stop).send([row(1, "LAMP")], confirm)
     assert confirmed == [True]
