@@ -25,11 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import fastavro
-from confluent_kafka.admin import ConfigResource
 from sqlalchemy import Engine, func, select
 
 from allocation.adapters.avro import AvroCodec
-from allocation.adapters.kafka import admin_client
 from allocation.adapters.tables import allocations, batches, inbox, outbox
 from allocation.bootstrap import avro_codec, bootstrap
 from allocation.config import Settings, settings_from
@@ -400,24 +398,6 @@ def scenario(name: str, base: Settings, engine: Engine, log_dir: Path) -> Iterat
     finally:
         stack("up")  # whatever a scenario stopped is running again for the next one
         run.close()
-
-
-def proxied_listener(settings: Settings) -> tuple[int, int]:
-    """The broker's PROXIED listener as (advertised port, bound port), asked of the broker
-    itself: a proxy on the first forwarding to the second sits between the broker and every
-    client that bootstraps at the first, on whatever ports this stack was started with."""
-    admin = admin_client(settings)
-    broker = next(iter(admin.list_topics(timeout=10).brokers))
-    resource = ConfigResource(ConfigResource.Type.BROKER, str(broker))
-    config = admin.describe_configs([resource])[resource].result(timeout=10)
-
-    def port(key: str) -> int:
-        for listener in config[key].value.split(","):
-            if listener.startswith("PROXIED://"):
-                return int(listener.rsplit(":", 1)[1])
-        raise LookupError(f"the broker has no PROXIED listener in {key}: {config[key].value}")
-
-    return port("advertised.listeners"), port("listeners")
 
 
 def expected_allocations(

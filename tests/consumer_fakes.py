@@ -105,11 +105,15 @@ class FakeBus:
 
 
 def consumer(
-    bus: FakeBus, dlq: FakeProducer, attempts: int = 1, stop: threading.Event | None = None
+    bus: FakeBus,
+    dlq: FakeProducer | Callable[[], FakeProducer],
+    attempts: int = 1,
+    stop: threading.Event | None = None,
 ) -> CommandConsumer:
+    """A consumer dead-lettering to ``dlq``, or to each producer ``dlq`` makes in turn."""
     return CommandConsumer(
         consumer_factory=FakeKafkaConsumer,  # type: ignore[arg-type]
-        dlq=dlq,  # type: ignore[arg-type]
+        dlq_factory=dlq if callable(dlq) else lambda: dlq,  # type: ignore[arg-type,return-value]
         dlq_topic="allocation-dlq",
         codec=FakeCodec(),  # type: ignore[arg-type]
         bus=bus,  # type: ignore[arg-type]

@@ -6,6 +6,11 @@ import contextlib
 import socket
 import threading
 
+from confluent_kafka.admin import ConfigResource
+
+from allocation.adapters.kafka import admin_client
+from allocation.config import Settings
+
 
 class CuttableProxy:
     """Forwards 127.0.0.1:``listen_port`` (0: a free one, then ``port``) to
@@ -105,3 +110,21 @@ def close_quietly(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
     sock.close()
+
+
+def proxied_listener(settings: Settings) -> tuple[int, int]:
+    """The broker's PROXIED listener as (advertised port, bound port), asked of the broker
+    itself: a proxy on the first forwarding to the second sits between the broker and every
+    client that bootstraps at the first, on whatever ports this stack was started with."""
+    admin = admin_client(settings)
+    broker = next(iter(admin.list_topics(timeout=10).brokers))
+    resource = ConfigResource(ConfigResource.Type.BROKER, str(broker))
+    config = admin.describe_configs([resource])[resource].result(timeout=10)
+
+    def port(key: str) -> int:
+        for listener in config[key].value.split(","):
+            if listener.startswith("PROXIED://"):
+                return int(listener.rsplit(":", 1)[1])
+        raise LookupError(f"the broker has no PROXIED listener in {key}: {config[key].value}")
+
+    return port("advertised.listeners"), port("listeners")

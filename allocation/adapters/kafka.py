@@ -242,8 +242,10 @@ def produce_and_wait(
     """Produce the messages and wait until the broker acknowledged every one.
 
     Raises KafkaException with the first refusal, or when an acknowledgement did
-    not come within ``timeout`` seconds; the acknowledged messages are returned in
-    the order given (acknowledgements of several partitions come in any order).
+    not come within ``timeout`` seconds: what was still unacknowledged then is purged
+    from the producer, so that nothing of this call goes out after it returned. The
+    acknowledged messages are returned in the order given (acknowledgements of several
+    partitions come in any order).
     """
     delivered: dict[int, Message] = {}
     failures: list[KafkaError] = []
@@ -270,8 +272,15 @@ def produce_and_wait(
             except BufferError:  # the local queue is full: let deliveries drain it
                 producer.poll(0.1)
     left = producer.flush(timeout)
-    if failures:
-        raise KafkaException(failures[0])
+    refusals = list(failures)
+    if left > 0:
+        # Given up: what is still queued must not go out later, once the broker is back,
+        # beside the copy the caller's retry sends. A message already in flight may have
+        # been written; only the retry can tell, so the caller's delivery is at least once.
+        producer.purge(in_queue=True, in_flight=True)
+        producer.poll(0)  # serves the purged messages' reports
+    if refusals:
+        raise KafkaException(refusals[0])
     if left > 0 or len(delivered) < count:
         # Retriable: the broker may be back a moment later (faults.classify agrees).
         raise KafkaException(

@@ -55,7 +55,7 @@ class CommandConsumer:
     def __init__(
         self,
         consumer_factory: Callable[[], Consumer],
-        dlq: Producer,
+        dlq_factory: Callable[[], Producer],
         dlq_topic: str,
         codec: AvroCodec,
         bus: MessageBus,
@@ -70,7 +70,8 @@ class CommandConsumer:
     ) -> None:
         self._consumer_factory = consumer_factory
         self._consumer = consumer_factory()
-        self._dlq = dlq
+        self._dlq_factory = dlq_factory
+        self._dlq = dlq_factory()
         self._dlq_topic = dlq_topic
         self._decoder = Decoder(codec, records)
         self._stop = stop
@@ -225,7 +226,16 @@ class CommandConsumer:
             self._backoff.call("dead-letter", lambda: self._produce_dead(dead), _dlq_transient)
 
     def _produce_dead(self, dead: list[DeadLetter]) -> None:
-        produce_and_wait(self._dlq, [letter.outgoing(self._dlq_topic) for letter in dead])
+        try:
+            produce_and_wait(self._dlq, [letter.outgoing(self._dlq_topic) for letter in dead])
+        except KafkaException as exc:
+            if exc.args[0].code() == KafkaError._MSG_TIMED_OUT:
+                # Nothing of this try is left queued (produce_and_wait purged it). The next
+                # try gets a new producer: librdkafka can keep one on no partition leader
+                # for good once the leader was lost and came back (its #5430).
+                logger.warning("dead letters not acknowledged in time; new DLQ producer")
+                self._dlq = self._dlq_factory()
+            raise
 
     def _report(self) -> None:
         if self._pause.paused:
@@ -287,7 +297,7 @@ def build(
     records = contract.topic_records(settings)
     return CommandConsumer(
         consumer_factory=bootstrap.command_consumer_factory(settings),
-        dlq=bootstrap.dead_letter_producer(settings),
+        dlq_factory=lambda: bootstrap.dead_letter_producer(settings),
         dlq_topic=settings.topic_dlq,
         codec=bootstrap.avro_codec(settings),
         bus=application.bus,

@@ -23,6 +23,7 @@ class Delivery:
     refused: list[tuple[outbox.PendingRow, str]] = field(default_factory=list)
     lost: list[outbox.PendingRow] = field(default_factory=list)
     fatal: str | None = None
+    timed_out: bool = False  # a row's message timed out in the producer
 
     def record(self, row: outbox.PendingRow, err: KafkaError | None) -> None:
         if err is None:
@@ -34,6 +35,7 @@ class Delivery:
             self.lost.append(row)
         elif err.retriable() or err.code() == KafkaError._MSG_TIMED_OUT:
             self.lost.append(row)  # the broker may take it next time
+            self.timed_out |= err.code() == KafkaError._MSG_TIMED_OUT
         else:
             self.refused.append((row, f"broker refused: {err.str()}"))
 

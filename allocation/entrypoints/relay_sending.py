@@ -9,6 +9,7 @@ stops the chunk, and the whole chunk is tried again.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 
@@ -21,6 +22,8 @@ from allocation.adapters.kafka import Headers
 from allocation.adapters.security import is_refusal, refused
 from allocation.adapters.wire import published_record
 from allocation.entrypoints.relay_policy import Delivered, Delivery
+
+logger = logging.getLogger(__name__)
 
 
 class NotDelivered(TransientFault):
@@ -40,7 +43,8 @@ class ChunkSender:
         self._known_topics: set[str] = set()
 
     def renew(self) -> None:
-        """A new producer, after a fatal error; rows still unsent stay pending for it."""
+        """A new producer, after a fatal error or a timeout; rows still unsent stay pending
+        for it."""
         self.producer = self._producer_factory()
 
     def send(self, rows: list[outbox.PendingRow], confirm: Callable[[], None]) -> Delivery:
@@ -65,6 +69,13 @@ class ChunkSender:
                 delivery.refused.append((row, f"{type(exc).__name__}: {exc}"))
                 blocked.add(row.key)
         self._await_acks(confirm)
+        if delivery.timed_out:
+            # librdkafka can keep a partition on no leader for good once its leader was
+            # lost and came back (a broker's controlled shutdown under load, librdkafka
+            # #5430); every retry on that producer would time out again. A new producer
+            # learns the leaders afresh. Nothing is left queued on this one after a flush.
+            logger.warning("rows timed out in the producer; replacing it")
+            self.renew()
         return delivery
 
     def _topics(self, wanted: set[str]) -> set[str]:

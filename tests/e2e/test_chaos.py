@@ -30,8 +30,8 @@ from testkit.hostile import spinning_record, with_zero_byte_array
 from testkit.processes import wait_for_leader, wait_until, wait_until_ready
 from testkit.raw_headers import produce_with_raw_header
 from testkit.traffic import CommandSender
-from tests.chaos import SCALE, Run, proxied_listener, rss_mib, stack, wire
-from tests.proxy import CuttableProxy
+from tests.chaos import SCALE, Run, rss_mib, stack, wire
+from tests.proxy import CuttableProxy, proxied_listener
 
 # Longer than the waits inside a scenario: set-up (60 s), warm-up (60 s), the fault,
 # settling (180 s) and the stack coming back; `make chaos` raises it for the full scale.

@@ -112,6 +112,19 @@ def test_a_dead_letter_queue_outage_is_waited_out() -> None:
     assert list(dlq.letters()) == ["bad"]
 
 
+@pytest.mark.timeout(20)
+def test_after_a_dead_letter_timed_out_the_next_try_is_on_a_new_producer() -> None:
+    """librdkafka can keep a producer on no partition leader for good (its #5430): one whose
+    dead letters timed out is not tried again."""
+    stuck, fresh = FakeProducer(outages=1_000), FakeProducer()
+    producers = iter([stuck, fresh])
+    bus = FakeBus(lambda c: InterruptedError() if c.orderid == "bad" else None)
+    process = consumer(bus, lambda: next(producers))
+    process.process(poll("bad"))
+    assert list(fresh.letters()) == ["bad"]
+    assert stuck.letters() == {}
+
+
 class HostileHeaders(Message):
     """What confluent-kafka does with a header name that is not UTF-8."""
 

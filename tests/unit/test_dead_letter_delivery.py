@@ -20,12 +20,19 @@ class FakeProducer:
     def __init__(self, outcome: KafkaError | None) -> None:
         self._outcome = outcome
         self._callbacks: list[Callable[[KafkaError | None, Any], None]] = []
+        self.purged = False
 
     def produce(self, topic: str, **kwargs: Any) -> None:
         self._callbacks.append(kwargs["on_delivery"])
 
     def poll(self, timeout: float) -> int:
         return 0
+
+    def purge(self, in_queue: bool, in_flight: bool) -> None:
+        assert in_queue
+        assert in_flight
+        self.purged = True
+        self._outcome = KafkaError(KafkaError._PURGE_QUEUE)
 
     def flush(self, timeout: float) -> int:
         if self._outcome is None:
@@ -49,6 +56,14 @@ def test_a_dead_letter_not_acknowledged_in_time_is_a_transient_failure(
     with pytest.raises(KafkaException) as raised:
         produce_and_wait(FakeProducer(report), [LETTER], timeout=0.01)  # type: ignore[arg-type]
     assert is_transient(raised.value)
+
+
+def test_what_is_left_unacknowledged_is_purged_so_that_it_never_goes_out_later() -> None:
+    producer = FakeProducer(None)
+    with pytest.raises(KafkaException, match="no acknowledgement within") as raised:
+        produce_and_wait(producer, [LETTER], timeout=0.01)  # type: ignore[arg-type]
+    assert producer.purged
+    assert is_transient(raised.value)  # the purge's own reports are not the failure
 
 
 def test_a_refusal_for_good_is_not_transient() -> None:

@@ -25,6 +25,7 @@ class AckingProducer:
         self.sent: list[tuple[str, bytes, dict[str, bytes]]] = []
         self._waiting: list[Callable[[Any, Any], None]] = []
         self.stalled = False
+        self.report: KafkaError | None = None  # what each delivery reports (None: an ack)
 
     def produce(
         self, topic: str, *, key: bytes, value: bytes, headers: Any, on_delivery: Any
@@ -36,7 +37,7 @@ class AckingProducer:
         if self.stalled:
             return len(self._waiting)
         for on_delivery in self._waiting:
-            on_delivery(None, None)
+            on_delivery(self.report, None)
         self._waiting.clear()
         return 0
 
@@ -130,3 +131,29 @@ def test_while_acknowledgements_are_awaited_the_leader_confirms_it_leads_and_a_s
     with pytest.raises(NotDelivered, match="stopping with unacknowledged rows"):
         sender(producer, stop=stop).send([row(1, "LAMP")], confirm)
     assert confirmed == [True]
+
+
+def test_rows_timed_out_in_the_producer_stay_pending_for_a_new_producer() -> None:
+    """librdkafka can leave a producer without a partition's leader for good (its #5430):
+    after a timeout the relay never retries on the same producer."""
+    made: list[AckingProducer] = []
+
+    def factory() -> AckingProducer:
+        made.append(AckingProducer())
+        return made[-1]
+
+    chunks = ChunkSender(factory, Codec(), threading.Event())  # type: ignore[arg-type]
+    made[0].report = KafkaError(KafkaError._MSG_TIMED_OUT)
+    delivery = chunks.send([row(1, "LAMP")], confirm=lambda: None)
+
+    assert [r.id for r in delivery.lost] == [1]
+    assert chunks.producer is made[1]
+    assert [r.id for r in chunks.send([row(1, "LAMP")], confirm=lambda: None).acked] == [1]
+
+
+def test_a_transport_error_keeps_the_producer() -> None:
+    producer = AckingProducer()
+    producer.report = KafkaError(KafkaError._TRANSPORT, retriable=True)
+    chunks = sender(producer)
+    assert [r.id for r in chunks.send([row(1, "LAMP")], confirm=lambda: None).lost] == [1]
+    assert chunks.producer is producer

@@ -1,0 +1,77 @@
+"""Producers across a broker out of reach: nothing written twice once it is back.
+
+The consumer's dead letters and the CLI's commands go out through ``produce_and_wait``.
+When the broker is out of reach past its wait, the caller reports the failure and tries
+again later; a message left in the producer's queue would then be written as well once
+the broker is back, a second copy beside the retry's.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from allocation.adapters.kafka import Outgoing, produce_and_wait, producer_config
+from allocation.adapters.topic_reader import Received, TopicReader
+from allocation.config import Settings
+from testkit.topics import drop_topics
+from tests.proxy import CuttableProxy, proxied_listener
+
+
+@pytest.fixture
+def topic(admin: AdminClient) -> Iterator[str]:
+    name = f"test-produce-and-wait-{uuid.uuid4().hex[:8]}"
+    for future in admin.create_topics([NewTopic(name, 1, 1)]).values():
+        future.result(30)
+    yield name
+    drop_topics(admin, [name])
+
+
+@pytest.fixture
+def proxy(settings: Settings) -> Iterator[CuttableProxy]:
+    advertised, bound = proxied_listener(settings)
+    proxy = CuttableProxy(advertised, bound)
+    yield proxy
+    proxy.close()
+
+
+def through(proxy: CuttableProxy, settings: Settings) -> Settings:
+    return settings.model_copy(update={"kafka_bootstrap_servers": f"127.0.0.1:{proxy.port}"})
+
+
+def one(topic: str, value: bytes) -> list[Outgoing]:
+    return [Outgoing(topic, b"key", value, [])]
+
+
+def read_until(settings: Settings, topic: str, last: bytes) -> list[bytes | None]:
+    reader = TopicReader(settings, [topic], client_id="test-produce-and-wait")
+    seen: list[Received] = []
+    try:
+        for _ in range(150):
+            seen.extend(reader.poll(0.2))
+            if any(r.value == last for r in seen):
+                return [r.value for r in seen]
+    finally:
+        reader.close()
+    raise AssertionError(f"{last!r} never arrived; read {[r.value for r in seen]}")
+
+
+def test_a_message_whose_wait_gave_up_is_not_written_once_the_broker_is_back(
+    settings: Settings, topic: str, proxy: CuttableProxy
+) -> None:
+    producer = Producer(producer_config(through(proxy, settings), "test-produce-and-wait"))
+    produce_and_wait(producer, one(topic, b"before"), timeout=30)
+
+    proxy.cut()
+    with pytest.raises(KafkaException, match="no acknowledgement within"):
+        produce_and_wait(producer, one(topic, b"given up"), timeout=2)
+    proxy.restore()
+
+    # One partition, one producer: had "given up" still been queued, it would go out
+    # before "after" (the idempotent producer keeps a partition's order).
+    produce_and_wait(producer, one(topic, b"after"), timeout=60)
+    assert read_until(settings, topic, b"after") == [b"before", b"after"]
