@@ -6,9 +6,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Message, Producer
 
 from allocation.adapters import contract
 from allocation.adapters.avro import AvroCodec
@@ -24,14 +25,17 @@ class CommandSender:
 
     def __init__(self, settings: Settings, codec: AvroCodec, max_bytes: int = 1_000_000) -> None:
         self._codec = codec
-        self._producer = Producer(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap_servers,
-                **kafka_client_security(settings),
-                "enable.idempotence": True,
-                "message.max.bytes": max_bytes,
-            }
-        )
+        self._config = {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            **kafka_client_security(settings),
+            "enable.idempotence": True,
+            "message.max.bytes": max_bytes,
+        }
+        self._producer = Producer(self._config)
+        self._earlier: list[Producer] = []  # replaced producers, with what they had in flight
+        self._count = 0
+        self._purged: list[tuple[int, Message]] = []
+        self.last_ack = time.monotonic()
 
     def send(
         self, topic: str, record: Mapping[str, Any], key: str, headers: Iterable[Header] = ()
@@ -41,12 +45,27 @@ class CommandSender:
     def send_raw(
         self, topic: str, value: bytes | None, key: str, headers: Iterable[Header] = ()
     ) -> None:
+        self._count += 1
+        self._produce(self._count, topic, key.encode(), value, list(headers))
+
+    def _produce(
+        self, n: int, topic: str, key: bytes | None, value: bytes | None, headers: Any
+    ) -> None:
+        on_delivery = partial(self._delivered, n)
         while True:
             try:
-                self._producer.produce(topic, key=key.encode(), value=value, headers=list(headers))
+                self._producer.produce(
+                    topic, key=key, value=value, headers=headers, on_delivery=on_delivery
+                )
                 return
             except BufferError:
                 self._producer.poll(0.1)
+
+    def _delivered(self, n: int, err: KafkaError | None, message: Message) -> None:
+        if err is None:
+            self.last_ack = time.monotonic()
+        elif err.code() == KafkaError._PURGE_QUEUE:
+            self._purged.append((n, message))
 
     def flush(self) -> None:
         assert self.unacknowledged(60) == 0, "the broker did not acknowledge every command"
@@ -54,7 +73,27 @@ class CommandSender:
     def unacknowledged(self, wait: float = 0) -> int:
         """Commands sent that the broker has not acknowledged, after waiting up to ``wait`` s
         for them (and serving their acknowledgements meanwhile)."""
-        return int(self._producer.flush(wait))
+        earlier = sum(int(producer.flush(0.01)) for producer in self._earlier)
+        return earlier + int(self._producer.flush(wait))
+
+    def resend_on_a_new_producer(self) -> int:
+        """Take back what the producer still holds unsent and send it on a new one, in order.
+
+        For a producer that stopped sending after its broker came back: librdkafka can keep
+        a partition on no leader for good once its leader was lost (its #5430), and the
+        chaos suite's broker restarts under load hit that. Only messages never handed to a
+        broker are taken back, so none is written twice; what was in flight stays with the
+        old producer. Returns how many were sent again.
+        """
+        self._producer.purge(in_queue=True, in_flight=False)
+        self._producer.poll(0)  # serves the purged messages' reports
+        purged, self._purged = sorted(self._purged, key=lambda item: item[0]), []
+        self._earlier.append(self._producer)
+        self._producer = Producer(self._config)
+        for n, message in purged:
+            headers = message.headers() or []
+            self._produce(n, message.topic(), message.key(), message.value(), headers)
+        return len(purged)
 
     def create_batch(self, topic: str, ref: str, sku: str, qty: int) -> None:
         """Send a CreateBatch of warehouse stock (no eta) and wait for the broker's ack."""

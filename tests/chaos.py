@@ -69,6 +69,9 @@ SCALE = FULL if os.environ.get("CHAOS_SIZE") == "full" else SMALL
 # A broker answering again acknowledges a producer's backlog within seconds (reconnect
 # backoff at most 10 s, then a metadata refresh); a minute means it will not.
 ACKNOWLEDGED_S = 60.0
+# No acknowledgement at all this long after the fault, with orders unacknowledged: the
+# load's producer is stuck (librdkafka #5430), and what it holds unsent goes on a new one.
+STALLED_S = 20.0
 
 
 @dataclass
@@ -111,6 +114,7 @@ class Run:
     orders: list[commands.Allocate] = field(default_factory=list)
     sent_at: list[float] = field(default_factory=list)
     encode: Callable[[dict[str, Any]], bytes] | None = None
+    resent: list[int] = field(default_factory=list)  # orders the load sent again (STALLED_S)
 
     def prepare(self, stock: int = 40, extra: dict[str, object] | None = None) -> None:
         prefix = f"chaos-{self.name}-{uuid.uuid4().hex[:6]}"
@@ -236,9 +240,12 @@ class Run:
         from the load's start: the block ends when its fault does, and a broker restarted
         under load takes from under a second to most of a minute before `stack start`
         sees it answer. From there, every order must be acknowledged within ACKNOWLEDGED_S.
+        A producer without any acknowledgement for STALLED_S by then is stuck: its unsent
+        orders go out on a new producer (``CommandSender.resend_on_a_new_producer``).
         """
         sender = CommandSender(self.settings, self.codec)
         finished, abandon = threading.Event(), threading.Event()
+        calm_since: list[float] = []  # when the fault was over, then when orders were resent
         failures: list[BaseException] = []
         started = time.monotonic()
 
@@ -257,7 +264,12 @@ class Run:
                     self.sent_at.append(time.monotonic())
                     sender.send_raw(self.settings.topic_allocate, value, order.sku)
                 while sender.unacknowledged(0.5) and not abandon.is_set():
-                    pass
+                    if (
+                        calm_since
+                        and time.monotonic() - max(sender.last_ack, *calm_since) > STALLED_S
+                    ):
+                        self.resent.append(sender.resend_on_a_new_producer())
+                        calm_since.append(time.monotonic())
             except BaseException as exc:  # raised again in the test's thread, where it counts
                 failures.append(exc)
             finally:
@@ -268,6 +280,7 @@ class Run:
         try:
             yield
         finally:
+            calm_since.append(time.monotonic())
             last_order = started + len(self.orders) / self.scale.rate
             wait = max(0.0, last_order - time.monotonic()) + ACKNOWLEDGED_S
             in_time = finished.wait(wait)
@@ -279,7 +292,8 @@ class Run:
             assert sent == len(self.orders), f"the load sent {sent} of {len(self.orders)} orders"
             assert in_time, (
                 f"{sender.unacknowledged()} orders not acknowledged by the broker "
-                f"{ACKNOWLEDGED_S:.0f}s after the last was due and the fault was over"
+                f"{ACKNOWLEDGED_S:.0f}s after the last was due and the fault was over "
+                f"(resent on a new producer: {self.resent})"
             )
 
     def settle(self, timeout: float = 180) -> None:
@@ -325,6 +339,8 @@ class Run:
         recovery = self.recovery()
         if recovery is not None and not pruned:
             note = f"{note}; {self.where_it_waited(skus)}"
+        if self.resent:
+            note = f"{note}; the load's producer stalled, {sum(self.resent)} orders resent"
         sent = len(self.orders) + expected_dead + expected_rejected
         outcome = Outcome(self.name, sent, applied, dead, lost, doubled, recovery, note)
         RESULTS.append(outcome)

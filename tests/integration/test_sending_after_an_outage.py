@@ -4,6 +4,10 @@ The consumer's dead letters and the CLI's commands go out through ``produce_and_
 When the broker is out of reach past its wait, the caller reports the failure and tries
 again later; a message left in the producer's queue would then be written as well once
 the broker is back, a second copy beside the retry's.
+
+The chaos suite's load moves what a stuck producer holds unsent to a new producer
+(``CommandSender.resend_on_a_new_producer``); its verdicts count on that move writing
+each order once, in order.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from allocation.adapters.kafka import Outgoing, produce_and_wait, producer_confi
 from allocation.adapters.topic_reader import Received, TopicReader
 from allocation.config import Settings
 from testkit.topics import drop_topics
+from testkit.traffic import CommandSender
 from tests.proxy import CuttableProxy, proxied_listener
 
 
@@ -75,3 +80,21 @@ def test_a_message_whose_wait_gave_up_is_not_written_once_the_broker_is_back(
     # before "after" (the idempotent producer keeps a partition's order).
     produce_and_wait(producer, one(topic, b"after"), timeout=60)
     assert read_until(settings, topic, b"after") == [b"before", b"after"]
+
+
+def test_orders_taken_back_from_a_producer_go_out_once_each_in_order(
+    settings: Settings, topic: str, proxy: CuttableProxy
+) -> None:
+    sender = CommandSender(through(proxy, settings), codec=None)  # type: ignore[arg-type]
+    sender.send_raw(topic, b"0", "key")
+    assert sender.unacknowledged(30) == 0
+
+    proxy.cut()
+    for n in range(1, 6):
+        sender.send_raw(topic, str(n).encode(), "key")
+    assert sender.unacknowledged(2) == 5
+    assert sender.resend_on_a_new_producer() == 5
+    proxy.restore()
+
+    assert sender.unacknowledged(60) == 0
+    assert read_until(settings, topic, b"5") == [b"0", b"1", b"2", b"3", b"4", b"5"]
