@@ -27,7 +27,6 @@ from allocation import bootstrap
 from allocation.adapters import contract, metrics, offsets
 from allocation.adapters.avro import AvroCodec
 from allocation.adapters.faults import classify, is_transient
-from allocation.adapters.kafka import produce_and_wait
 from allocation.adapters.positions import is_fatal
 from allocation.adapters.security import is_refusal, refused
 from allocation.config import Settings
@@ -38,6 +37,7 @@ from allocation.entrypoints.assignment import (
     StoredOffsets,
     next_offsets,
 )
+from allocation.entrypoints.dead_letters import DeadLetters
 from allocation.entrypoints.health import Health
 from allocation.entrypoints.inbound import DeadLetter, Decoder, Inbound
 from allocation.entrypoints.pause import Pause
@@ -70,13 +70,11 @@ class CommandConsumer:
     ) -> None:
         self._consumer_factory = consumer_factory
         self._consumer = consumer_factory()
-        self._dlq_factory = dlq_factory
-        self._dlq = dlq_factory()
-        self._dlq_topic = dlq_topic
         self._decoder = Decoder(codec, records)
         self._stop = stop
         self._poll_size = poll_size
         self._backoff = Backoff(stop)
+        self._dead_letters = DeadLetters(dlq_factory, dlq_topic, self._backoff)
         self._bus = bus
         self._group = group
         self._applier = Applier(bus, self._backoff, unexpected_attempts)
@@ -114,7 +112,7 @@ class CommandConsumer:
             self._assignment.commit_on_close(self._consumer)
         finally:
             self._consumer.close()
-            self._dlq.flush(10)
+            self._dead_letters.flush(10)
 
     def _consume(self, poll_timeout: float) -> None:
         self._consumer.subscribe(
@@ -190,7 +188,7 @@ class CommandConsumer:
         # with the commands, they could pass a letter that a crash then never sends.
         applied = self._applier.apply(inbound, () if dead else stored)
         dead.extend(applied.dead)
-        self._dead_letter(dead)
+        self._dead_letters.send(dead)
         if not applied.offsets_saved:
             self._save_offsets(stored)
         applied_at = time.perf_counter()
@@ -221,22 +219,6 @@ class CommandConsumer:
             # back as duplicates, its dead letters are sent again: at least once).
             raise SystemicFault(classify(exc)) from exc
 
-    def _dead_letter(self, dead: list[DeadLetter]) -> None:
-        if dead:
-            self._backoff.call("dead-letter", lambda: self._produce_dead(dead), _dlq_transient)
-
-    def _produce_dead(self, dead: list[DeadLetter]) -> None:
-        try:
-            produce_and_wait(self._dlq, [letter.outgoing(self._dlq_topic) for letter in dead])
-        except KafkaException as exc:
-            if exc.args[0].code() == KafkaError._MSG_TIMED_OUT:
-                # Nothing of this try is left queued (produce_and_wait purged it). The next
-                # try gets a new producer: librdkafka can keep one on no partition leader
-                # for good once the leader was lost and came back (its #5430).
-                logger.warning("dead letters not acknowledged in time; new DLQ producer")
-                self._dlq = self._dlq_factory()
-            raise
-
     def _report(self) -> None:
         if self._pause.paused:
             return  # the pause says why it is not ready
@@ -244,12 +226,6 @@ class CommandConsumer:
             self.health.ready(f"{len(self._assignment.assigned)} partitions assigned")
         else:
             self.health.not_ready("no partition assigned")
-
-
-def _dlq_transient(exc: Exception) -> bool:
-    # Any refusal by the broker of a dead letter is waited out, never a reason to
-    # exit: the letter's offset is not committed, so nothing is lost meanwhile.
-    return is_transient(exc) or isinstance(exc, KafkaException)
 
 
 def _is_error(message: Message) -> bool:
