@@ -101,6 +101,36 @@ def test_produce_then_watch_the_event_with_both_consumers(
     assert sku.encode() in console.stdout
 
 
+def test_a_command_sent_again_with_its_message_id_is_applied_once(
+    e2e_settings: Settings, engine: Engine, services: dict[str, Service]
+) -> None:
+    """What a user does after `produce` timed out: the same again, with the id it printed."""
+    s = e2e_settings
+    sku, ref = random_sku("again"), random_batchref()
+    made = allocation(s, "produce", s.topic_add_batch, "--ref", ref, "--sku", sku, "--qty", "10")
+    assert made.returncode == 0, made.stderr
+    wait_for_batches(engine, [ref])
+    orderids = [random_orderid(n) for n in range(3)]
+    retried, later = f"try-{random_suffix()}", f"try-{random_suffix()}"
+    # The second reuses the first's id: the inbox takes it for a copy, whatever it holds.
+    for orderid, message_id in zip(orderids, [retried, retried, later], strict=True):
+        flags = ["--orderid", orderid, "--sku", sku, "--qty", "1", "--message-id", message_id]
+        sent = allocation(s, "produce", s.topic_allocate, *flags)
+        assert sent.returncode == 0, sent.stderr
+        assert json_lines(sent.stdout)[0]["message_id"] == message_id
+
+    reader = DecodingReader(s, avro_codec(s), [s.topic_line_allocated])
+    try:
+        # One key, one partition: the third is applied after the second was looked at.
+        events = reader.read_until(
+            lambda seen: any(e.value and e.value["orderid"] == orderids[2] for e in seen), 60
+        )
+    finally:
+        reader.close()
+    allocated = {e.value["orderid"] for e in events if e.value and e.key == sku}
+    assert allocated == {orderids[0], orderids[2]}
+
+
 def test_a_dead_letter_is_listed_and_can_be_replayed(
     e2e_settings: Settings, engine: Engine, services: dict[str, Service]
 ) -> None:
@@ -244,10 +274,12 @@ def test_produce_reads_json_lines_from_stdin_all_or_nothing(e2e_settings: Settin
     assert "nothing was sent" in refused.stderr
     assert "Traceback" not in refused.stderr
 
-    sent = allocation(s, "produce", s.topic_add_batch, "-", stdin="\n".join(good) + "\n\n")
+    sent = allocation(
+        s, "produce", s.topic_add_batch, "-", "--message-id", sku, stdin="\n".join(good) + "\n\n"
+    )
     assert sent.returncode == 0, sent.stderr
     assert [r["key"] for r in json_lines(sent.stdout)] == [sku] * 3
-    assert len({r["message_id"] for r in json_lines(sent.stdout)}) == 3
+    assert [r["message_id"] for r in json_lines(sent.stdout)] == [f"{sku}-{n}" for n in (1, 2, 3)]
     watched = allocation(s, "consume", s.topic_add_batch, "--from-beginning", "--timeout", "5")
     assert sorted(r["value"]["qty"] for r in json_lines(watched.stdout) if r["key"] == sku) == [
         1,

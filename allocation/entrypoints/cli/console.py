@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from datetime import date
 from typing import Any
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from allocation import bootstrap
 from allocation.adapters import contract
@@ -29,6 +29,10 @@ from allocation.config import Settings
 from allocation.domain.errors import DomainError
 from allocation.entrypoints.cli.common import ToolError, command, print_json
 from allocation.service_layer.unit_of_work import require_correlation_id
+
+# The longest id the consumer's inbox takes (longer ones are ignored: the message is then
+# known by its offset), less room for the -N of a line of stdin.
+MESSAGE_ID_MAX = 190
 
 
 def produce(settings: Settings, args: argparse.Namespace, extra: list[str]) -> int:
@@ -51,11 +55,16 @@ def produce(settings: Settings, args: argparse.Namespace, extra: list[str]) -> i
                 raise ToolError(f"{where}{exc}; nothing was sent") from None
         if args.correlation_id is not None:
             require_correlation_id(args.correlation_id)
+    message_id = chosen_message_id(args.message_id)
+    ids = (
+        [message_id]
+        if extra != ["-"]
+        else [f"{message_id}-{n}" for n in range(1, len(records) + 1)]
+    )
     codec = bootstrap.avro_codec(settings)
-    outgoing, ids = [], []
-    for record in records:
-        ids.append(str(uuid.uuid4()))
-        headers: Headers = [(contract.MESSAGE_ID, ids[-1].encode())]
+    outgoing = []
+    for record, record_id in zip(records, ids, strict=True):
+        headers: Headers = [(contract.MESSAGE_ID, record_id.encode())]
         if args.correlation_id:
             headers.append((contract.CORRELATION_ID, args.correlation_id.encode()))
         key = args.key or str(record[contract.key_field(name)])
@@ -66,7 +75,7 @@ def produce(settings: Settings, args: argparse.Namespace, extra: list[str]) -> i
     try:
         sent = produce_and_wait(producer, outgoing)
     except KafkaException as exc:
-        raise ToolError(f"could not produce to {args.topic}: {exc}") from None
+        raise ToolError(not_sent(args.topic, exc.args[0], message_id)) from None
     for message_id, message, acked in zip(ids, outgoing, sent, strict=True):
         coordinates = {
             "topic": args.topic,
@@ -75,6 +84,28 @@ def produce(settings: Settings, args: argparse.Namespace, extra: list[str]) -> i
         }
         print_json({**coordinates, "key": (message.key or b"").decode(), "message_id": message_id})
     return 0
+
+
+def chosen_message_id(given: str | None) -> str:
+    """The --message-id, checked as the consumer's inbox would take it; else a new one."""
+    if given is None:
+        return str(uuid.uuid4())
+    if not (0 < len(given) <= MESSAGE_ID_MAX and given.isprintable()):
+        raise ToolError(
+            f"--message-id must be printable and 1 to {MESSAGE_ID_MAX} characters; nothing was sent"
+        )
+    return given
+
+
+def not_sent(topic: str, error: KafkaError, message_id: str) -> str:
+    """Why nothing can be said sent, and, when some may have been, how to send it again safely."""
+    reason = f"could not produce to {topic}: {error.str()}"
+    if error.code() != KafkaError._MSG_TIMED_OUT:
+        return reason
+    return (
+        f"{reason}; some may have reached the broker all the same: send the same again with "
+        f"--message-id {message_id}, and the consumer applies what did arrive once"
+    )
 
 
 def _line_record(settings: Settings, topic: str, number: int, line: str) -> Record:
@@ -208,6 +239,11 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--json", help="the record as a JSON object")
     p.add_argument("--key", help="message key (default: the contract's key field)")
     p.add_argument("--correlation-id")
+    p.add_argument(
+        "--message-id",
+        help="the message_id header (default: a new UUID); with -, ID-1, ID-2, ... in line order. "
+        "Send again with the same to have a command applied once",
+    )
     p.add_argument("--no-check", action="store_true", help="skip the domain's field checks")
 
     c = command(sub, "consume", consume, "print records as JSON lines")
