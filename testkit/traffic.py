@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -18,6 +19,8 @@ from allocation.adapters.topic_reader import Received, TopicReader
 from allocation.config import Settings
 
 Header = tuple[str, str | bytes | None]
+
+logger = logging.getLogger(__name__)
 
 
 class CommandSender:
@@ -102,24 +105,40 @@ class CommandSender:
 
 
 class Recorder(threading.Thread):
-    """Reads topics from the beginning for its whole life, noting when each message arrived."""
+    """Reads topics from the beginning for its whole life, noting when each message arrived.
+
+    A reader still without any partition ``UNASSIGNED_S`` after it started (so it has read
+    nothing) is replaced by one in a new group, reading from the beginning (``rebuilt``
+    counts them): once in a full chaos run a recorder never joined its group, and the
+    scenario failed for want of it while the service had published everything.
+    """
+
+    UNASSIGNED_S = 20.0
 
     def __init__(self, settings: Settings, topics: list[str]) -> None:
         super().__init__(daemon=True)
-        self._reader = TopicReader(settings, topics, client_id="recorder")
+        self._make = partial(TopicReader, settings, topics, client_id="recorder")
+        self._reader = self._make()
         self._seen: list[Received] = []
         self._lock = threading.Lock()
         self._halt = threading.Event()
+        self.rebuilt = 0
 
     @property
     def assigned(self) -> threading.Event:
         return self._reader.assigned
 
     def run(self) -> None:
+        since = time.monotonic()
         while not self._halt.is_set():
             received = self._reader.poll(0.05)
             with self._lock:
                 self._seen.extend(received)
+            if not self._reader.assigned.is_set() and time.monotonic() - since > self.UNASSIGNED_S:
+                logger.warning("recorder: no partition in %.0f s; a new group", self.UNASSIGNED_S)
+                self._reader.close()
+                self._reader, since = self._make(), time.monotonic()
+                self.rebuilt += 1
         self._reader.close()
 
     def seen(self) -> list[Received]:

@@ -341,6 +341,8 @@ class Run:
             note = f"{note}; {self.where_it_waited(skus)}"
         if self.resent:
             note = f"{note}; the load's producer stalled, {sum(self.resent)} orders resent"
+        if self.recorder.rebuilt:
+            note = f"{note}; the recorder joined a new group {self.recorder.rebuilt}x"
         sent = len(self.orders) + expected_dead + expected_rejected
         outcome = Outcome(self.name, sent, applied, dead, lost, doubled, recovery, note)
         RESULTS.append(outcome)
