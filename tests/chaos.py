@@ -266,7 +266,7 @@ class Run:
                 while sender.unacknowledged(0.5) and not abandon.is_set():
                     if (
                         calm_since
-                        and time.monotonic() - max(sender.last_ack, *calm_since) > STALLED_S
+                        and time.monotonic() - max(sender.last_ack, calm_since[-1]) > STALLED_S
                     ):
                         self.resent.append(sender.resend_on_a_new_producer())
                         calm_since.append(time.monotonic())

@@ -20,10 +20,9 @@ from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from allocation.adapters.kafka import Outgoing, produce_and_wait, producer_config
-from allocation.adapters.topic_reader import Received, TopicReader
 from allocation.config import Settings
 from testkit.topics import drop_topics
-from testkit.traffic import CommandSender
+from testkit.traffic import CommandSender, Recorder
 from tests.proxy import CuttableProxy, proxied_listener
 
 
@@ -53,16 +52,14 @@ def one(topic: str, value: bytes) -> list[Outgoing]:
 
 
 def read_until(settings: Settings, topic: str, last: bytes) -> list[bytes | None]:
-    reader = TopicReader(settings, [topic], client_id="test-produce-and-wait")
-    seen: list[Received] = []
+    """The topic's values, read from its start until ``last`` is among them."""
+    recorder = Recorder(settings, [topic])
+    recorder.start()
     try:
-        for _ in range(150):
-            seen.extend(reader.poll(0.2))
-            if any(r.value == last for r in seen):
-                return [r.value for r in seen]
+        recorder.wait_for(lambda seen: any(r.value == last for r in seen), 30, repr(last))
+        return [r.value for r in recorder.on(topic)]
     finally:
-        reader.close()
-    raise AssertionError(f"{last!r} never arrived; read {[r.value for r in seen]}")
+        recorder.stop()
 
 
 def test_a_message_whose_wait_gave_up_is_not_written_once_the_broker_is_back(
