@@ -110,6 +110,9 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("relay_chunk_size", "relay_batch_size"),
     )
     relay_poll_interval_s: float = Field(default=1.0, gt=0)
+    # How long the consumer waits for the broker to acknowledge a poll's dead letters before
+    # it purges them and tries again on a new producer (its offsets stay uncommitted meanwhile).
+    dead_letter_ack_timeout_s: float = Field(default=30.0, gt=0, le=300)
     # After a NOTIFY, the relay reads no sooner than this after its previous read began, so
     # that commits arriving close together go out in one read, produce request and mark.
     relay_gather_s: float = Field(default=0.005, ge=0, le=1.0)

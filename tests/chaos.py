@@ -60,7 +60,7 @@ class Scale:
 
 
 SMALL = Scale(
-    orders=600, skus=30, rate=100, outage_s=6, hostile_random=1000, soak_s=60, soak_rate=100
+    orders=600, skus=30, rate=100, outage_s=6, hostile_random=1000, soak_s=45, soak_rate=100
 )
 FULL = Scale(
     orders=2400, skus=120, rate=100, outage_s=20, hostile_random=10_000, soak_s=600, soak_rate=200

@@ -67,6 +67,7 @@ class CommandConsumer:
         unexpected_attempts: int = 3,
         health: Health | None = None,
         sweep: WaitingSweep | None = None,
+        dead_letter_ack_timeout_s: float = 30.0,
     ) -> None:
         self._consumer_factory = consumer_factory
         self._consumer = consumer_factory()
@@ -74,7 +75,9 @@ class CommandConsumer:
         self._stop = stop
         self._poll_size = poll_size
         self._backoff = Backoff(stop)
-        self._dead_letters = DeadLetters(dlq_factory, dlq_topic, self._backoff)
+        self._dead_letters = DeadLetters(
+            dlq_factory, dlq_topic, self._backoff, dead_letter_ack_timeout_s
+        )
         self._bus = bus
         self._group = group
         self._applier = Applier(bus, self._backoff, unexpected_attempts)
@@ -283,4 +286,5 @@ def build(
         stored_offsets=offsets.reader(application.engine, settings.consumer_group),
         poll_size=settings.consumer_poll_size,
         sweep=WaitingSweep(application.bus, application.engine, settings.waiting_sweep_interval_s),
+        dead_letter_ack_timeout_s=settings.dead_letter_ack_timeout_s,
     )

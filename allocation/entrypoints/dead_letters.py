@@ -26,12 +26,17 @@ class DeadLetters:
     """Sends a poll's dead letters to the DLQ topic and waits until all are acknowledged."""
 
     def __init__(
-        self, producer_factory: Callable[[], Producer], topic: str, backoff: Backoff
+        self,
+        producer_factory: Callable[[], Producer],
+        topic: str,
+        backoff: Backoff,
+        ack_timeout_s: float = 30.0,
     ) -> None:
         self._producer_factory = producer_factory
         self._producer = producer_factory()
         self._topic = topic
         self._backoff = backoff
+        self._ack_timeout_s = ack_timeout_s
 
     def send(self, dead: list[DeadLetter]) -> None:
         if dead:
@@ -42,7 +47,11 @@ class DeadLetters:
 
     def _send_once(self, dead: list[DeadLetter]) -> None:
         try:
-            produce_and_wait(self._producer, [letter.outgoing(self._topic) for letter in dead])
+            produce_and_wait(
+                self._producer,
+                [letter.outgoing(self._topic) for letter in dead],
+                self._ack_timeout_s,
+            )
         except KafkaException as exc:
             if exc.args[0].code() == KafkaError._MSG_TIMED_OUT:
                 # The next try gets a new producer: librdkafka can keep one on no

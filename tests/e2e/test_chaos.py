@@ -276,7 +276,7 @@ def test_soak_memory_and_tables_stay_bounded(run: Run) -> None:
     )
     assert consumer_peak <= warm[1] * 1.2, outcome.note
     assert relay_peak <= warm[2] * 1.2, outcome.note
-    # The small scale's minute is shorter than that: only the full soak shows the bound.
+    # The small scale's 45 s are shorter than that: only the full soak shows the bound.
     late = [s for s in samples if s[0] > kept_s]
     if late:
         assert max(s[3] for s in late) <= bound, f"outbox not pruned: {outcome.note}"

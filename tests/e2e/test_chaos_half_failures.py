@@ -29,9 +29,11 @@ from tests.proxy import CuttableProxy
 
 pytestmark = pytest.mark.timeout(600)
 
-# Longer than the consumer's wait for a dead letter's acknowledgement (30 s), so that
-# the wait fails and is retried: the failure that made the consumer exit (issue 10).
-DLQ_DOWN_S = max(40.0, SCALE.outage_s)
+# The consumer's wait for a dead letter's acknowledgement, shortened from its 30 s default;
+# the topic stays gone longer, so that the wait fails and is retried: the failure that made
+# the consumer exit (issue 10).
+DLQ_ACK_TIMEOUT_S = 8.0
+DLQ_DOWN_S = max(DLQ_ACK_TIMEOUT_S + 6, SCALE.outage_s)
 
 
 @pytest.fixture
@@ -81,7 +83,7 @@ def test_read_only_failover(run: Run) -> None:
 def test_dlq_unavailable(run: Run) -> None:
     """A poison message arrives while the dead-letter topic is gone: the consumer waits,
     neither exiting nor committing past it; once the topic is back, it is dead-lettered."""
-    run.prepare()
+    run.prepare(extra={"dead_letter_ack_timeout_s": DLQ_ACK_TIMEOUT_S})
     run.start_pipeline()
     admin = admin_client(run.settings)
     dlq = run.settings.topic_dlq
@@ -103,6 +105,7 @@ def test_dlq_unavailable(run: Run) -> None:
     run.settle()
     consumer_log = run.services["consumer-1"].log()
     assert "dead-letter failed" in consumer_log, "the dead letter never had to be retried"
+    assert "not acknowledged in time" in consumer_log, "the wait for the broker never gave up"
     # The recorder finds the topic created again at its next metadata refresh.
     run.recorder.wait_for(
         lambda seen: any(r.topic == dlq for r in seen), 60, "the dead letter on the new topic"
