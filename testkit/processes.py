@@ -113,13 +113,15 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``condition`` every 0.1 s; AssertionError naming ``what`` after ``timeout`` s."""
+def wait_until(
+    condition: Callable[[], bool], timeout: float, what: str, every: float = 0.1
+) -> None:
+    """Poll ``condition`` every ``every`` s; AssertionError naming ``what`` after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.1)
+        time.sleep(every)
 
 
 def leading_relay_pid(engine: Engine) -> int | None:
