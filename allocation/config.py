@@ -143,6 +143,9 @@ class Settings(BaseSettings):
     # consumer looks for orders whose wait is over.
     unknown_sku_wait_s: float = Field(default=900.0, ge=0)
     waiting_sweep_interval_s: float = Field(default=5.0, gt=0)
+    # How long the consumer may fetch nothing from a partition whose end grows before it
+    # looks closer; starved for two such intervals, it is replaced (entrypoints/starvation.py).
+    consumer_starved_after_s: float = Field(default=20.0, gt=0)
 
     @classmethod
     def settings_customise_sources(

@@ -42,6 +42,7 @@ from allocation.entrypoints.health import Health
 from allocation.entrypoints.inbound import DeadLetter, Decoder, Inbound
 from allocation.entrypoints.pause import Pause
 from allocation.entrypoints.retry import Backoff, Stopped
+from allocation.entrypoints.starvation import Starvation
 from allocation.entrypoints.waiting_sweep import WaitingSweep
 from allocation.service_layer.messagebus import MessageBus
 from allocation.service_layer.ports import ConsumedOffset
@@ -68,6 +69,7 @@ class CommandConsumer:
         health: Health | None = None,
         sweep: WaitingSweep | None = None,
         dead_letter_ack_timeout_s: float = 30.0,
+        starved_after_s: float = 20.0,
     ) -> None:
         self._consumer_factory = consumer_factory
         self._consumer = consumer_factory()
@@ -81,6 +83,7 @@ class CommandConsumer:
         self._bus = bus
         self._group = group
         self._applier = Applier(bus, self._backoff, unexpected_attempts)
+        self._starvation = Starvation(starved_after_s, stored_offsets)
         self._assignment = Assignment(stored_offsets, self._backoff, self._report)
         self._pause = Pause()
         self._sweep = sweep
@@ -89,6 +92,7 @@ class CommandConsumer:
         self.rejected = 0
         self.duplicates = 0
         self.dead_lettered = 0
+        self.clients_replaced = 0  # Kafka clients broken for good or starved, and replaced
 
     @property
     def paused(self) -> bool:
@@ -108,10 +112,12 @@ class CommandConsumer:
                 except ConsumerBroken as exc:
                     logger.error("%s; replacing the Kafka consumer", exc)
                     self._assignment.clear()
+                    self._starvation.reset()
                     self._report()
                     with suppress(KafkaException, RuntimeError):
                         self._consumer.close()
                     self._consumer = self._consumer_factory()
+                    self.clients_replaced += 1
             self._assignment.commit_on_close(self._consumer)
         finally:
             self._consumer.close()
@@ -129,6 +135,7 @@ class CommandConsumer:
             messages = [m for m in self._next_poll(poll_timeout) if not _is_error(m)]
             if messages:
                 self.process(messages)
+            self._starvation.check(self._consumer, self._assignment.assigned)
             if self._sweep is not None and not self._pause.paused:
                 self._sweep.maybe_run()
 
@@ -187,6 +194,7 @@ class CommandConsumer:
             else:
                 dead.append(decoded)
         stored = next_offsets(self._group, messages)
+        self._starvation.fed((o.topic, o.partition) for o in stored)
         # With a dead letter in hand the offsets wait until it is acknowledged: saved
         # with the commands, they could pass a letter that a crash then never sends.
         applied = self._applier.apply(inbound, () if dead else stored)
@@ -287,4 +295,5 @@ def build(
         poll_size=settings.consumer_poll_size,
         sweep=WaitingSweep(application.bus, application.engine, settings.waiting_sweep_interval_s),
         dead_letter_ack_timeout_s=settings.dead_letter_ack_timeout_s,
+        starved_after_s=settings.consumer_starved_after_s,
     )
