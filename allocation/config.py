@@ -143,8 +143,9 @@ class Settings(BaseSettings):
     # consumer looks for orders whose wait is over.
     unknown_sku_wait_s: float = Field(default=900.0, ge=0)
     waiting_sweep_interval_s: float = Field(default=5.0, gt=0)
-    # How long the consumer may fetch nothing from a partition whose end grows before it
-    # looks closer; starved for two such intervals, it is replaced (entrypoints/starvation.py).
+    # How long the consumer may fetch nothing from a partition before it compares the
+    # partition's end with its stored offset; messages waiting at two such samples in a row
+    # replace its Kafka client (entrypoints/starvation.py).
     consumer_starved_after_s: float = Field(default=20.0, gt=0)
 
     @classmethod
