@@ -17,7 +17,7 @@ from pathlib import Path
 from pydantic import SecretStr
 from sqlalchemy import Engine, func, select
 
-from allocation.adapters.tables import batches
+from allocation.adapters.tables import allocations, batches
 from allocation.config import Settings
 from allocation.entrypoints.status import relay_leader_backend
 
@@ -169,6 +169,13 @@ def wait_for_batches(engine: Engine, refs: list[str], timeout: float = 60) -> No
             return bool(connection.execute(query).scalar_one() == len(refs))
 
     wait_until(created, timeout, f"batches {refs} to be created")
+
+
+def all_allocated(engine: Engine, orderids: list[str]) -> bool:
+    """Whether every order in ``orderids`` has its allocation row."""
+    query = select(func.count()).select_from(allocations).where(allocations.c.orderid.in_(orderids))
+    with engine.connect() as connection:
+        return bool(connection.execute(query).scalar_one() == len(orderids))
 
 
 def run_snippet(script: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -76,7 +76,6 @@ class Starvation:
         owned = set(assigned)
         for gone in self._fed_at.keys() - owned:
             del self._fed_at[gone]
-        self._waiting &= owned
         quiet = sorted(p for p in owned if now - self._fed_at.setdefault(p, now) >= self._after_s)
         if not quiet:
             return

@@ -15,15 +15,15 @@ from collections.abc import Iterator
 import pytest
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Engine, delete
 
-from allocation.adapters.tables import allocations, outbox
+from allocation.adapters.tables import outbox
 from allocation.bootstrap import Application, avro_codec, bootstrap
 from allocation.config import Settings
 from allocation.domain import commands
 from allocation.entrypoints import consumer as command_consumer
 from allocation.entrypoints.provision import create_contract_topics, register_contract_schemas
-from testkit.processes import wait_until
+from testkit.processes import all_allocated, wait_until
 from testkit.topics import drop_topics
 from testkit.traffic import CommandSender
 from tests.conftest import random_batchref, random_orderid, random_sku
@@ -74,17 +74,11 @@ def test_a_consumer_fetching_nothing_while_commands_wait_is_replaced(
         for orderid in orderids:
             sender.send(own.topic_allocate, {"orderid": orderid, "sku": sku, "qty": 1}, sku)
         sender.flush()
-        wait_until(lambda: applied(engine, orderids) == 4, 60, "the waiting orders")
+        wait_until(lambda: all_allocated(engine, orderids), 60, "the waiting orders")
         assert service.clients_replaced == 1
         assert service._consumer is not client
         assert "nothing fetched for" in caplog.text  # the reason, in the replacement's line
     finally:
         stop.set()
         running.join(30)
-    assert applied(engine, orderids) == 4  # once each
-
-
-def applied(engine: Engine, orderids: list[str]) -> int:
-    query = select(func.count()).select_from(allocations).where(allocations.c.orderid.in_(orderids))
-    with engine.connect() as connection:
-        return int(connection.execute(query).scalar_one())
+    assert all_allocated(engine, orderids)

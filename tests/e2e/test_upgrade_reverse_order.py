@@ -19,12 +19,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, select, text
 from sqlalchemy.engine import make_url
 
 from allocation.adapters.database import SchemaTooOld, make_engine, require_schema
 from allocation.adapters.privileges import PRIVILEGE_ADVICE
-from allocation.adapters.tables import allocations, inbox
+from allocation.adapters.tables import inbox
 from allocation.bootstrap import avro_codec
 from allocation.config import Settings
 from allocation.entrypoints.provision import create_contract_topics, register_contract_schemas
@@ -32,6 +32,7 @@ from allocation.migrations import OLDEST_SCHEMA_REVISION
 from testkit.databases import throwaway_database
 from testkit.processes import (
     Service,
+    all_allocated,
     leading_relay_pid,
     wait_for_batches,
     wait_for_leader,
@@ -75,12 +76,6 @@ def revision(engine: Engine) -> str:
 def rebalances(consumer: Service) -> int:
     """The partition assignments and revocations the consumer has logged."""
     return len(re.findall(r"consumer: (?:assigned|revoked|lost) ", consumer.log()))
-
-
-def all_allocated(engine: Engine, orderids: list[str]) -> bool:
-    query = select(func.count()).where(allocations.c.orderid.in_(orderids))
-    with engine.connect() as connection:
-        return connection.execute(query).scalar_one() == len(orderids)
 
 
 # The two ways this build meets the previous release's one role: it keeps that role, or it
