@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from prometheus_client import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[1]
 OBSERVABILITY = ROOT / "observability"
@@ -27,7 +28,7 @@ class Metric:
 
     name: str
     type: str
-    process: str
+    processes: tuple[str, ...]  # those that move it
     labels: tuple[str, ...]
 
 
@@ -39,13 +40,14 @@ def contract_metrics() -> dict[str, Metric]:
         if not line.strip() or line.startswith("#"):
             continue
         fields = line.split()
-        assert len(fields) == 4, f"{path}:{number}: want name, type, process, labels: {line!r}"
-        name, kind, process, labels = fields
+        assert len(fields) == 4, f"{path}:{number}: want name, type, processes, labels: {line!r}"
+        name, kind, processes, labels = fields
         assert kind in TYPES, f"{path}:{number}: type {kind!r} is not one of {TYPES}"
-        assert process in PROCESSES, f"{path}:{number}: process {process!r} not in {PROCESSES}"
+        movers = tuple(processes.split(","))
+        assert set(movers) <= set(PROCESSES), f"{path}:{number}: {movers} not in {PROCESSES}"
         assert name not in metrics, f"{path}:{number}: {name} listed twice"
         metrics[name] = Metric(
-            name, kind, process, () if labels == "-" else tuple(labels.split(","))
+            name, kind, movers, () if labels == "-" else tuple(labels.split(","))
         )
     return metrics
 
@@ -79,3 +81,11 @@ def dashboard_queries() -> list[tuple[str, list[str]]]:
         for panel in dashboard()["panels"]
         if panel["type"] != "row"
     ]
+
+
+def clients_replaced(client: str, reason: str) -> float:
+    """This process's count of Kafka clients replaced; the series exists from the start."""
+    labels = {"client": client, "reason": reason}
+    value = REGISTRY.get_sample_value("allocation_kafka_clients_replaced_total", labels)
+    assert value is not None, f"no series allocation_kafka_clients_replaced_total{labels}"
+    return value

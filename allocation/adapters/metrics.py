@@ -78,6 +78,26 @@ RETENTION_BACKLOG_AGE = Gauge(
     ["table"],
 )
 
+# -- Kafka clients (consumer and relay) ------------------------------------------------
+KAFKA_CLIENTS_REPLACED = Counter(
+    "allocation_kafka_clients_replaced",
+    "Kafka clients given up on and replaced by a new one, by client (consumer, "
+    "dead_letter_producer, relay_producer) and reason: fatal (librdkafka's fatal error), "
+    "starved (the consumer fetched nothing where messages waited) or timed_out (messages "
+    "not acknowledged in time).",
+    ["client", "reason"],
+)
+# Every replacement there can be, at zero from the start: increase() over a series that
+# appears at its first replacement would miss that one.
+for _client, _reason in (
+    ("consumer", "fatal"),
+    ("consumer", "starved"),
+    ("dead_letter_producer", "timed_out"),
+    ("relay_producer", "fatal"),
+    ("relay_producer", "timed_out"),
+):
+    KAFKA_CLIENTS_REPLACED.labels(_client, _reason)
+
 # -- HTTP API -----------------------------------------------------------------------------
 HTTP_REQUESTS = Counter("http_requests", "HTTP requests answered.", ["method", "route", "status"])
 HTTP_SECONDS = Histogram(

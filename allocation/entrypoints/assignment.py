@@ -29,7 +29,12 @@ StoredOffsets = Callable[[list[Partition]], dict[Partition, int]]
 
 
 class ConsumerBroken(Exception):
-    """librdkafka reported a fatal error (a fenced static member, say): this client is done."""
+    """This client is done: librdkafka reported a fatal error (a fenced static member, say),
+    or the client starved (``starvation``)."""
+
+    def __init__(self, message: str, reason: str = "fatal") -> None:
+        super().__init__(message)
+        self.reason = reason  # the replacement's reason in metrics: fatal or starved
 
 
 def next_offsets(group: str, messages: Iterable[Message]) -> list[ConsumedOffset]:

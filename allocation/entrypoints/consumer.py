@@ -118,6 +118,7 @@ class CommandConsumer:
                         self._consumer.close()
                     self._consumer = self._consumer_factory()
                     self.clients_replaced += 1
+                    metrics.KAFKA_CLIENTS_REPLACED.labels("consumer", exc.reason).inc()
             self._assignment.commit_on_close(self._consumer)
         finally:
             self._consumer.close()

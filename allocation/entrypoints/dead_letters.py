@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from allocation.adapters import metrics
 from allocation.adapters.faults import is_transient
 from allocation.adapters.kafka import produce_and_wait
 from allocation.entrypoints.inbound import DeadLetter
@@ -58,6 +59,7 @@ class DeadLetters:
                 # partition leader for good once the leader was lost and came back (#5430).
                 logger.warning("dead letters not acknowledged in time; new DLQ producer")
                 self._producer = self._producer_factory()
+                metrics.KAFKA_CLIENTS_REPLACED.labels("dead_letter_producer", "timed_out").inc()
             raise
 
 

@@ -90,6 +90,7 @@ class OutboxRelay:
                     # Unsent rows stay pending: the new producer sends them again.
                     logger.error("%s; replacing the Kafka producer", exc)
                     self._sender.renew()
+                    metrics.KAFKA_CLIENTS_REPLACED.labels("relay_producer", "fatal").inc()
                 except Exception as exc:  # not leading (yet): nothing held while paused
                     self._pause.hold(exc)
         except Stopped:

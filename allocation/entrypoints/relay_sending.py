@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from allocation.adapters import contract, outbox, tracing
+from allocation.adapters import contract, metrics, outbox, tracing
 from allocation.adapters.avro import AvroCodec
 from allocation.adapters.faults import RegistryUnavailable, TransientFault
 from allocation.adapters.kafka import Headers
@@ -76,6 +76,7 @@ class ChunkSender:
             # learns the leaders afresh. Nothing is left queued on this one after a flush.
             logger.warning("rows timed out in the producer; replacing it")
             self.renew()
+            metrics.KAFKA_CLIENTS_REPLACED.labels("relay_producer", "timed_out").inc()
         return delivery
 
     def _topics(self, wanted: set[str]) -> set[str]:

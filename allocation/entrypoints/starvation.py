@@ -89,7 +89,8 @@ class Starvation:
             raise ConsumerBroken(
                 f"nothing fetched for {self._after_s:.0f} s or more from partitions where"
                 f" messages wait ({listed}): the client may have lost their leader"
-                " (librdkafka #5430)"
+                " (librdkafka #5430)",
+                reason="starved",
             )
 
     def _backlog(

@@ -7,6 +7,7 @@ import time
 import uuid
 from pathlib import Path
 
+import httpx
 from confluent_kafka import Consumer
 from sqlalchemy import Engine
 
@@ -66,6 +67,9 @@ def test_a_fenced_static_member_replaces_its_client(
             r.value["batchref"] for r in received if r.value and r.value.get("orderid") == orderid
         ] == [ref]
         assert consumer.running
+        scraped = httpx.get(f"http://127.0.0.1:{consumer.metrics_port}/metrics", timeout=5).text
+        replaced = 'allocation_kafka_clients_replaced_total{client="consumer",reason="fatal"}'
+        assert f"{replaced} 1.0" in scraped.splitlines()
     finally:
         assert consumer.terminate() == 0
         relay.terminate()

@@ -27,6 +27,7 @@ from testkit.processes import all_allocated, wait_until
 from testkit.topics import drop_topics
 from testkit.traffic import CommandSender
 from tests.conftest import random_batchref, random_orderid, random_sku
+from tests.observability import clients_replaced
 
 STARVED_AFTER_S = 1.0
 
@@ -61,6 +62,7 @@ def test_a_consumer_fetching_nothing_while_commands_wait_is_replaced(
 ) -> None:
     sku, ref = random_sku("starved"), random_batchref()
     application.bus.handle_many([(commands.CreateBatch(ref, sku, 100, None), None)])
+    before = clients_replaced("consumer", "starved")
     stop = threading.Event()
     service = command_consumer.build(own, application, stop)
     running = threading.Thread(target=service.run, name="consumer", daemon=True)
@@ -76,6 +78,7 @@ def test_a_consumer_fetching_nothing_while_commands_wait_is_replaced(
         sender.flush()
         wait_until(lambda: all_allocated(engine, orderids), 60, "the waiting orders")
         assert service.clients_replaced == 1
+        assert clients_replaced("consumer", "starved") == before + 1
         assert service._consumer is not client
         assert "nothing fetched for" in caplog.text  # the reason, in the replacement's line
     finally:

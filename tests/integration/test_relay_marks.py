@@ -1,8 +1,8 @@
-"""A chunk's mark fails while the next chunk is already sent: nothing is lost or reordered.
+"""The relay's rounds on a real PostgreSQL, with a fake broker.
 
-The relay marks a full chunk on its mark thread while it reads and sends the next one.
-Here the broker is a fake that acknowledges everything and PostgreSQL is real; one mark
-on the mark thread fails after the next chunk went out.
+The relay marks a full chunk on its mark thread while it reads and sends the next one: one
+mark on the mark thread fails after the next chunk went out, and nothing is lost or
+reordered. A producer that reports a fatal error is replaced, and the replacement counted.
 """
 
 import json
@@ -14,6 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError
 from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import OperationalError
 
@@ -26,16 +27,19 @@ from allocation.entrypoints.relay import OutboxRelay
 from allocation.entrypoints.relay_policy import RelayPolicy
 from testkit.processes import wait_until
 from tests.conftest import fresh_database, random_sku
+from tests.observability import clients_replaced
 
 TOPIC = "line-allocated"
 
 
 class AckingProducer:
-    """Acknowledges every message at the next flush; keeps what was sent, in order."""
+    """Acknowledges every message at the next flush (or reports ``report`` for it); keeps
+    what was acknowledged, in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, report: KafkaError | None = None) -> None:
         self.sent: list[tuple[str, str]] = []  # (key, event_id)
         self._queued: list[tuple[tuple[str, str], Callable[..., None]]] = []
+        self.report = report
 
     def produce(self, topic: str, **kwargs: Any) -> None:
         event_id = dict(kwargs["headers"])["event_id"].decode()
@@ -47,8 +51,9 @@ class AckingProducer:
     def flush(self, timeout: float) -> int:
         queued, self._queued = self._queued, []
         for sent, on_delivery in queued:
-            self.sent.append(sent)
-            on_delivery(None, None)
+            if self.report is None:
+                self.sent.append(sent)
+            on_delivery(self.report, None)
         return 0
 
     def list_topics(self, topic: str | None = None, timeout: float = 0) -> SimpleNamespace:
@@ -202,3 +207,41 @@ def test_a_relay_closed_again_after_its_run_ended_closes_quietly(
     relay.run()
     relay.close()  # the caller's own cleanup, as after any run
     relay.close()
+
+
+def test_a_producer_reporting_a_fatal_error_is_replaced_and_counted(
+    own_engine: Engine,
+) -> None:
+    keys = [random_sku(f"fenced{n}") for n in range(2)]
+    add_rows(own_engine, keys, per_key=3)
+    fenced = KafkaError(KafkaError._FENCED, "producer fenced", fatal=True)
+    made: list[AckingProducer] = []
+
+    def factory() -> AckingProducer:
+        made.append(AckingProducer(report=fenced if not made else None))
+        return made[-1]
+
+    before = clients_replaced("relay_producer", "fatal")
+    stop = threading.Event()
+    relay = OutboxRelay(
+        dsn=own_engine.url.set(drivername="postgresql").render_as_string(hide_password=False),
+        engine=own_engine,
+        producer_factory=factory,  # type: ignore[arg-type]
+        codec=JsonCodec(),  # type: ignore[arg-type]
+        stop=stop,
+        policy=RelayPolicy(chunk_size=100, poll_interval_s=0.2),
+    )
+    running = threading.Thread(target=relay.run)
+    running.start()
+    try:
+        wait_until(lambda: len(made) == 2 and len(made[1].sent) == 6, 20, "the rows sent again")
+    finally:
+        stop.set()
+        running.join(10)
+    assert made[0].sent == []  # nothing it was handed counted as sent
+    assert clients_replaced("relay_producer", "fatal") == before + 1
+    with own_engine.connect() as connection:
+        pending = connection.execute(
+            select(outbox_table.c.id).where(outbox_table.c.published_at.is_(None))
+        ).all()
+    assert pending == []

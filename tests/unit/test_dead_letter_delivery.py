@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,9 @@ from confluent_kafka import KafkaError, KafkaException
 
 from allocation.adapters.faults import is_transient
 from allocation.adapters.kafka import Outgoing, produce_and_wait
+from allocation.entrypoints.dead_letters import DeadLetters
+from allocation.entrypoints.retry import Backoff
+from tests.observability import clients_replaced
 
 LETTER = Outgoing("allocation-dlq", b"sku", b"\x00bytes", [("error_type", b"InvalidSku")])
 
@@ -73,3 +77,41 @@ def test_a_refusal_for_good_is_not_transient() -> None:
             [LETTER],
         )
     assert not is_transient(raised.value)
+
+
+class AckingProducer(FakeProducer):
+    """Acknowledges every message at flush."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.acked = 0
+
+    def flush(self, timeout: float) -> int:
+        for callback in self._callbacks:
+            callback(None, None)
+            self.acked += 1
+        self._callbacks.clear()
+        return 0
+
+
+class Letter:
+    def outgoing(self, dlq_topic: str) -> Outgoing:
+        return LETTER
+
+
+def test_a_producer_whose_dead_letters_timed_out_is_replaced_and_counted() -> None:
+    made: list[FakeProducer] = []
+
+    def factory() -> FakeProducer:
+        timed_out = KafkaError(KafkaError._MSG_TIMED_OUT)
+        made.append(AckingProducer() if made else FakeProducer(timed_out))
+        return made[-1]
+
+    before = clients_replaced("dead_letter_producer", "timed_out")
+    letters = DeadLetters(factory, "allocation-dlq", Backoff(threading.Event(), first=0.01))  # type: ignore[arg-type]
+    letters.send([Letter()])  # type: ignore[list-item]
+
+    assert len(made) == 2
+    assert isinstance(made[1], AckingProducer)
+    assert made[1].acked == 1
+    assert clients_replaced("dead_letter_producer", "timed_out") == before + 1

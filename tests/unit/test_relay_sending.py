@@ -14,6 +14,7 @@ from confluent_kafka import KafkaError
 from allocation.adapters.faults import RegistryUnavailable
 from allocation.adapters.outbox import PendingRow
 from allocation.entrypoints.relay_sending import ChunkSender, NotDelivered
+from tests.observability import clients_replaced
 
 TOPIC = "line-allocated"
 
@@ -144,10 +145,12 @@ def test_rows_timed_out_in_the_producer_stay_pending_for_a_new_producer() -> Non
 
     chunks = ChunkSender(factory, Codec(), threading.Event())  # type: ignore[arg-type]
     made[0].report = KafkaError(KafkaError._MSG_TIMED_OUT)
+    before = clients_replaced("relay_producer", "timed_out")
     delivery = chunks.send([row(1, "LAMP")], confirm=lambda: None)
 
     assert [r.id for r in delivery.lost] == [1]
     assert chunks.producer is made[1]
+    assert clients_replaced("relay_producer", "timed_out") == before + 1
     assert [r.id for r in chunks.send([row(1, "LAMP")], confirm=lambda: None).acked] == [1]
 
 
