@@ -176,8 +176,11 @@ def summarise(name: str, runs: list[Any]) -> dict[str, Any]:
         }
     if name == "curve":
         return runs[0]
-    if name in ("ceiling", "consumer", "relay"):
+    if name == "ceiling":
         return {"runs": runs, "median": statistics.median(runs)}
+    if name in ("consumer", "relay"):  # each run a rate with its CPU by process
+        summary = medians(runs)
+        return {"runs": runs, "median": summary["per_s"], **summary}
     return {"runs": runs, **medians(runs)}
 
 
@@ -211,8 +214,10 @@ def derive(results: dict[str, Any]) -> None:
         values["knee_cmds_per_s"] = results["curve"]["knee_per_s"]
     if "consumer" in results:
         values["consumer_cmds_per_s"] = results["consumer"]["median"]
+        values |= alone_figures("consumer_alone", results["consumer"], "consumer")
     if "relay" in results:
         values["relay_rows_per_s"] = results["relay"]["median"]
+        values |= alone_figures("relay_alone", results["relay"], "relay")
     if "growth" in results:
         values["growth_ratio"] = results["growth"]["growth_ratio"]
     if "http" in results:
@@ -248,10 +253,21 @@ def derive(results: dict[str, Any]) -> None:
         results["warnings"].append("tracing: spans reached the sink with no exporter configured")
 
 
+def alone_figures(prefix: str, measured: dict[str, Any], process: str) -> dict[str, float]:
+    """What one process alone costs per unit, by process, and how much of a core it used."""
+    figures = {
+        f"{prefix}_cpu_us_{name}": measured["cpu_us"][name]
+        for name in (process, "postgres", "broker", "total")
+        if name in measured["cpu_us"]
+    }
+    figures[f"{prefix}_{process}_cores"] = measured["cores"][process]
+    return figures
+
+
 def emptied_groups(results: dict[str, Any]) -> list[tuple[str, list[str]]]:
     found = [
         (n, results[n].get("cpu_groups_emptied"))
-        for n in ("e2e", "baseline", "curve")
+        for n in ("e2e", "baseline", "curve", "consumer", "relay")
         if n in results
     ]
     tracing = results.get("tracing", {})

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
@@ -300,8 +301,9 @@ def paced(
     return sent
 
 
-def consumer_only(db: BenchDatabase, sizes: Sizes) -> float:
-    """Commands applied and committed per second, from a topic filled beforehand.
+def consumer_only(db: BenchDatabase, sizes: Sizes) -> dict[str, object]:
+    """Commands applied and committed per second, from a topic filled beforehand; and the CPU
+    of each process per command over the same window (``alone``).
 
     Progress is read from the offsets the consumer commits with each poll (a few rows by
     their key), so that watching costs PostgreSQL next to nothing: counting the run's
@@ -324,28 +326,54 @@ def consumer_only(db: BenchDatabase, sizes: Sizes) -> float:
             with db.engine.connect() as connection:
                 return int(connection.execute(query).scalar_one())
 
-        with processes(db, settings, ["consumer"]):
-            wait_until(lambda: applied() > 0, 120, "the consumer to start applying")
+        with (
+            processes(db, settings, ["consumer"]) as running,
+            cpu.metered(cpu_groups(db, running)) as meter,
+        ):
+            wait_until(lambda: applied() > 0, 120, "the consumer to start applying", every=0.02)
+            before = meter.sample()
             first, start = time.monotonic(), applied()
             wanted = sizes.consumer_commands
             wait_until(lambda: applied() >= wanted, 600, "every command to be applied")
+            used = meter.used(before, meter.sample())
+            emptied = meter.emptied()
             if start >= wanted:
                 raise RuntimeError(
                     f"the consumer applied all {wanted} commands in its first poll: give it"
                     f" more than CONSUMER_POLL_SIZE ({settings.consumer_poll_size}) to time it"
                 )
             rate = (wanted - start) / (time.monotonic() - first)
-        with db.engine.begin() as connection:  # no relay ran: its events go with its topics
+            measured = alone(rate, used, wanted - start, meter, emptied)
+        with db.engine.begin() as connection:  # no relay ran: its events go with their topics
             connection.execute(delete(outbox).where(outbox.c.topic.in_(settings.event_topics)))
-        return rate
+        return measured
 
 
-def relay_only(db: BenchDatabase, sizes: Sizes) -> float:
-    """Outbox rows published per second, from an outbox filled beforehand.
+def alone(
+    rate: float, used: dict[str, float], units: int, meter: cpu.Meter, emptied: list[str]
+) -> dict[str, object]:
+    """A rate with the CPU per unit of each process over its window, and the cores each used
+    at that rate: a process near 1.0 is bound by its own interpreter, the ceiling of one
+    process whatever the others do; well under it, it waits on the others."""
+    us = cpu.per_unit_us(used, units)
+    return {
+        "per_s": rate,
+        "cpu_us": us,
+        "cores": {name: per_unit * rate / 1e6 for name, per_unit in us.items()},
+        "cpu_method": meter.method,
+        "cpu_groups_emptied": emptied,
+    }
+
+
+def relay_only(db: BenchDatabase, sizes: Sizes) -> dict[str, object]:
+    """Outbox rows published per second, from an outbox filled beforehand; and the CPU of
+    each process per row over the same window (``alone``).
 
     Timed by the rows' own ``published_at`` (each mark's statement time): the rows marked
-    after the first mark, over the time from the first mark to the last. Until the outbox
-    is drained, the benchmark only asks twice a second whether a pending row is left.
+    after the first mark, over the time from the first mark to the last. The CPU is sampled
+    as the first mark shows (looked for every 20 ms) and once the outbox is drained (asked
+    twice a second meanwhile), so it counts from a little after the first mark: part of the
+    next chunk's work precedes it, which puts the CPU per row a few per cent low.
     """
     with run_topics(db.settings) as settings:
         tag = uuid.uuid4().hex[:6]
@@ -365,14 +393,23 @@ def relay_only(db: BenchDatabase, sizes: Sizes) -> float:
                 {"topic": topic, "rows": sizes.relay_rows, "tag": tag},
             )
         mine = outbox.c.topic == topic
-        pending = select(select(outbox.c.id).where(mine, outbox.c.published_at.is_(None)).exists())
 
-        def left() -> bool:
+        def exists(*where: Any) -> bool:
             with db.engine.connect() as connection:
-                return bool(connection.execute(pending).scalar_one())
+                found = select(select(outbox.c.id).where(mine, *where).exists())
+                return bool(connection.execute(found).scalar_one())
 
-        with processes(db, settings, ["relay"]):
-            wait_until(lambda: not left(), 600, "the outbox to drain", every=0.5)
+        with (
+            processes(db, settings, ["relay"]) as running,
+            cpu.metered(cpu_groups(db, running)) as meter,
+        ):
+            published = outbox.c.published_at.is_not(None)
+            wait_until(lambda: exists(published), 120, "the first mark", every=0.02)
+            before = meter.sample()
+            pending = outbox.c.published_at.is_(None)
+            wait_until(lambda: not exists(pending), 600, "the outbox to drain", every=0.5)
+            used = meter.used(before, meter.sample())
+            emptied = meter.emptied()
         with db.engine.connect() as connection:
             marks = connection.execute(
                 select(outbox.c.published_at, func.count())
@@ -386,7 +423,8 @@ def relay_only(db: BenchDatabase, sizes: Sizes) -> float:
             f" RELAY_CHUNK_SIZE ({settings.relay_chunk_size}) to time it"
         )
     after_first = sum(count for _, count in marks[1:])
-    return after_first / (marks[-1][0] - marks[0][0]).total_seconds()
+    rate = after_first / (marks[-1][0] - marks[0][0]).total_seconds()
+    return alone(rate, used, after_first, meter, emptied)
 
 
 def commit_ceiling(db: BenchDatabase, seconds: float = 10.0, clients: int = 4) -> float:

@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 
-from bench.cpu import _jit_seconds, per_unit_us
+from bench.__main__ import derive, summarise
+from bench.cpu import Meter, _jit_seconds, per_unit_us
 from bench.curve import find_knee
 from bench.report import figure, shared_machine_warnings
+from bench.scenarios import alone
 from bench.stats import medians
 
 
@@ -132,3 +134,21 @@ def test_a_median_window_that_shared_the_machine_is_flagged() -> None:
     assert warnings[0].startswith("e2e: the rest of the machine used 108 us")
     assert warnings[1].startswith("tracing on:")
     assert shared_machine_warnings({"e2e": window(253, 2.4)}) == []
+
+
+def test_a_process_alone_is_reported_with_its_cpu_per_unit_and_the_cores_it_used() -> None:
+    def run(rate: float, relay_s: float) -> dict[str, object]:
+        used = {"relay": relay_s, "postgres": 0.5, "broker": 0.1, "bench": 0.0, "machine": 2.0}
+        return alone(rate, used, 50_000, Meter({}), [])
+
+    # 50,000 rows: 1.75 s of the relay's CPU is 35 us a row; at 24,000 rows/s, 0.84 of a core
+    results = {"relay": summarise("relay", [run(20_000, 2.0), run(24_000, 1.75), run(30_000, 1.5)])}
+    derive(results)
+    figures = {name: f["value"] for name, f in results["figures"].items()}
+
+    assert figures["relay_rows_per_s"] == 24_000
+    assert round(figures["relay_alone_cpu_us_relay"]) == 35
+    assert round(figures["relay_alone_cpu_us_postgres"]) == 10
+    assert round(figures["relay_alone_cpu_us_total"]) == 47  # relay, postgres and broker
+    assert round(figures["relay_alone_relay_cores"], 2) == 0.84
+    assert results["figures"]["relay_alone_relay_cores"]["target"] is None
