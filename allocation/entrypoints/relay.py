@@ -30,10 +30,11 @@ from confluent_kafka import Producer
 from sqlalchemy import Connection, Engine
 
 from allocation import bootstrap
-from allocation.adapters import metrics, outbox
+from allocation.adapters import metrics, outbox_operations, outbox_publishing
 from allocation.adapters.avro import AvroCodec
 from allocation.adapters.faults import is_transient
 from allocation.adapters.held import HeldConnection
+from allocation.adapters.outbox_publishing import PendingRow
 from allocation.adapters.tables import OUTBOX_CHANNEL
 from allocation.config import Settings
 from allocation.entrypoints.health import Health
@@ -165,7 +166,7 @@ class OutboxRelay:
 
     def _publish_chunk(self) -> int:
         held = self._held.get()
-        rows = outbox.fetch_pending(held, self._policy.chunk_size, self._marks.in_flight)
+        rows = outbox_publishing.fetch_pending(held, self._policy.chunk_size, self._marks.in_flight)
         if not rows:
             self._marks.finish()
             return 0
@@ -183,11 +184,11 @@ class OutboxRelay:
         published = delivery.publishable()
         if delivery.refused:  # the marks and the held-back rows commit together
             with self._engine.begin() as connection:
-                outbox.mark_published(connection, published)
+                outbox_publishing.mark_published(connection, published)
                 for row, error in delivery.refused:
                     self._hold_back(connection, row, error)
         else:
-            outbox.mark_published(held, published)
+            outbox_publishing.mark_published(held, published)
         marked = set(published)
         _count_published([row for row in delivery.acked if row.id in marked])
         if delivery.fatal:
@@ -201,7 +202,7 @@ class OutboxRelay:
         if self._lock is not None:
             self._lock.confirm()
 
-    def _hold_back(self, connection: Connection, row: outbox.PendingRow, error: str) -> None:
+    def _hold_back(self, connection: Connection, row: PendingRow, error: str) -> None:
         attempts = row.attempts + 1
         park = attempts >= self._policy.max_attempts
         delay = self._policy.hold_back(attempts)
@@ -214,19 +215,19 @@ class OutboxRelay:
             "; parked" if park else "",
             error,
         )
-        outbox.record_failure(connection, row, error, delay, park)
+        outbox_publishing.record_failure(connection, row, error, delay, park)
 
     def _observe_backlog(self) -> None:
         if time.monotonic() < self._next_observation:
             return
         self._next_observation = time.monotonic() + 5.0
-        backlog = outbox.backlog(self._held.get())
+        backlog = outbox_operations.backlog(self._held.get())
         metrics.OUTBOX_PENDING.set(backlog.pending)
         metrics.OUTBOX_PARKED.set(backlog.parked)
         metrics.OUTBOX_OLDEST_AGE.set(backlog.oldest_pending_age_s or 0.0)
 
 
-def _count_published(rows: list[outbox.PendingRow]) -> None:
+def _count_published(rows: list[PendingRow]) -> None:
     now = time.time()
     for topic, count in Counter(row.topic for row in rows).items():
         metrics.EVENTS_PUBLISHED.labels(topic).inc(count)

@@ -24,12 +24,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from sqlalchemy import Engine
 
-from allocation.adapters import outbox
+from allocation.adapters import outbox_publishing
 from allocation.adapters.held import HeldConnection
+from allocation.adapters.outbox_publishing import PendingRow
 
 logger = logging.getLogger(__name__)
 
-Marked = Callable[[list[outbox.PendingRow]], None]
+Marked = Callable[[list[PendingRow]], None]
 """Told of rows once their mark has committed (the relay counts them)."""
 
 
@@ -49,7 +50,7 @@ class Marks:
         """Ids sent and acknowledged whose mark has not been seen to commit."""
         return self._in_flight
 
-    def submit(self, rows: list[outbox.PendingRow]) -> None:
+    def submit(self, rows: list[PendingRow]) -> None:
         """Mark these acknowledged rows published, on the mark thread."""
         if self._pending is not None:
             raise RuntimeError("a mark is in flight: finish it first, so marks commit in order")
@@ -82,9 +83,9 @@ class Marks:
         self._executor.submit(self._held.drop).result()
         self._executor.shutdown(wait=True)
 
-    def _mark(self, rows: list[outbox.PendingRow]) -> None:
+    def _mark(self, rows: list[PendingRow]) -> None:
         try:  # one statement: autocommit commits it alone
-            outbox.mark_published(self._held.get(), [row.id for row in rows])
+            outbox_publishing.mark_published(self._held.get(), [row.id for row in rows])
         except Exception:
             self._held.drop()
             raise

@@ -8,24 +8,24 @@ from datetime import timedelta
 
 from confluent_kafka import KafkaError
 
-from allocation.adapters import outbox
+from allocation.adapters.outbox_publishing import PendingRow
 from allocation.adapters.security import is_refusal, refused
 from allocation.config import Settings
 
-Delivered = Callable[[outbox.PendingRow, KafkaError | None], None]
+Delivered = Callable[[PendingRow, KafkaError | None], None]
 
 
 @dataclass
 class Delivery:
     """What became of one chunk of rows handed to the producer."""
 
-    acked: list[outbox.PendingRow] = field(default_factory=list)
-    refused: list[tuple[outbox.PendingRow, str]] = field(default_factory=list)
-    lost: list[outbox.PendingRow] = field(default_factory=list)
+    acked: list[PendingRow] = field(default_factory=list)
+    refused: list[tuple[PendingRow, str]] = field(default_factory=list)
+    lost: list[PendingRow] = field(default_factory=list)
     fatal: str | None = None
     timed_out: bool = False  # a row's message timed out in the producer
 
-    def record(self, row: outbox.PendingRow, err: KafkaError | None) -> None:
+    def record(self, row: PendingRow, err: KafkaError | None) -> None:
         if err is None:
             self.acked.append(row)
         elif is_refusal(err):  # not this row's fault: no row could be sent; stop, park none

@@ -15,10 +15,11 @@ from collections.abc import Callable
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from allocation.adapters import contract, metrics, outbox, tracing
+from allocation.adapters import contract, metrics, tracing
 from allocation.adapters.avro import AvroCodec
 from allocation.adapters.faults import RegistryUnavailable, TransientFault
 from allocation.adapters.kafka import Headers
+from allocation.adapters.outbox_publishing import PendingRow
 from allocation.adapters.security import is_refusal, refused
 from allocation.adapters.wire import published_record
 from allocation.entrypoints.relay_policy import Delivered, Delivery
@@ -47,7 +48,7 @@ class ChunkSender:
         for it."""
         self.producer = self._producer_factory()
 
-    def send(self, rows: list[outbox.PendingRow], confirm: Callable[[], None]) -> Delivery:
+    def send(self, rows: list[PendingRow], confirm: Callable[[], None]) -> Delivery:
         """Hand ``rows`` over in order and wait for every acknowledgement.
 
         ``confirm`` is called while acknowledgements are awaited: a leader checks there
@@ -96,7 +97,7 @@ class ChunkSender:
         self._known_topics = {name for name, t in metadata.topics.items() if t.error is None}
         return self._known_topics
 
-    def _produce_one(self, row: outbox.PendingRow, value: bytes, delivered: Delivered) -> None:
+    def _produce_one(self, row: PendingRow, value: bytes, delivered: Delivered) -> None:
         headers: Headers = [
             (contract.EVENT_ID, row.event_id.encode()),
             (contract.EVENT_TYPE, row.event_type.encode()),
@@ -136,5 +137,5 @@ class ChunkSender:
             confirm()
 
 
-def _record(row: outbox.PendingRow) -> dict[str, object]:
+def _record(row: PendingRow) -> dict[str, object]:
     return published_record(row.payload, row.event_id, row.occurred_at, row.causation_id)

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine
 
-from allocation.adapters import inbox, metrics, outbox, responses
+from allocation.adapters import inbox, metrics, outbox_operations, responses
 from allocation.adapters.faults import is_transient
 from allocation.adapters.retention import Expiry, cutoff, delete_chunk, oldest, try_lock
 from allocation.config import Settings
@@ -70,7 +70,7 @@ class RetentionPolicy:
     def targets(self) -> list[Target]:
         # The outbox first: the inbox keeps messages as old as its oldest row.
         return [
-            Target("outbox", outbox.EXPIRY, lambda c: cutoff(c, self.outbox)),
+            Target("outbox", outbox_operations.EXPIRY, lambda c: cutoff(c, self.outbox)),
             Target(
                 "idempotency_keys", responses.EXPIRY, lambda c: cutoff(c, self.idempotency_keys)
             ),

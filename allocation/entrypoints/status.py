@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import Engine, Row, text
 
-from allocation.adapters import group_offsets, outbox
+from allocation.adapters import group_offsets, outbox_operations
 from allocation.adapters.tables import LEADER_LOCK
 from allocation.config import Settings
 
@@ -49,7 +49,7 @@ def render(settings: Settings, engine: Engine) -> str:
         )
     lines.append(f"  total lag {sum(lag.lag for lag in lags)}")
     with engine.connect() as connection:
-        backlog = outbox.backlog(connection)
+        backlog = outbox_operations.backlog(connection)
     age = "-" if backlog.oldest_pending_age_s is None else f"{backlog.oldest_pending_age_s:.1f}s"
     lines.append(
         f"outbox: {backlog.pending} pending ({backlog.retrying} retrying), "

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, event, insert, select, text
 
-from allocation.adapters.outbox import fetch_pending, skip
-from allocation.adapters.outbox import parked as parked_rows
+from allocation.adapters.outbox_operations import parked as parked_rows
+from allocation.adapters.outbox_operations import skip
+from allocation.adapters.outbox_publishing import fetch_pending
 from allocation.adapters.tables import outbox
 from allocation.bootstrap import bootstrap, database
 from allocation.config import Settings

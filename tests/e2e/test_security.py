@@ -26,7 +26,7 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
-from allocation.adapters import outbox
+from allocation.adapters import outbox_operations
 from allocation.adapters.avro import AvroCodec
 from allocation.adapters.database import make_engine
 from allocation.adapters.security import AccessDenied, kafka_client_security
@@ -371,7 +371,7 @@ def test_the_relay_stops_on_a_refusal_and_parks_no_event(
     application.bus.handle(commands.Allocate(random_orderid(), sku, 1))
     application.close()
     with engine.connect() as connection:
-        assert outbox.backlog(connection).pending >= 1
+        assert outbox_operations.backlog(connection).pending >= 1
 
     as_client = secured.client.model_copy(update={"database_url": secured.service.database_url})
     relay = Service(["relay"], service_env(as_client), tmp_path, "relay-as-client").start()
@@ -384,7 +384,7 @@ def test_the_relay_stops_on_a_refusal_and_parks_no_event(
     assert len(lines) == 1, relay.log()
     assert "_AUTHENTICATION" in lines[0]
     with engine.connect() as connection:
-        backlog = outbox.backlog(connection)
+        backlog = outbox_operations.backlog(connection)
     assert backlog.parked == 0
     assert backlog.pending >= 1
 
@@ -394,7 +394,7 @@ def test_the_relay_stops_on_a_refusal_and_parks_no_event(
 
         def published() -> bool:
             with engine.connect() as connection:
-                return outbox.backlog(connection).pending == 0
+                return outbox_operations.backlog(connection).pending == 0
 
         wait_until(published, 60, "the held rows to be published")
     finally:

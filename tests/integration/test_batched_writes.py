@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 
 from allocation.adapters import tables
 from allocation.adapters.database import SqlAlchemyUnitOfWork, make_engine
-from allocation.adapters.outbox import fetch_pending
+from allocation.adapters.outbox_publishing import fetch_pending
 from allocation.adapters.pg_arrays import with_literal_arrays
 from allocation.adapters.prepared import Prepared, run
 from allocation.config import Settings

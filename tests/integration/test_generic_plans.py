@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import Engine
 
 from allocation import adapters
-from allocation.adapters import inbox, outbox, prefetch, waiting
+from allocation.adapters import inbox, outbox_publishing, prefetch, waiting
 from allocation.adapters.database import make_engine
 from allocation.adapters.pg_arrays import with_literal_arrays
 from allocation.adapters.prepared import Prepared, prepare, run
@@ -95,7 +95,7 @@ def _every_prepared() -> dict[str, Prepared]:
         for value in vars(module).values():
             if isinstance(value, Prepared):
                 found[value.name] = value
-    pending = outbox._pending_statement(RelayPolicy().chunk_size)
+    pending = outbox_publishing._pending_statement(RelayPolicy().chunk_size)
     found[pending.name] = pending
     return found
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, delete, insert, text, update
 
-from allocation.adapters import outbox
+from allocation.adapters import outbox_operations, outbox_publishing
 from allocation.adapters.tables import outbox as outbox_table
 from tests.conftest import random_sku
 
@@ -36,7 +36,7 @@ def add_row(engine: Engine, key: str, parked: bool = False) -> int:
 
 def pending_ids(engine: Engine, key: str) -> list[int]:
     with engine.connect() as connection:
-        return [r.id for r in outbox.fetch_pending(connection, 100_000) if r.key == key]
+        return [r.id for r in outbox_publishing.fetch_pending(connection, 100_000) if r.key == key]
 
 
 def test_a_parked_row_holds_its_key_until_it_is_retried(engine: Engine) -> None:
@@ -45,7 +45,7 @@ def test_a_parked_row_holds_its_key_until_it_is_retried(engine: Engine) -> None:
     later = add_row(engine, key)
     assert pending_ids(engine, key) == []
     with engine.begin() as connection:
-        assert outbox.unpark(connection, [stuck]) == 1
+        assert outbox_operations.unpark(connection, [stuck]) == 1
     assert pending_ids(engine, key) == [stuck, later]
 
 
@@ -54,9 +54,9 @@ def test_a_skipped_row_frees_its_key_and_is_never_sent(engine: Engine) -> None:
     stuck = add_row(engine, key, parked=True)
     later = add_row(engine, key)
     with engine.begin() as connection:
-        assert outbox.skip(connection, [stuck]) == 1
-        assert outbox.skip(connection, [stuck]) == 0  # once only
-        assert [r["id"] for r in outbox.parked(connection) if r["key"] == key] == []
+        assert outbox_operations.skip(connection, [stuck]) == 1
+        assert outbox_operations.skip(connection, [stuck]) == 0  # once only
+        assert [r["id"] for r in outbox_operations.parked(connection) if r["key"] == key] == []
     assert pending_ids(engine, key) == [later]
 
 
@@ -65,7 +65,7 @@ def test_the_backlog_counts_pending_retrying_and_parked_rows_and_the_oldest_age(
 ) -> None:
     key = random_sku("backlog")
     with engine.connect() as connection:
-        before = outbox.backlog(connection)
+        before = outbox_operations.backlog(connection)
     add_row(engine, key, parked=True)
     waiting, retrying = add_row(engine, key), add_row(engine, key)
     with engine.begin() as connection:
@@ -80,7 +80,7 @@ def test_the_backlog_counts_pending_retrying_and_parked_rows_and_the_oldest_age(
             .values(next_attempt_at=datetime.now(UTC) + timedelta(minutes=1), attempts=1)
         )
     with engine.connect() as connection:
-        after = outbox.backlog(connection)
+        after = outbox_operations.backlog(connection)
     with engine.begin() as connection:
         connection.execute(delete(outbox_table).where(outbox_table.c.key == key))
     assert (after.pending - before.pending, after.retrying - before.retrying) == (2, 1)
@@ -108,6 +108,8 @@ def test_the_backlog_reads_only_the_waiting_rows_however_many_were_published(
             ),
             {"key": key},
         )
-        plan = "\n".join(connection.exec_driver_sql(f"EXPLAIN {outbox.BACKLOG.text}").scalars())
+        plan = "\n".join(
+            connection.exec_driver_sql(f"EXPLAIN {outbox_operations.BACKLOG.text}").scalars()
+        )
         connection.rollback()
     assert "Seq Scan" not in plan, plan

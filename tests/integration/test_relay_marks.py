@@ -18,7 +18,7 @@ from confluent_kafka import KafkaError
 from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import OperationalError
 
-from allocation.adapters import outbox
+from allocation.adapters import outbox_publishing
 from allocation.adapters.database import make_engine
 from allocation.adapters.tables import outbox as outbox_table
 from allocation.bootstrap import upgrade_schema
@@ -93,7 +93,7 @@ def add_rows(engine: Engine, keys: list[str], per_key: int) -> None:
 
 def fail_once_on_the_mark_thread(monkeypatch: pytest.MonkeyPatch, nth: int) -> Callable[[], int]:
     """The ``nth`` mark made on the mark thread fails; returns how many failed."""
-    real = outbox.mark_published
+    real = outbox_publishing.mark_published
     calls = {"made": 0, "failed": 0}
 
     def mark(connection: Connection, ids: list[int]) -> None:
@@ -104,7 +104,7 @@ def fail_once_on_the_mark_thread(monkeypatch: pytest.MonkeyPatch, nth: int) -> C
                 raise OperationalError("UPDATE outbox", {}, Exception("connection lost"))
         real(connection, ids)
 
-    monkeypatch.setattr(outbox, "mark_published", mark)
+    monkeypatch.setattr(outbox_publishing, "mark_published", mark)
     return lambda: calls["failed"]
 
 
@@ -155,7 +155,7 @@ def test_commits_close_together_after_a_read_go_out_in_one_read(
     own_engine: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reads: list[set[str]] = []
-    real = outbox.fetch_pending
+    real = outbox_publishing.fetch_pending
 
     def noting(connection: Connection, limit: int, in_flight: list[int] | None = None) -> Any:
         rows = real(connection, limit, in_flight)
@@ -163,7 +163,7 @@ def test_commits_close_together_after_a_read_go_out_in_one_read(
             reads.append({row.key for row in rows})
         return rows
 
-    monkeypatch.setattr(outbox, "fetch_pending", noting)
+    monkeypatch.setattr(outbox_publishing, "fetch_pending", noting)
     producer = AckingProducer()
     stop = threading.Event()
     relay = OutboxRelay(

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, delete, func, insert, select
 
 from allocation.adapters.inbox import prune_inbox
-from allocation.adapters.outbox import prune_published
+from allocation.adapters.outbox_operations import prune_published
 from allocation.adapters.retention import Expiry, delete_chunk
 from allocation.adapters.tables import inbox, outbox
 from allocation.entrypoints.retention import Retention, RetentionPolicy

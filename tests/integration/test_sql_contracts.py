@@ -9,7 +9,8 @@ from sqlalchemy.orm import Session
 
 from allocation.adapters import tables
 from allocation.adapters.inbox import SqlInbox
-from allocation.adapters.outbox import SqlOutbox, fetch_pending
+from allocation.adapters.outbox import SqlOutbox
+from allocation.adapters.outbox_publishing import fetch_pending
 from allocation.adapters.products import SqlProductRepository
 from allocation.adapters.products.lines import AllocationsStore, SqlAllocations
 from allocation.adapters.responses import SqlResponses

@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta
 
 from confluent_kafka import KafkaError
 
-from allocation.adapters.outbox import PendingRow
+from allocation.adapters.outbox_publishing import PendingRow
 from allocation.config import Settings
 from allocation.entrypoints.relay_policy import Delivery, RelayPolicy
 

@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka import KafkaError
 
 from allocation.adapters.faults import RegistryUnavailable
-from allocation.adapters.outbox import PendingRow
+from allocation.adapters.outbox_publishing import PendingRow
 from allocation.entrypoints.relay_sending import ChunkSender, NotDelivered
 from tests.observability import clients_replaced
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from allocation.adapters import outbox
+from allocation.adapters import outbox_operations
 from allocation.config import Settings
 from allocation.entrypoints import status
 from allocation.entrypoints.cli.common import command, engine, print_json
@@ -19,7 +19,7 @@ def show_status(settings: Settings, _args: argparse.Namespace, _: list[str]) -> 
 
 def outbox_parked(settings: Settings, args: argparse.Namespace, _: list[str]) -> int:
     with engine(settings) as pool, pool.connect() as connection:
-        rows = outbox.parked(connection, args.max)
+        rows = outbox_operations.parked(connection, args.max)
     for row in rows:
         print_json(row)
     print(f"{len(rows)} parked outbox row(s) shown", file=sys.stderr)
@@ -28,14 +28,14 @@ def outbox_parked(settings: Settings, args: argparse.Namespace, _: list[str]) ->
 
 def outbox_retry(settings: Settings, args: argparse.Namespace, _: list[str]) -> int:
     with engine(settings) as pool, pool.begin() as connection:
-        count = outbox.unpark(connection, None if args.all else args.id)
+        count = outbox_operations.unpark(connection, None if args.all else args.id)
     print(f"{count} parked outbox row(s) handed back to the relay")
     return 0
 
 
 def outbox_skip(settings: Settings, args: argparse.Namespace, _: list[str]) -> int:
     with engine(settings) as pool, pool.begin() as connection:
-        count = outbox.skip(connection, args.id)
+        count = outbox_operations.skip(connection, args.id)
     print(f"{count} parked outbox row(s) skipped: they will not be sent; their keys move on")
     return 0
 
