@@ -19,15 +19,11 @@ from sqlalchemy.engine import make_url
 
 from allocation.adapters import contract, metrics
 from allocation.adapters.avro import AvroCodec, registry_client
-from allocation.adapters.database import (
-    SqlAlchemyUnitOfWork,
-    end_stalled_transactions,
-    make_engine,
-    migrate,
-    session_factory,
-)
+from allocation.adapters.database import end_stalled_transactions, make_engine, session_factory
 from allocation.adapters.kafka import DLQ_MAX_BYTES, command_consumer_config, producer_config
 from allocation.adapters.products import start_mappers
+from allocation.adapters.schema_migrations import migrate
+from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from allocation.config import Settings
 from allocation.domain import commands, events
 from allocation.service_layer.handlers import COMMAND_HANDLERS, EVENT_HANDLERS, allocate

@@ -37,7 +37,8 @@ from typing import Any
 import psycopg2
 from sqlalchemy.engine import make_url
 
-from allocation.adapters.database import downgrade, make_engine, migrate
+from allocation.adapters.database import make_engine
+from allocation.adapters.schema_migrations import downgrade, migrate
 from allocation.config import load_settings
 from testkit.databases import throwaway_database
 

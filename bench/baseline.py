@@ -15,9 +15,10 @@ from typing import Any
 from confluent_kafka import Consumer, Producer
 
 from allocation.adapters.contract import topic_records
-from allocation.adapters.database import SqlAlchemyUnitOfWork, make_engine, session_factory
+from allocation.adapters.database import make_engine, session_factory
 from allocation.adapters.products import start_mappers
 from allocation.adapters.security import kafka_client_security
+from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from allocation.adapters.wire import COMMAND_DECODERS, event_to_record
 from allocation.bootstrap import avro_codec, event_routes
 from allocation.config import load_settings

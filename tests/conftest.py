@@ -17,13 +17,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from allocation.adapters.database import (
-    SqlAlchemyUnitOfWork,
-    make_engine,
-    session_factory,
-)
+from allocation.adapters.database import make_engine, session_factory
 from allocation.adapters.products import start_mappers
 from allocation.adapters.security import kafka_client_security, registry_client_config
+from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from allocation.bootstrap import event_routes, upgrade_schema
 from allocation.config import Settings, load_settings
 from testkit.databases import throwaway_database

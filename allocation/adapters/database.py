@@ -1,43 +1,21 @@
-"""PostgreSQL: the engine, the SQLAlchemy unit of work, and the migrations."""
+"""PostgreSQL: the engine and its pool, and how its errors read (a conflict, a read-only server).
+
+The unit of work on it is ``unit_of_work``; the schema's migrations are ``schema_migrations``.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.script import ScriptDirectory
-from alembic.script.revision import RevisionError
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from allocation import migrations
-from allocation.adapters.batched_writes import BatchedWrites
 from allocation.adapters.folded import fold_transactions, folded_url
-from allocation.adapters.inbox import SqlInbox
-from allocation.adapters.offsets import SqlOffsets
-from allocation.adapters.outbox import SchemaVersions, SqlOutbox
-from allocation.adapters.prefetch import prefetch_rows
 from allocation.adapters.prepared import plan_generically
-from allocation.adapters.privileges import grant_service_role
-from allocation.adapters.products import SqlProductRepository
-from allocation.adapters.responses import SqlResponses
-from allocation.adapters.tables import MIGRATION_LOCK
-from allocation.adapters.views import SqlAllocationsView
-from allocation.adapters.waiting import SqlWaiting
-from allocation.service_layer.unit_of_work import (
-    AbstractUnitOfWork,
-    ConcurrencyConflict,
-    EventRoutes,
-    Wanted,
-)
 
 # serialization_failure, deadlock_detected, lock_not_available, unique_violation.
 # A unique violation here means a concurrent writer created the same row first;
@@ -150,148 +128,3 @@ def is_conflict(exc: BaseException) -> bool:
     return (
         isinstance(exc, sa_exc.DBAPIError) and getattr(exc.orig, "pgcode", None) in _CONFLICT_CODES
     )
-
-
-class SqlAlchemyUnitOfWork(AbstractUnitOfWork):
-    """One SQLAlchemy session, hence one PostgreSQL transaction, per unit of work."""
-
-    products: SqlProductRepository
-    inbox: SqlInbox
-    views: SqlAllocationsView
-    responses: SqlResponses
-    offsets: SqlOffsets
-    waiting: SqlWaiting
-
-    def __init__(
-        self,
-        session_factory: Callable[[], Session],
-        routes: EventRoutes,
-        schema_versions: SchemaVersions | None = None,
-    ) -> None:
-        super().__init__(routes)
-        self._session_factory = session_factory
-        self._schema_versions = schema_versions
-
-    def __enter__(self) -> SqlAlchemyUnitOfWork:
-        self.session = self._session_factory()
-        self._writes = BatchedWrites(self.session)
-        self.products = SqlProductRepository(self.session)
-        self.inbox = SqlInbox(self.session)
-        self.outbox = SqlOutbox(self.session, self._schema_versions)
-        self.views = SqlAllocationsView(self.session)
-        self.responses = SqlResponses(self.session)
-        self.offsets = SqlOffsets(self.session)
-        self.waiting = SqlWaiting(self.session)
-        super().__enter__()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            super().__exit__(exc_type, exc, tb)
-        finally:
-            self.session.close()
-        if exc is not None and is_conflict(exc):
-            raise ConcurrencyConflict(str(exc).splitlines()[0]) from exc
-
-    def prefetch(self, wanted: Wanted) -> None:
-        """One query: the products with their batches, and the rest (``prefetch``)."""
-        prefetch_rows(self.session, self.products, self.inbox, self.waiting, wanted)
-
-    def _flush(self) -> None:
-        # From here to the commit, the rows' writes go out together (``batched_writes``).
-        self._writes.deferring = True
-        self.products.flush()
-        self.inbox.flush()
-        self.views.flush()
-        self.responses.flush()
-
-    def _commit(self) -> None:
-        self._writes.send(commit=True)  # with the COMMIT, on the session's folded connection
-        self.session.commit()
-        self._writes.deferring = False
-
-    def rollback(self) -> None:
-        self._writes.discard()
-        self.session.rollback()
-
-
-class SchemaTooOld(Exception):
-    """The database's schema predates what this code needs: migrate it first."""
-
-
-def _alembic_config() -> AlembicConfig:
-    config = AlembicConfig()
-    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
-    return config
-
-
-def migrate(engine: Engine, revision: str = "head", grant_to: str | None = None) -> None:
-    """Bring the schema to ``revision`` with the Alembic migrations shipped in the package.
-
-    ``engine`` connects as the database's owner; ``grant_to``, the service's role, then
-    gets the privileges it needs in the same transaction (``privileges``).
-
-    Under a session-level advisory lock (MIGRATION_LOCK), taken before the
-    migrating transaction begins: a second replica migrating at the same time
-    waits, then reads the version the first committed and has nothing to do,
-    instead of racing it through the same DDL.
-    """
-    config = _alembic_config()
-    with engine.connect() as connection:
-        connection.execute(text("SELECT pg_advisory_lock(:a, :b)"), _lock_keys())
-        connection.commit()
-        try:
-            with connection.begin():
-                config.attributes["connection"] = connection
-                command.upgrade(config, revision)
-                if grant_to is not None:
-                    grant_service_role(connection, grant_to)
-        finally:
-            connection.execute(text("SELECT pg_advisory_unlock(:a, :b)"), _lock_keys())
-            connection.commit()
-
-
-def downgrade(engine: Engine, revision: str) -> None:
-    """Bring the schema back down to ``revision`` (the migrations' round-trip tests; no command
-    offers it: a downgrade drops what newer rows hold)."""
-    config = _alembic_config()
-    with engine.connect() as connection, connection.begin():
-        config.attributes["connection"] = connection
-        command.downgrade(config, revision)
-
-
-def _lock_keys() -> dict[str, int]:
-    return {"a": MIGRATION_LOCK[0], "b": MIGRATION_LOCK[1]}
-
-
-def require_schema(engine: Engine, oldest: str = migrations.OLDEST_SCHEMA_REVISION) -> None:
-    """SchemaTooOld unless the database is at ``oldest`` or a later revision.
-
-    A revision these migrations do not know is a newer one (a later release
-    migrated first, as in a rolling deploy): accepted.
-    """
-    script = ScriptDirectory.from_config(_alembic_config())
-    # Read directly: alembic's MigrationContext logs two lines even for a question.
-    with engine.connect() as connection:
-        current: list[str] = []
-        if inspect(connection).has_table("alembic_version"):
-            query = text("SELECT version_num FROM alembic_version")
-            current = list(connection.execute(query).scalars())
-    advice = "run `allocation db upgrade`"
-    if not current:
-        raise SchemaTooOld(f"the database has no schema (no migration applied); {advice}")
-    for head in current:
-        try:
-            reached = {r.revision for r in script.iterate_revisions(head, "base")}
-        except RevisionError:
-            continue
-        if oldest not in reached:
-            raise SchemaTooOld(
-                f"the database schema is at revision {head}, older than {oldest}, the oldest"
-                f" this code runs on; {advice}"
-            )

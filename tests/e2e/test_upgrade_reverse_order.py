@@ -22,8 +22,9 @@ import pytest
 from sqlalchemy import Engine, select, text
 from sqlalchemy.engine import make_url
 
-from allocation.adapters.database import SchemaTooOld, make_engine, require_schema
+from allocation.adapters.database import make_engine
 from allocation.adapters.privileges import PRIVILEGE_ADVICE
+from allocation.adapters.schema_migrations import SchemaTooOld, require_schema
 from allocation.adapters.tables import inbox
 from allocation.bootstrap import avro_codec
 from allocation.config import Settings

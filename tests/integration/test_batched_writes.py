@@ -13,10 +13,11 @@ from sqlalchemy import Connection, Engine, event, select, text
 from sqlalchemy.exc import DBAPIError
 
 from allocation.adapters import tables
-from allocation.adapters.database import SqlAlchemyUnitOfWork, make_engine
+from allocation.adapters.database import make_engine
 from allocation.adapters.outbox_publishing import fetch_pending
 from allocation.adapters.pg_arrays import with_literal_arrays
 from allocation.adapters.prepared import Prepared, run
+from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from allocation.config import Settings
 from allocation.domain import commands
 from allocation.domain.model import OrderLine

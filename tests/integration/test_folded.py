@@ -10,7 +10,8 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.engine import make_url
 
 from allocation.adapters import tables
-from allocation.adapters.database import SqlAlchemyUnitOfWork, make_engine, session_factory
+from allocation.adapters.database import make_engine, session_factory
+from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from allocation.bootstrap import event_routes
 from allocation.config import Settings
 from allocation.domain import commands

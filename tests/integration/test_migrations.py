@@ -7,13 +7,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from allocation.adapters.database import (
-    SchemaTooOld,
-    downgrade,
-    make_engine,
-    migrate,
-    require_schema,
-)
+from allocation.adapters.database import make_engine
+from allocation.adapters.schema_migrations import SchemaTooOld, downgrade, migrate, require_schema
 from allocation.adapters.tables import MIGRATION_LOCK, metadata
 from allocation.config import Settings
 from allocation.migrations import OLDEST_SCHEMA_REVISION

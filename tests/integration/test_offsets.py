@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine
 
 from allocation.adapters import offsets
-from allocation.adapters.database import SqlAlchemyUnitOfWork
+from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from allocation.domain import commands
 from allocation.service_layer.handlers import COMMAND_HANDLERS, EVENT_HANDLERS
 from allocation.service_layer.messagebus import MessageBus

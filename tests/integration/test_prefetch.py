@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine, delete, event, select
 
-from allocation.adapters.database import SqlAlchemyUnitOfWork
 from allocation.adapters.tables import allocations, batches, products, waiting_commands
+from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from allocation.bootstrap import command_handlers
 from allocation.config import Settings
 from allocation.domain import commands

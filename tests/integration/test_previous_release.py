@@ -21,8 +21,8 @@ import pytest
 from sqlalchemy import Engine
 
 from allocation.adapters.contract import load_schema
-from allocation.adapters.database import SqlAlchemyUnitOfWork
 from allocation.adapters.outbox_publishing import fetch_pending
+from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from allocation.adapters.wire import published_record
 from allocation.config import Settings
 from allocation.domain import commands

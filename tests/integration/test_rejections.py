@@ -7,7 +7,7 @@ from collections.abc import Callable
 from sqlalchemy import Engine, select
 
 from allocation.adapters import tables
-from allocation.adapters.database import SqlAlchemyUnitOfWork
+from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from allocation.domain import commands
 from allocation.domain.errors import InvalidSku
 from allocation.service_layer.handlers import COMMAND_HANDLERS, EVENT_HANDLERS

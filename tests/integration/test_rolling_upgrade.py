@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session
 from allocation.adapters import tables
 from allocation.adapters.avro import AvroCodec
 from allocation.adapters.contract import load_schema
-from allocation.adapters.database import SqlAlchemyUnitOfWork
 from allocation.adapters.schemas import register
+from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from allocation.bootstrap import event_routes
 from allocation.config import Settings
 from allocation.domain import commands

@@ -11,7 +11,8 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from allocation.adapters import tables
-from allocation.adapters.database import SqlAlchemyUnitOfWork, make_engine
+from allocation.adapters.database import make_engine
+from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from allocation.config import Settings
 from allocation.domain import commands, events
 from allocation.domain.errors import StaleVersion

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from sqlalchemy import Engine, func, select
 
 from allocation.adapters import tables
-from allocation.adapters.database import SqlAlchemyUnitOfWork
+from allocation.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from allocation.bootstrap import command_handlers
 from allocation.config import Settings
 from allocation.domain import commands

@@ -21,9 +21,9 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from allocation.adapters import logs
 from allocation.adapters.avro import RegistryTransportError
-from allocation.adapters.database import SchemaTooOld
 from allocation.adapters.faults import RegistryUnavailable
 from allocation.adapters.privileges import PRIVILEGE_ADVICE, UnknownRole
+from allocation.adapters.schema_migrations import SchemaTooOld
 from allocation.adapters.schemas import IncompatibleSchema
 from allocation.adapters.security import AccessDenied, is_refusal, refused
 from allocation.config import ConfigurationError, Settings, load_settings

@@ -9,8 +9,8 @@ from sqlalchemy import Engine
 
 from allocation import bootstrap
 from allocation.adapters import tracing
-from allocation.adapters.database import require_schema
 from allocation.adapters.faults import is_transient
+from allocation.adapters.schema_migrations import require_schema
 from allocation.config import Settings
 from allocation.entrypoints import consumer, health, relay, retention, supervisor
 from allocation.entrypoints.cli.common import command, engine
