@@ -90,8 +90,7 @@ class OutboxRelay:
                 except ProducerBroken as exc:
                     # Unsent rows stay pending: the new producer sends them again.
                     logger.error("%s; replacing the Kafka producer", exc)
-                    self._sender.renew()
-                    metrics.KAFKA_CLIENTS_REPLACED.labels("relay_producer", "fatal").inc()
+                    self._sender.renew("fatal")
                 except Exception as exc:  # not leading (yet): nothing held while paused
                     self._pause.hold(exc)
         except Stopped:

@@ -43,10 +43,11 @@ class ChunkSender:
         self._stop = stop
         self._known_topics: set[str] = set()
 
-    def renew(self) -> None:
-        """A new producer, after a fatal error or a timeout; rows still unsent stay pending
-        for it."""
+    def renew(self, reason: str) -> None:
+        """A new producer, after a fatal error or a timeout (``reason``: fatal or timed_out,
+        as counted); rows still unsent stay pending for it."""
         self.producer = self._producer_factory()
+        metrics.KAFKA_CLIENTS_REPLACED.labels("relay_producer", reason).inc()
 
     def send(self, rows: list[PendingRow], confirm: Callable[[], None]) -> Delivery:
         """Hand ``rows`` over in order and wait for every acknowledgement.
@@ -76,8 +77,7 @@ class ChunkSender:
             # #5430); every retry on that producer would time out again. A new producer
             # learns the leaders afresh. Nothing is left queued on this one after a flush.
             logger.warning("rows timed out in the producer; replacing it")
-            self.renew()
-            metrics.KAFKA_CLIENTS_REPLACED.labels("relay_producer", "timed_out").inc()
+            self.renew("timed_out")
         return delivery
 
     def _topics(self, wanted: set[str]) -> set[str]:
