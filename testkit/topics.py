@@ -9,6 +9,7 @@ its CPU per command grew from one run to the next.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 from confluent_kafka import KafkaError, KafkaException
@@ -21,7 +22,8 @@ from allocation.config import Settings
 def drop_topics(
     where: Settings | AdminClient, names: Iterable[str] | None = None, timeout: float = 60.0
 ) -> None:
-    """Delete ``names`` (default: every topic of the settings' prefix) and wait until done.
+    """Delete ``names`` (default: every topic of the settings' prefix) and wait until done:
+    the controller confirmed each deletion and the broker's metadata lists none of them.
 
     A topic already gone counts as deleted.
     """
@@ -39,3 +41,10 @@ def drop_topics(
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
                 raise
+    # The controller answers once the deletion is in its log; the broker's metadata, which
+    # `list_topics` reads, replays that log a moment later and may still list the topic.
+    deadline = time.monotonic() + timeout
+    while set(wanted) & set(admin.list_topics(timeout=timeout).topics):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics still listed {timeout:.0f} s after their deletion")
+        time.sleep(0.05)
