@@ -186,6 +186,11 @@ class AvroCodec:
     def schema_id(self, topic: str) -> int:
         """The registry's id of this topic's schema (under subject ``<topic>-value``)."""
         if topic not in self._ids:
+            if topic not in self._raw:  # an outbox row of a topic renamed since, say
+                raise LookupError(
+                    f"no schema for topic {topic!r}: this process's topics are"
+                    f" {', '.join(sorted(self._raw))} (its TOPIC_* settings)"
+                )
             name = subject(topic)
             ours = RegistrySchema(json.dumps(self._raw[topic]), "AVRO")
             registered = _ask(

@@ -135,3 +135,11 @@ def test_a_huge_block_count_over_items_of_one_byte_or_more_stops_at_the_record_e
     hostile = spinning_record(schema_id, ALLOCATE, ORDER)[:-1] + b"\x02" * 1000
     with pytest.raises(UndecodableMessage, match="does not decode"):
         codec.decode(TOPIC, hostile)
+
+
+def test_encoding_for_a_topic_without_a_schema_names_the_topic_and_the_known_ones(
+    codec: AvroCodec,
+) -> None:
+    # An outbox row of a topic renamed since: the relay's error says which, not KeyError.
+    with pytest.raises(LookupError, match=r"no schema for topic 'renamed': .* are allocate "):
+        codec.encode("renamed", ORDER)
