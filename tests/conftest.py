@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import KafkaException
@@ -96,6 +98,11 @@ def fresh_database(settings: Settings) -> Iterator[Settings]:
 @pytest.fixture(scope="session")
 def engine(settings: Settings) -> Iterator[Engine]:
     """The service's role on the session's database, migrated by the owner role."""
+    yield from migrated_engine(settings)
+
+
+def migrated_engine(settings: Settings) -> Iterator[Engine]:
+    """``engine``'s body, for a conftest that gives its tests a database of their own."""
     engine = make_engine(settings.sqlalchemy_url)
     try:
         with engine.connect() as connection:
@@ -141,6 +148,22 @@ def uow_factory(
 ) -> Callable[[], SqlAlchemyUnitOfWork]:
     routes = event_routes(settings)
     return lambda: SqlAlchemyUnitOfWork(sessions, routes)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On a pytest-xdist worker, hand the chaos scenarios' rows to the controller."""
+    from tests.chaos import RESULTS
+
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["chaos"] = [dataclasses.asdict(outcome) for outcome in RESULTS]
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: the controller, as a worker ends
+def pytest_testnodedown(node: Any, error: object) -> None:
+    from tests.chaos import RESULTS, Outcome
+
+    RESULTS.extend(Outcome(**row) for row in getattr(node, "workeroutput", {}).get("chaos", []))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -17,6 +17,23 @@ from testkit.processes import Service, service_env
 from testkit.topics import drop_topics
 from testkit.traffic import CommandSender, DecodingReader
 from testkit.upgrades import UPGRADE_FROM, release_package
+from tests.conftest import fresh_database, migrated_engine
+
+
+# The e2e tests' database is not the integration tests': those leave outbox rows for the
+# unprefixed topics, which every e2e relay would then try to send and fail on (a pytest-xdist
+# worker runs tests of both kinds, in any order). Both fixtures override the root ones, whose
+# session-cached values an integration test may have made first.
+@pytest.fixture(scope="session")
+def settings(settings: Settings) -> Iterator[Settings]:
+    """The root ``settings`` on a throwaway database of the e2e tests' own."""
+    with fresh_database(settings) as ours:
+        yield ours
+
+
+@pytest.fixture(scope="session")
+def engine(settings: Settings) -> Iterator[Engine]:
+    yield from migrated_engine(settings)
 
 
 @pytest.fixture(scope="session")

@@ -64,6 +64,7 @@ def outage(seconds: float = SCALE.outage_s) -> None:
     time.sleep(seconds)
 
 
+@pytest.mark.stack_faults
 @pytest.mark.parametrize("signal", ["TERM", "KILL"], ids=["kafka-sigterm", "kafka-sigkill"])
 def test_broker_stopped_mid_load(run: Run, signal: str) -> None:
     run.prepare()
@@ -78,6 +79,7 @@ def test_broker_stopped_mid_load(run: Run, signal: str) -> None:
     run.verdict(note=f"broker SIG{signal}, {SCALE.outage_s:.0f}s down")
 
 
+@pytest.mark.stack_faults
 @pytest.mark.parametrize("mode", ["fast", "immediate"], ids=["postgres-fast", "postgres-immediate"])
 def test_database_restarted_mid_load(run: Run, mode: str) -> None:
     run.prepare()
@@ -90,6 +92,7 @@ def test_database_restarted_mid_load(run: Run, mode: str) -> None:
     run.verdict(note=f"pg_ctl restart -m {mode}")
 
 
+@pytest.mark.stack_faults
 def test_registry_stopped_mid_load(run: Run, registry: SchemaRegistryClient) -> None:
     """Writers move to a new compatible schema while the registry is down: the consumer
     must fetch it, cannot, and waits; nothing is dead-lettered for it."""

@@ -60,6 +60,7 @@ def read_only(on: bool) -> None:
     stack("psql", "-d", "postgres", "-q", "-c", setting, "-c", "SELECT pg_reload_conf()")
 
 
+@pytest.mark.stack_faults
 def test_read_only_failover(run: Run) -> None:
     run.prepare()
     run.start_pipeline()
