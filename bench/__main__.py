@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import machine, scenarios
+from bench import alone, database_figures, machine, scenarios
 from bench.curve import latency_curve
 from bench.environment import bench_database
 from bench.floor import floor, floor_figures
@@ -130,12 +130,12 @@ def measure(sizes: scenarios.Sizes, wanted: set[str], http_client: str | None) -
             "e2e": lambda: scenarios.e2e(db, sizes, ["consumer", "relay"]),
             "tracing": lambda: tracing_cost(db, sizes),
             "baseline": lambda: scenarios.e2e(db, sizes, ["baseline"]),
-            "ceiling": lambda: scenarios.commit_ceiling(db, sizes.ceiling_seconds),
+            "ceiling": lambda: database_figures.commit_ceiling(db, sizes.ceiling_seconds),
             "latency": lambda: scenarios.latency(db, sizes),
             "curve": lambda: latency_curve(db, sizes),
-            "consumer": lambda: scenarios.consumer_only(db, sizes),
-            "relay": lambda: scenarios.relay_only(db, sizes),
-            "growth": lambda: scenarios.growth(db, sizes),
+            "consumer": lambda: alone.consumer_only(db, sizes),
+            "relay": lambda: alone.relay_only(db, sizes),
+            "growth": lambda: database_figures.growth(db, sizes),
             "http": lambda: http_load(db, sizes, http_client),
             "floor": lambda: floor(db, sizes, http_client),
             "scaleout": lambda: scaleout(db, sizes),

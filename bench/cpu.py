@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # Part of the broker's figure, not added to the total again: the CPU of the JVM's JIT compiler
@@ -37,6 +38,18 @@ PREFIX = "allocation-bench-"
 TICK = os.sysconf("SC_CLK_TCK")
 
 
+@dataclass
+class Window:
+    """What ``Meter.window()`` measured, filled in as its block ends: the CPU seconds of each
+    group over the block (``Meter.used``) and the groups left without a process by then."""
+
+    used: dict[str, float] = field(default_factory=dict)
+    emptied: list[str] = field(default_factory=list)
+
+    def per_unit_us(self, units: int) -> dict[str, float]:
+        return per_unit_us(self.used, units)
+
+
 class Meter:
     """Samples each group's CPU; ``used(earlier, later)`` is seconds per group in between,
     plus ``bench`` (this process: producer and event reader) and ``machine`` (every CPU)."""
@@ -45,6 +58,15 @@ class Meter:
 
     def __init__(self, groups: dict[str, Lister]) -> None:
         self.groups = groups
+
+    @contextmanager
+    def window(self) -> Iterator[Window]:
+        """The CPU over the ``with`` block; nothing is measured if the block raises."""
+        taken = Window()
+        before = self.sample()
+        yield taken
+        taken.used = self.used(before, self.sample())
+        taken.emptied = self.emptied()
 
     def sample(self) -> Sample:
         sample = self._groups()

@@ -15,18 +15,11 @@ from typing import Any
 from allocation.bootstrap import avro_codec
 from bench import cpu
 from bench.environment import BenchDatabase, run_topics
-from bench.scenarios import (
-    Sizes,
-    allocate_values,
-    cpu_groups,
-    latency_producer,
-    paced,
-    processes,
-    seed_skus,
-    warm_up,
-)
+from bench.pipeline import cpu_groups, processes
+from bench.scenarios import Sizes, warm_up
 from bench.stats import percentiles
 from bench.watch import EventWatcher
+from bench.workload import allocate_values, latency_producer, paced, seed_skus
 
 P99_LIMIT_MS = 50.0
 Point = dict[str, Any]
@@ -48,16 +41,15 @@ def latency_curve(db: BenchDatabase, sizes: Sizes) -> dict[str, Any]:
             def step(rate: float, seconds: float = sizes.curve_seconds) -> Point:
                 values = allocate_values(settings, skus, int(rate * seconds))
                 expected = watcher.count + len(values)
-                before = meter.sample()
-                sent = paced(producer, settings, values, rate)
-                watcher.wait_for(expected, timeout=300)
-                used = meter.used(before, meter.sample())
+                with meter.window() as window:
+                    sent = paced(producer, settings, values, rate)
+                    watcher.wait_for(expected, timeout=300)
                 spread = max(sent.values()) - min(sent.values())
                 return {
                     "rate": rate,
                     "offered_per_s": len(sent) / spread if spread else float(len(sent)),
                     **percentiles([(watcher.arrived[o] - at) * 1000 for o, at in sent.items()]),
-                    "cpu_us_per_cmd": cpu.per_unit_us(used, len(values))["total"],
+                    "cpu_us_per_cmd": window.per_unit_us(len(values))["total"],
                 }
 
             points = [step(rate) for rate in sizes.curve_rates]

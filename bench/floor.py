@@ -45,7 +45,8 @@ from allocation.service_layer.unit_of_work import Envelope
 from bench.cpu import proc_seconds
 from bench.environment import BenchDatabase, run_topics
 from bench.http_load import generate
-from bench.scenarios import Sizes, seed_skus
+from bench.scenarios import Sizes
+from bench.workload import seed_skus
 from testkit.processes import free_port
 
 SAMPLES = 500

@@ -26,9 +26,11 @@ from allocation.adapters.tables import allocations
 from allocation.bootstrap import avro_codec
 from bench import cpu
 from bench.environment import BenchDatabase, run_topics
-from bench.scenarios import LOGS, Sizes, cpu_groups, processes, seed_skus
+from bench.pipeline import LOGS, cpu_groups, processes
+from bench.scenarios import Sizes
 from bench.stats import percentiles
 from bench.watch import EventWatcher
+from bench.workload import seed_skus
 
 WRK_SCRIPT = """
 -- POST /allocate, a new order each time, the skus in turn. Each thread stops after its share
@@ -104,20 +106,18 @@ def http_load(db: BenchDatabase, sizes: Sizes, client: str | None = None) -> dic
         with processes(db, settings, ["api", "relay"]) as running:
             port = running["api"].metrics_port
             for clients in (sizes.http_clients, 1):
-                with cpu.metered(cpu_groups(db, running)) as meter:
-                    before, already = meter.sample(), committed()
+                with cpu.metered(cpu_groups(db, running)) as meter, meter.window() as window:
+                    already = committed()
                     load = generate(client, port, skus, sizes.http_requests, clients)
                     # Requests still in flight when the generator stopped may commit after it.
                     done = settled(committed) - already
                     watcher.wait_for(already + done, 120)  # the earlier loads' are all out
-                    used = meter.used(before, meter.sample())
-                    emptied = meter.emptied()
                 results[f"clients_{clients}"] = {
                     **load,
                     "committed": done,
                     "events_out": watcher.count - already,
-                    "cpu_us_per_request": cpu.per_unit_us(used, max(done, 1)),
-                    "cpu_groups_emptied": emptied,
+                    "cpu_us_per_request": window.per_unit_us(max(done, 1)),
+                    "cpu_groups_emptied": window.emptied,
                 }
         watcher.stop()
     return results

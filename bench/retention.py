@@ -141,11 +141,10 @@ def metering(db: BenchDatabase) -> Iterator[_Window]:
             method = meter.method
 
             def __call__(self, step: Callable[[], object]) -> dict[str, Any]:
-                before = meter.sample()
-                result = super().__call__(step)
-                used = meter.used(before, meter.sample())
-                result["pg_cpu_s"] = round(used["postgres"], 2)
-                result["machine_cpu_s"] = round(used["machine"], 2)
+                with meter.window() as window:
+                    result = super().__call__(step)
+                result["pg_cpu_s"] = round(window.used["postgres"], 2)
+                result["machine_cpu_s"] = round(window.used["machine"], 2)
                 return result
 
         yield Metered()

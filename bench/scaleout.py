@@ -26,15 +26,9 @@ from allocation.adapters.tables import allocations, outbox
 from allocation.config import Settings
 from bench import cpu, cpu_caps
 from bench.environment import BenchDatabase, run_topics
-from bench.scenarios import (
-    Sizes,
-    allocate_values,
-    cpu_groups,
-    fast_producer,
-    processes,
-    produce_all,
-    seed_skus,
-)
+from bench.pipeline import cpu_groups, processes
+from bench.scenarios import Sizes
+from bench.workload import allocate_values, fast_producer, produce_all, seed_skus
 from testkit.processes import wait_until
 
 PARTITIONS = 12
@@ -82,13 +76,11 @@ def with_consumers(
             print(f"  partitions of {settings.topic_allocate} held: {spread}", file=sys.stderr)
             throttled_before = {name: caps.throttling(name) for name in running}
             producer = fast_producer(settings)
-            with cpu.metered(cpu_groups(db, running)) as meter:
-                before = meter.sample()
+            with cpu.metered(cpu_groups(db, running)) as meter, meter.window() as window:
                 started = time.monotonic()
                 produce_all(producer, settings.topic_allocate, values)
                 wait_until(lambda: applied() >= sizes.scaleout_commands, 600, "every command")
                 elapsed = time.monotonic() - started
-                used = meter.used(before, meter.sample())
             throttled = {
                 name: throttled_share(throttled_before[name], caps.throttling(name))
                 for name in running
@@ -99,7 +91,7 @@ def with_consumers(
         "cmds_per_s": sizes.scaleout_commands / elapsed,
         "seconds": elapsed,
         "partitions_held": "/".join(map(str, spread)),
-        "cores": cores_used(used, elapsed),
+        "cores": cores_used(window.used, elapsed),
         "consumers_throttled_pct": sum(throttled.values()) / len(throttled),
         "cpu_method": meter.method,
     }

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from bench.__main__ import derive, summarise
-from bench.cpu import Meter, _jit_seconds, per_unit_us
+from bench.alone import alone
+from bench.cpu import Meter, Window, _jit_seconds, per_unit_us
 from bench.curve import find_knee
 from bench.report import figure, shared_machine_warnings
-from bench.scenarios import alone
 from bench.stats import medians
 
 
@@ -139,7 +139,7 @@ def test_a_median_window_that_shared_the_machine_is_flagged() -> None:
 def test_a_process_alone_is_reported_with_its_cpu_per_unit_and_the_cores_it_used() -> None:
     def run(rate: float, relay_s: float) -> dict[str, object]:
         used = {"relay": relay_s, "postgres": 0.5, "broker": 0.1, "bench": 0.0, "machine": 2.0}
-        return alone(rate, used, 50_000, Meter({}), [])
+        return alone(rate, Window(used), 50_000, Meter({}))
 
     # 50,000 rows: 1.75 s of the relay's CPU is 35 us a row; at 24,000 rows/s, 0.84 of a core
     results = {"relay": summarise("relay", [run(20_000, 2.0), run(24_000, 1.75), run(30_000, 1.5)])}

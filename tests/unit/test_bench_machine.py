@@ -83,7 +83,7 @@ def test_a_step_that_fails_after_the_servers_restarted_says_so(
         raise TimeoutError("0 of 20000 events after 600s")
 
     monkeypatch.setattr("bench.__main__.bench_database", Opened)
-    monkeypatch.setattr("bench.scenarios.consumer_only", lost_events)
+    monkeypatch.setattr("bench.alone.consumer_only", lost_events)
     monkeypatch.setattr(machine, "restarted", lambda _: ["broker pid 11 is now 21"])
     with pytest.raises(RuntimeError, match="restarted during the run") as raised:
         measure(QUICK, {"consumer"}, None)
