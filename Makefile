@@ -42,7 +42,7 @@ lint: $(STAMP)  ## ruff lint and format check
 	$(BIN)/ruff check allocation tests bench testkit
 	$(BIN)/ruff format --check allocation tests bench testkit
 
-typecheck: $(STAMP)  ## mypy --strict on allocation/
+typecheck: $(STAMP)  ## mypy --strict on allocation/, bench/ and testkit/
 	$(BIN)/mypy
 
 test-unit: $(STAMP)  ## unit tests only (no server needed)

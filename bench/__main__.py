@@ -175,7 +175,8 @@ def summarise(name: str, runs: list[Any]) -> dict[str, Any]:
             "all_ms": every,
         }
     if name == "curve":
-        return runs[0]
+        curve: dict[str, Any] = runs[0]
+        return curve
     if name == "ceiling":
         return {"runs": runs, "median": statistics.median(runs)}
     if name in ("consumer", "relay"):  # each run a rate with its CPU by process
@@ -265,7 +266,7 @@ def alone_figures(prefix: str, measured: dict[str, Any], process: str) -> dict[s
 
 
 def emptied_groups(results: dict[str, Any]) -> list[tuple[str, list[str]]]:
-    found = [
+    found: list[tuple[str, Any]] = [
         (n, results[n].get("cpu_groups_emptied"))
         for n in ("e2e", "baseline", "curve", "consumer", "relay")
         if n in results

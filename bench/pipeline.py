@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
@@ -49,7 +50,7 @@ def processes(
             if command == "relay":
                 wait_for_leader(db.engine, service)
             elif command == "baseline":
-                wait_until(lambda s=service: baseline_assigned(settings, s), 60, "the baseline")
+                wait_until(partial(baseline_assigned, settings, service), 60, "the baseline")
             else:
                 wait_until_ready(service)
         yield started
@@ -87,5 +88,5 @@ def cpu_groups(db: BenchDatabase, running: dict[str, Service]) -> dict[str, cpu.
         groups["postgres"] = servers.postgres
         groups["registry"] = lambda: [servers.registry]
     for name, service in running.items():
-        groups[name] = lambda pid=service.pid: [pid]
+        groups[name] = partial(list, (service.pid,))
     return groups

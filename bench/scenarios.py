@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import Producer
 
@@ -70,7 +71,7 @@ def e2e(
     sizes: Sizes,
     pipeline: list[str],
     extra_env: Mapping[str, str] | None = None,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Commands produced as fast as possible until every Allocated was read back; the service's
     processes run with ``extra_env`` over the settings' environment."""
     with run_topics(db.settings) as settings:

@@ -95,7 +95,7 @@ class CommandSender:
         self._producer = Producer(self._config)
         for n, message in purged:
             headers = message.headers() or []
-            self._produce(n, message.topic(), message.key(), message.value(), headers)
+            self._produce(n, str(message.topic()), message.key(), message.value(), headers)
         return len(purged)
 
     def create_batch(self, topic: str, ref: str, sku: str, qty: int) -> None:
