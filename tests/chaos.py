@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import fastavro
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 
 from allocation.adapters.avro import AvroCodec
-from allocation.adapters.tables import allocations, batches, inbox, outbox
+from allocation.adapters.tables import outbox
 from allocation.bootstrap import avro_codec, bootstrap
-from allocation.config import Settings, settings_from
+from allocation.config import Settings
 from allocation.domain import commands
 from allocation.entrypoints.provision import create_contract_topics, register_contract_schemas
 from testkit.processes import (
@@ -42,10 +42,16 @@ from testkit.processes import (
 )
 from testkit.topics import drop_topics
 from testkit.traffic import CommandSender, Recorder
-from tests.fakes import FakeUnitOfWork
+from tests.chaos_checks import (
+    assert_commit_order,
+    expected_allocations,
+    orders_in_inbox,
+    published_allocations,
+    stored_allocations,
+)
+from tests.chaos_table import RESULTS, Outcome
 
 REPO = Path(__file__).resolve().parents[1]
-Allocation = tuple[str, str, int, str]  # orderid, sku, qty, batchref
 
 
 @dataclass(frozen=True)
@@ -72,21 +78,6 @@ ACKNOWLEDGED_S = 60.0
 # No acknowledgement at all this long after the fault, with orders unacknowledged: the
 # load's producer is stuck (librdkafka #5430), and what it holds unsent goes on a new one.
 STALLED_S = 20.0
-
-
-@dataclass
-class Outcome:
-    scenario: str
-    sent: int
-    applied: int
-    dead_lettered: int
-    lost: int
-    doubled: int
-    recovery_s: float | None
-    note: str = ""
-
-
-RESULTS: list[Outcome] = []
 
 
 def stack(*args: str) -> None:
@@ -329,10 +320,14 @@ class Run:
         skus = {c.sku for c in self.creates}
         expected = Counter(expected_allocations(self.creates, self.orders))
         stored = Counter(stored_allocations(self.engine, skus))
-        published = self._published_allocations()
+        events = self.settings.topic_line_allocated
+        published = published_allocations(self.recorder, self.codec, events)
         # A rejected command is recorded in the inbox too (with its CommandRejected event).
         rejected = self.rejections()
-        applied = sum(stored.values()) if pruned else self._orders_in_inbox() - rejected
+        if pruned:
+            applied = sum(stored.values())
+        else:
+            applied = orders_in_inbox(self.engine, self.settings.topic_allocate) - rejected
         dead = len(self.recorder.on(self.settings.topic_dlq))
         lost = sum((expected - stored).values()) + max(0, len(self.orders) - applied)
         doubled = sum((stored - expected).values())
@@ -350,53 +345,12 @@ class Run:
         assert doubled == 0, f"{doubled} allocations doubled"
         assert Counter(published.values()) == expected, "every allocation published, one event_id"
         if not pruned:
-            self._assert_commit_order(skus)
+            assert_commit_order(self.engine, self.recorder, events, skus)
         assert dead == expected_dead, f"{dead} dead letters, expected {expected_dead}"
         assert rejected == expected_rejected, f"{rejected} rejections, expected {expected_rejected}"
         stopped = [name for name, s in self.services.items() if not s.running]
         assert not stopped, f"processes that did not survive: {stopped}"
         return outcome
-
-    def _orders_in_inbox(self) -> int:
-        with self.engine.connect() as connection:
-            return int(
-                connection.execute(
-                    select(func.count())
-                    .select_from(inbox)
-                    # id-less commands: at:<topic>:<partition>:<offset>:<timestamp> (README)
-                    .where(inbox.c.message_id.like(f"at:{self.settings.topic_allocate}:%"))
-                ).scalar_one()
-            )
-
-    def _published_allocations(self) -> dict[str, Allocation]:
-        """event_id -> allocation, from line-allocated (a re-publication shares its event_id)."""
-        out: dict[str, Allocation] = {}
-        for s in self.recorder.on(self.settings.topic_line_allocated):
-            v = self.codec.decode(self.settings.topic_line_allocated, s.value)
-            allocation = (v["orderid"], v["sku"], v["qty"], v["batchref"])
-            assert out.setdefault(s.headers["event_id"], allocation) == allocation
-        return out
-
-    def _assert_commit_order(self, skus: set[str]) -> None:
-        """Per sku, line-allocated carries the events in the order their transactions committed."""
-        with self.engine.connect() as connection:
-            rows = connection.execute(
-                select(outbox.c.key, outbox.c.event_id)
-                .where(outbox.c.key.in_(skus), outbox.c.event_type == "Allocated")
-                .order_by(outbox.c.id)
-            ).all()
-        committed: dict[str, list[str]] = {}
-        for key, event_id in rows:
-            committed.setdefault(key, []).append(str(event_id))
-        on_topic: dict[str, list[str]] = {}
-        for s in sorted(
-            self.recorder.on(self.settings.topic_line_allocated),
-            key=lambda s: (s.partition, s.offset),
-        ):
-            ids = on_topic.setdefault(s.key or "", [])
-            if s.headers["event_id"] not in ids:
-                ids.append(s.headers["event_id"])
-        assert on_topic == committed, "per-sku order on line-allocated differs from commit order"
 
     def close(self) -> None:
         for service in self.services.values():
@@ -418,32 +372,6 @@ def scenario(name: str, base: Settings, engine: Engine, log_dir: Path) -> Iterat
         run.close()
 
 
-def expected_allocations(
-    creates: list[commands.CreateBatch], orders: list[commands.Allocate]
-) -> list[Allocation]:
-    """The fault-free result: the same commands, in the same per-sku order, applied once."""
-    uow = FakeUnitOfWork()
-    bus = bootstrap(settings_from(), uow_factory=lambda: uow).bus
-    for command in [*creates, *orders]:
-        bus.handle(command)
-    return [
-        (line.orderid, line.sku, line.qty, batch.reference)
-        for product in uow.products._products
-        for batch in product.batches
-        for line in batch._allocations
-    ]
-
-
-def stored_allocations(engine: Engine, skus: set[str]) -> list[Allocation]:
-    query = (
-        select(allocations.c.orderid, allocations.c.sku, allocations.c.qty, batches.c.reference)
-        .join(batches, batches.c.id == allocations.c.batch_id)
-        .where(allocations.c.sku.in_(skus))
-    )
-    with engine.connect() as connection:
-        return [(r[0], r[1], r[2], r[3]) for r in connection.execute(query)]
-
-
 def wire(schema_id: int, schema: Any, record: dict[str, Any]) -> bytes:
     """A record in the Confluent wire format with any schema, registered or not."""
     out = io.BytesIO()
@@ -457,21 +385,3 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise LookupError(pid)
-
-
-def render(results: list[Outcome]) -> str:
-    columns = ("sent", 6), ("applied", 8), ("DLQ", 6), ("lost", 5), ("doubled", 8), ("recovery", 9)
-    wide = max([24, *(len(r.scenario) for r in results)])
-    head = (
-        f"{'scenario':<{wide}} "
-        + " ".join(f"{name:>{width}}" for name, width in columns)
-        + "  note"
-    )
-    lines = [head, "-" * len(head)]
-    for r in results:
-        recovery = "-" if r.recovery_s is None else f"{r.recovery_s:.1f}s"
-        lines.append(
-            f"{r.scenario:<{wide}} {r.sent:>6} {r.applied:>8} {r.dead_lettered:>6} {r.lost:>5} "
-            f"{r.doubled:>8} {recovery:>9}  {r.note}"
-        )
-    return "\n".join(lines)

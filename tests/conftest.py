@@ -152,7 +152,7 @@ def uow_factory(
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """On a pytest-xdist worker, hand the chaos scenarios' rows to the controller."""
-    from tests.chaos import RESULTS
+    from tests.chaos_table import RESULTS
 
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:
@@ -161,14 +161,15 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 @pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: the controller, as a worker ends
 def pytest_testnodedown(node: Any, error: object) -> None:
-    from tests.chaos import RESULTS, Outcome
+    from tests.chaos_table import RESULTS, Outcome
 
     RESULTS.extend(Outcome(**row) for row in getattr(node, "workeroutput", {}).get("chaos", []))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """The chaos table, when fault-injection scenarios ran (and its file under `make chaos`)."""
-    from tests.chaos import RESULTS, SCALE, render
+    from tests.chaos import SCALE
+    from tests.chaos_table import RESULTS, render
 
     if not RESULTS:
         return

@@ -25,7 +25,7 @@ from testkit.processes import (
     wait_until_ready,
 )
 from testkit.traffic import CommandSender, Decoded, DecodingReader
-from tests.chaos import expected_allocations, stored_allocations
+from tests.chaos_checks import expected_allocations, stored_allocations
 from tests.conftest import random_suffix
 
 
