@@ -48,18 +48,8 @@ typecheck: $(STAMP)  ## mypy --strict on allocation/, bench/ and testkit/
 test-unit: $(STAMP)  ## unit tests only (no server needed)
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)
 
-# Each pytest-xdist worker is a pytest session of its own: its own throwaway database, topic
-# prefix, consumer groups and ports, so the workers share nothing but the servers. The tests
-# that stop, restart or reconfigure a server (marker stack_faults) run afterwards, alone.
-# Files go out whole in collection order: the long e2e files first, the short ones fill in
-# (xdist's default reorder, by test count, left the longest e2e files to the end).
-TEST_WORKERS ?= 2
-
 test: $(STAMP) lint typecheck stack-up  ## the README's test command: lint, types, then every test on the real stack
-	status=0; \
-	$(BIN)/pytest -m "not stack_faults" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS) || status=$$?; \
-	$(BIN)/pytest -m stack_faults $(PYTEST_ARGS) || { rc=$$?; [ $$rc = 5 ] || status=$$rc; }; \
-	exit $$status
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-security: $(STAMP)  ## e2e tests on a secured stack of their own (SASL_SSL, ACLs, TLS; ~2 min)
 	STACK_SECURITY_TESTS=on $(BIN)/pytest tests/e2e/test_security.py $(PYTEST_ARGS)
