@@ -21,9 +21,9 @@ from tests.conftest import fresh_database, migrated_engine
 
 
 # The e2e tests' database is not the integration tests': those leave outbox rows for the
-# unprefixed topics, which every e2e relay would then try to send and fail on (a pytest-xdist
-# worker runs tests of both kinds, in any order). Both fixtures override the root ones, whose
-# session-cached values an integration test may have made first.
+# unprefixed topics, which every e2e relay would then try to send and fail on (a serial run
+# orders e2e first; a chosen file order or a pytest-xdist worker may not). Both fixtures
+# override the root ones, whose session-cached values an integration test may have made first.
 @pytest.fixture(scope="session")
 def settings(settings: Settings) -> Iterator[Settings]:
     """The root ``settings`` on a throwaway database of the e2e tests' own."""
